@@ -1,0 +1,89 @@
+"""Defaults shared by every experiment config, and big_vision-style `:arg` parsing.
+
+Each experiment file's `get_config(arg)` starts from `base_config()` and overrides what it needs.
+`arg` is a comma-separated list such as `runlocal` or `demo,upsample=nearest`.
+"""
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """'runlocal,upsample=nearest' -> ConfigDict(runlocal=True, upsample='nearest', ...).
+
+  Only names given in `defaults` are accepted, so a typo fails with the list of valid ones.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, _, value = item.partition('=')
+    if key not in defaults:
+      raise ValueError(f'unknown config argument {key!r}; valid: {", ".join(sorted(defaults))}')
+    default = defaults[key]
+    if not value:
+      parsed[key] = True
+    elif isinstance(default, bool):
+      parsed[key] = value.lower() in ('1', 'true', 'yes')
+    else:
+      parsed[key] = type(default)(value)
+  return parsed
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = 'segmentation'  # Key of tasks.TASKS.
+  c.seed = 0  # Parameter init, dropout and data order all derive from it.
+  c.batch_size = 16  # Global batch size, split over all devices and hosts.
+  c.total_steps = 1000
+  c.parallel = 'jit'  # 'jit' (batch sharded over a device mesh) or 'pmap'.
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 500
+  c.max_checkpoints = 3  # Older checkpoints are deleted.
+  c.eval_every_steps = 0  # 0: evaluate once, at the end of training.
+  c.eval_batch_size = 32
+  c.num_overlays = 8  # Overlay PNGs written by each evaluation.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'adamw'  # 'adamw' or 'sgd'.
+  c.optimizer.learning_rate = 1e-3  # Peak learning rate.
+  c.optimizer.schedule = 'cosine'  # 'constant', 'cosine' or 'step'.
+  c.optimizer.warmup_steps = 0
+  c.optimizer.step_boundaries = (0.66, 0.9)  # 'step': fractions of the decay steps.
+  c.optimizer.step_factor = 0.1  # 'step': multiplier at each boundary.
+  c.optimizer.weight_decay = 1e-4  # Decoupled for adamw, L2 for sgd; kernels only.
+  c.optimizer.momentum = 0.9  # sgd only.
+  c.optimizer.nesterov = False  # sgd only.
+  c.optimizer.b1 = 0.9  # adamw only.
+  c.optimizer.b2 = 0.999  # adamw only.
+  c.optimizer.grad_clip_norm = 0.0  # 0: no clipping.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'shapes'  # Key of data.DATASETS.
+  c.data.variant = 'default'  # Builder config of the dataset.
+  c.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~.
+  c.data.train_split = 'train'
+  c.data.eval_split = 'validation'
+  c.data.image_size = 64
+  c.data.max_boxes = 8  # Ground truth is padded to this many boxes per image.
+  c.data.worker_count = 0  # grain worker processes; 0 decodes in the training process.
+  c.data.augment = ml_collections.ConfigDict()
+  c.data.augment.flip = True
+  c.data.augment.scale_min = 1.0
+  c.data.augment.scale_max = 1.0
+  c.data.augment.crop_size = ml_collections.config_dict.placeholder(int)  # None: image_size.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'fcn8s'  # Key of models.MODELS; the other fields are its keyword arguments.
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.class_weights = ()  # Empty: unweighted. Else one weight per class.
+  return c
+
+
+def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to seconds on a laptop CPU: tiny data, batch and step counts."""
+  c.data.variant = 'small'
+  c.batch_size = 8
+  c.eval_batch_size = 16
+  c.total_steps = 2
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.num_overlays = 2
+  return c

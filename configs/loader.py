@@ -1,0 +1,73 @@
+"""Loads `path/to/config.py[:args]` and applies `a.b=value` overrides, outside of absl flags.
+
+train.py gets the same behaviour from ml_collections' `config_flags`; tools (bench, sweeps) and
+tests use this module so they can load several configs in one process.
+"""
+import ast
+import glob
+import importlib.util
+import os
+
+import ml_collections
+
+CONFIG_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def all_config_files() -> list[str]:
+  """Every experiment config under configs/ (files with a get_config), relative to the repo."""
+  repo = os.path.dirname(CONFIG_ROOT)
+  paths = []
+  for path in sorted(glob.glob(os.path.join(CONFIG_ROOT, '*', '*.py'))):
+    with open(path) as f:
+      if 'def get_config' in f.read():
+        paths.append(os.path.relpath(path, repo))
+  return paths
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """'configs/seg/fcn8s_shapes.py:runlocal' -> the ConfigDict its get_config returns."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f'config file {path!r} not found; configs: {", ".join(all_config_files())}')
+  module_spec = importlib.util.spec_from_file_location('_experiment_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def _parse_value(text: str, current):
+  if isinstance(current, bool):
+    if text.lower() not in ('true', 'false', '1', '0'):
+      raise ValueError(f'expected true/false, got {text!r}')
+    return text.lower() in ('true', '1')
+  if isinstance(current, str) or current is None:
+    try:
+      value = ast.literal_eval(text)
+      return value if current is None else text
+    except (ValueError, SyntaxError):
+      return text
+  value = ast.literal_eval(text)
+  if isinstance(current, float) and isinstance(value, int):
+    value = float(value)
+  if isinstance(current, (tuple, list)):
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+  return value
+
+
+def override(config: ml_collections.ConfigDict, assignments) -> ml_collections.ConfigDict:
+  """Applies 'optimizer.learning_rate=0.01'-style assignments; unknown keys list valid ones."""
+  for assignment in assignments:
+    key, sep, text = assignment.partition('=')
+    if not sep:
+      raise ValueError(f'override {assignment!r} must look like key=value')
+    *parents, leaf = key.split('.')
+    node = config
+    for i, name in enumerate(parents + [leaf]):
+      if name not in node:
+        where = '.'.join(parents[:i]) or 'config'
+        raise KeyError(f'unknown config field {key!r}: {where} has {", ".join(sorted(node))}')
+      if i < len(parents):
+        node = node[name]
+    node[leaf] = _parse_value(text, node[leaf])
+  return config

@@ -1,0 +1,13 @@
+r"""FCN-16s (Long et al., CVPR 2015) on Shapes: FCN-8s's recipe with fewer skip connections.
+
+  python train.py --config configs/seg/fcn16s_shapes.py --workdir runs/fcn16s_shapes
+
+Takes the same ':' arguments as configs/seg/fcn8s_shapes.py.
+"""
+from configs.seg import fcn8s_shapes
+
+
+def get_config(arg=None):
+  c = fcn8s_shapes.get_config(arg)
+  c.model.name = 'fcn16s'
+  return c

@@ -1,0 +1,167 @@
+"""Pure-numpy augmentations applied consistently to an image and all its targets.
+
+An example is a dict with `image` float32 [H, W, 3], `mask` [H, W] (semantic, 255 = ignore) and
+optionally `instance_ids` [H, W] (k = instance k, 0 = none), `instance_masks` [K, H, W], `boxes`
+float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 = last pixel + 1) and `labels` [K].
+
+Boxes are recomputed as the tight box of each augmented instance mask when masks are present (so a
+box cut by the crop hugs what is left of the object, not the clipped original box); otherwise they
+are transformed geometrically and clipped. Either way `box_valid` [K] says which boxes survived.
+All randomness comes from the `np.random.Generator` the caller passes, which the pipeline derives
+from (seed, index), so results are deterministic however grain schedules the work.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE = 255
+_MASK_KEYS = ('mask', 'instance_ids')
+
+
+def resize_bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+  """Half-pixel-centre bilinear resize of [H, W, C] (same convention as jax.image.resize)."""
+  h, w = image.shape[:2]
+  if (h, w) == (out_h, out_w):
+    return image
+
+  def coords(n_in, n_out):
+    src = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).clip(0, n_in - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+  y0, y1, fy = coords(h, out_h)
+  x0, x1, fx = coords(w, out_w)
+  image = image.astype(np.float32)
+  rows = image[y0] * (1 - fy)[:, None, None] + image[y1] * fy[:, None, None]
+  return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+
+
+def resize_nearest(array: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+  """Nearest-neighbour resize of the last two axes ([..., H, W]); keeps dtype."""
+  h, w = array.shape[-2:]
+  if (h, w) == (out_h, out_w):
+    return array
+  ys = np.minimum(((np.arange(out_h) + 0.5) * (h / out_h)).astype(np.int64), h - 1)
+  xs = np.minimum(((np.arange(out_w) + 0.5) * (w / out_w)).astype(np.int64), w - 1)
+  return array[..., ys[:, None], xs[None, :]]
+
+
+def crop_or_pad(array: np.ndarray, oy: int, ox: int, out_h: int, out_w: int, fill,
+                axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+  """The window rows [oy, oy + out_h), cols [ox, ox + out_w) of `array` along `axes`.
+
+  Negative offsets or windows past the end are filled with `fill` (that is how padding happens).
+  """
+  ay, ax = axes
+  h, w = array.shape[ay], array.shape[ax]
+  if (oy, ox, h, w) == (0, 0, out_h, out_w):
+    return array
+  shape = list(array.shape)
+  shape[ay], shape[ax] = out_h, out_w
+  out = np.full(shape, fill, dtype=array.dtype)
+  sy0, sy1 = max(oy, 0), min(oy + out_h, h)
+  sx0, sx1 = max(ox, 0), min(ox + out_w, w)
+  if sy1 > sy0 and sx1 > sx0:
+    src = [slice(None)] * array.ndim
+    dst = [slice(None)] * array.ndim
+    src[ay], src[ax] = slice(sy0, sy1), slice(sx0, sx1)
+    dst[ay] = slice(sy0 - oy, sy1 - oy)
+    dst[ax] = slice(sx0 - ox, sx1 - ox)
+    out[tuple(dst)] = array[tuple(src)]
+  return out
+
+
+def tight_boxes_from_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(boxes float32 [K, 4], nonempty bool [K]) of binary masks [K, H, W]."""
+  masks = masks.astype(bool)
+  rows, cols = masks.any(axis=2), masks.any(axis=1)
+  h, w = masks.shape[1:]
+  boxes = np.stack([np.argmax(rows, 1), np.argmax(cols, 1),
+                    h - np.argmax(rows[:, ::-1], 1), w - np.argmax(cols[:, ::-1], 1)], 1)
+  nonempty = rows.any(axis=1)
+  return np.where(nonempty[:, None], boxes, 0).astype(np.float32), nonempty
+
+
+def ids_to_masks(instance_ids: np.ndarray, num: int) -> np.ndarray:
+  """uint8 [num, H, W] one-hot of ids 1..num."""
+  ids = np.arange(1, num + 1, dtype=instance_ids.dtype)
+  return (instance_ids[None] == ids[:, None, None]).astype(np.uint8)
+
+
+def _geometric_boxes(boxes, flip_w, sy, sx, oy, ox, out_h, out_w):
+  """Flip (in a width `flip_w` image, or None), scale, shift and clip boxes [K, 4]."""
+  boxes = boxes.astype(np.float32).copy()
+  if flip_w is not None:
+    boxes[:, [1, 3]] = flip_w - boxes[:, [3, 1]]
+  boxes *= np.array([sy, sx, sy, sx], np.float32)
+  boxes -= np.array([oy, ox, oy, ox], np.float32)
+  boxes = boxes.clip(0, np.array([out_h, out_w, out_h, out_w], np.float32))
+  valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+  return np.where(valid[:, None], boxes, 0).astype(np.float32), valid
+
+
+def _finish_boxes(ex: dict, geometric) -> dict:
+  """Sets `boxes` and `box_valid`: tight around instance masks if any, else geometric."""
+  num = len(ex['boxes']) if 'boxes' in ex else 0
+  if 'instance_ids' in ex and 'boxes' in ex:
+    ex['boxes'], ex['box_valid'] = tight_boxes_from_masks(ids_to_masks(ex['instance_ids'], num))
+  elif 'instance_masks' in ex:
+    ex['boxes'], ex['box_valid'] = tight_boxes_from_masks(ex['instance_masks'])
+  elif 'boxes' in ex:
+    ex['boxes'], ex['box_valid'] = geometric(ex['boxes'])
+  else:
+    ex['box_valid'] = np.zeros((0,), bool)
+  return ex
+
+
+def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int,
+              crop_hw: tuple[int, int]) -> dict:
+  """Flip, resize to `out_hw`, then take the window (oy, ox, crop_hw): the deterministic core."""
+  ex = dict(ex)
+  h, w = ex['image'].shape[:2]
+  (nh, nw), (ch, cw) = out_hw, crop_hw
+  if flip:
+    ex['image'] = ex['image'][:, ::-1]
+    for k in _MASK_KEYS:
+      if k in ex:
+        ex[k] = ex[k][:, ::-1]
+    if 'instance_masks' in ex:
+      ex['instance_masks'] = ex['instance_masks'][:, :, ::-1]
+  ex['image'] = crop_or_pad(resize_bilinear(ex['image'], nh, nw), oy, ox, ch, cw, 0)
+  if ex['image'].dtype != np.float32:
+    ex['image'] = ex['image'].astype(np.float32)
+  if 'mask' in ex:
+    ex['mask'] = crop_or_pad(resize_nearest(ex['mask'], nh, nw), oy, ox, ch, cw, IGNORE)
+  if 'instance_ids' in ex:
+    ex['instance_ids'] = crop_or_pad(resize_nearest(ex['instance_ids'], nh, nw), oy, ox, ch, cw, 0)
+  if 'instance_masks' in ex:
+    ex['instance_masks'] = crop_or_pad(
+        resize_nearest(ex['instance_masks'], nh, nw), oy, ox, ch, cw, 0, axes=(1, 2))
+  geometric = lambda b: _geometric_boxes(b, w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
+  return _finish_boxes(ex, geometric)
+
+
+def random_augment(ex: dict, rng: np.random.Generator, *, crop_hw: tuple[int, int],
+                   flip: bool = True, scale_min: float = 1.0, scale_max: float = 1.0) -> dict:
+  """Random horizontal flip, random scale in [scale_min, scale_max], random crop/pad to crop_hw.
+
+  Padding: image 0, mask 255 (ignore), instance ids/masks 0.
+  """
+  h, w = ex['image'].shape[:2]
+  do_flip = bool(flip and rng.random() < 0.5)
+  scale = rng.uniform(scale_min, scale_max) if scale_max > scale_min else scale_min
+  nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+  ch, cw = crop_hw
+  # Offsets in [min(0, n - c), max(0, n - c)]: a random crop if larger, a random placement if not.
+  oy = int(rng.integers(min(0, nh - ch), max(0, nh - ch) + 1))
+  ox = int(rng.integers(min(0, nw - cw), max(0, nw - cw) + 1))
+  return transform(ex, flip=do_flip, out_hw=(nh, nw), oy=oy, ox=ox, crop_hw=crop_hw)
+
+
+def fit(ex: dict, size_hw: tuple[int, int]) -> dict:
+  """Eval-time: downscale (keeping aspect) only if larger than size_hw, then pad bottom/right."""
+  h, w = ex['image'].shape[:2]
+  scale = min(1.0, size_hw[0] / h, size_hw[1] / w)
+  out_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
+  return transform(ex, flip=False, out_hw=out_hw, oy=0, ox=0, crop_hw=size_hw)

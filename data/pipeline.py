@@ -1,0 +1,248 @@
+"""grain input pipelines: tfds array_record source -> decode -> augment -> pad -> batch.
+
+Batches are numpy dicts with the keys and dtypes of CONTRACTS.md. Train iterators are infinite,
+shuffled per epoch, sharded per host and checkpointable (`get_state()` / `set_state()`); eval
+batches cover a split exactly once, the last batch padded with `example_valid` False.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import math
+
+import grain.python as grain
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import flags, logging
+from PIL import Image
+
+import data as data_lib
+from data import augment
+
+_PNG_KEYS = ('image', 'mask', 'instance_ids')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `config.data` block with every field's default."""
+  return ml_collections.ConfigDict(dict(
+      name='shapes',  # A key of data.DATASETS.
+      variant='default',  # A builder config of that dataset (data.variants(name)).
+      data_dir=None,  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
+      manual_dir=None,  # Manually downloaded archives (VOC); None = <data_dir>/downloads/manual.
+      train_split='train',
+      eval_split='validation',
+      image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
+      max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
+      augment=dict(flip=True, scale_min=1.0, scale_max=1.0,
+                   crop_size=None),  # Train crop/pad size; None = image_size.
+      worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
+      read_threads=2,  # Threads that prepare batches ahead in-process.
+  ))
+
+
+def _get(cfg, key, default):
+  return cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
+
+
+def _builder(cfg) -> tfds.core.DatasetBuilder:
+  name, variant = cfg.name, _get(cfg, 'variant', 'default')
+  cls = data_lib.get_dataset(name)
+  valid = data_lib.variants(name)
+  if variant not in valid:
+    raise ValueError(f'Unknown variant {variant!r} of dataset {name!r}; valid variants: {valid}')
+  return cls(config=variant, data_dir=_get(cfg, 'data_dir', None))
+
+
+def ensure_prepared(cfg) -> tfds.core.DatasetBuilder:
+  """Returns the builder, generating/preparing the dataset first if it is not on disk yet."""
+  builder = _builder(cfg)
+  if not builder.is_prepared():
+    logging.info('Preparing dataset %s/%s into %s (first use; later runs reuse it).',
+                 cfg.name, builder.builder_config.name, builder.data_dir)
+    print(f'Preparing dataset {cfg.name}/{builder.builder_config.name} into {builder.data_dir} '
+          '(first use).', flush=True)
+    manual_dir = _get(cfg, 'manual_dir', None)
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    builder.download_and_prepare(download_config=download_config)
+  return builder
+
+
+def dataset_info(cfg) -> dict:
+  """num_classes (incl. background), class_names, image_size, max_boxes, num_train, num_eval."""
+  builder = ensure_prepared(cfg)
+  info = builder.info
+  names = list(info.features['objects']['label'].names)
+  splits = info.splits
+  return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
+              max_boxes=int(cfg.max_boxes),
+              num_train=splits[_get(cfg, 'train_split', 'train')].num_examples,
+              num_eval=splits[_get(cfg, 'eval_split', 'validation')].num_examples)
+
+
+# ---------------------------------------------------------------------------------- decoding ---
+
+
+def _decode_image(data: bytes, channels: int, where: str, key: str) -> np.ndarray:
+  try:
+    img = Image.open(io.BytesIO(data))
+    if channels == 3 and img.mode != 'RGB':
+      img = img.convert('RGB')
+    arr = np.asarray(img)
+  except Exception as e:  # PIL raises several types for truncated/corrupt files.
+    raise ValueError(f'Corrupt {key!r} image in {where}: {e}. Delete the prepared dataset '
+                     'directory to regenerate it (or re-download the source data).') from e
+  if channels == 1 and arr.ndim == 3:
+    arr = arr[..., 0]
+  return arr
+
+
+class DecodedSource(grain.RandomAccessDataSource):
+  """A tfds data source whose records come out decoded to numpy (errors name the record)."""
+
+  def __init__(self, cfg, split: str):
+    builder = ensure_prepared(cfg)
+    self._where = f'dataset {cfg.name}/{builder.builder_config.name} split {split!r}'
+    self._source = tfds.data_source(
+        f'{cfg.name}/{builder.builder_config.name}', split=split,
+        data_dir=_get(cfg, 'data_dir', None), download=False,
+        decoders={k: tfds.decode.SkipDecoding() for k in _PNG_KEYS})
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict:
+    raw = self._source[index]
+    where = f'{self._where} index {index}'
+    objects = raw['objects']
+    return dict(
+        image=_decode_image(raw['image'], 3, where, 'image'),
+        mask=_decode_image(raw['mask'], 1, where, 'mask'),
+        instance_ids=_decode_image(raw['instance_ids'], 1, where, 'instance_ids'),
+        boxes=np.asarray(objects['box'], np.float32).reshape(-1, 4),
+        labels=np.asarray(objects['label'], np.int32).reshape(-1),
+    )
+
+  def __repr__(self) -> str:
+    return f'DecodedSource({self._where})'
+
+
+# ---------------------------------------------------------------------------------- elements ---
+
+
+def to_element(ex: dict, max_boxes: int) -> dict:
+  """Decoded/augmented example -> one batch element with CONTRACTS.md dtypes, padded to M."""
+  image = ex['image']
+  image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+  h, w = image.shape[:2]
+  keep = np.flatnonzero(ex.get('box_valid', np.ones(len(ex['labels']), bool)))[:max_boxes]
+  n = len(keep)
+  boxes = np.zeros((max_boxes, 4), np.float32)
+  labels = np.zeros((max_boxes,), np.int32)
+  valid = np.zeros((max_boxes,), bool)
+  boxes[:n], labels[:n], valid[:n] = ex['boxes'][keep], ex['labels'][keep], True
+  masks = np.zeros((max_boxes, h, w), np.uint8)
+  masks[:n] = ex['instance_ids'][None] == (keep + 1).astype(ex['instance_ids'].dtype)[:, None, None]
+  return dict(image=np.ascontiguousarray(image, np.float32),
+              mask=np.ascontiguousarray(ex['mask'], np.int32), boxes=boxes, labels=labels,
+              instance_masks=masks, valid=valid)
+
+
+def _crop_hw(cfg) -> tuple[int, int]:
+  crop = _get(cfg.augment, 'crop_size', None) if 'augment' in cfg else None
+  size = int(crop or cfg.image_size)
+  return size, size
+
+
+def _to_float(ex: dict) -> dict:
+  return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
+
+
+def _train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
+  # One generator per (seed, host, position in the repeated stream): no epoch counter needed and
+  # independent of which thread/process computes it.
+  rng = np.random.default_rng([seed, process_index, index])
+  aug = _get(cfg, 'augment', {})
+  ex = augment.random_augment(
+      _to_float(ex), rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
+      scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)))
+  return to_element(ex, cfg.max_boxes)
+
+
+def _eval_element(ex: dict, *, cfg) -> dict:
+  size = int(cfg.image_size)
+  ex = augment.fit(_to_float(ex), (size, size))
+  out = to_element(ex, cfg.max_boxes)
+  out['example_valid'] = np.bool_(True)
+  return out
+
+
+def _padding_element(cfg) -> dict:
+  size, m = int(cfg.image_size), int(cfg.max_boxes)
+  return dict(image=np.zeros((size, size, 3), np.float32),
+              mask=np.full((size, size), augment.IGNORE, np.int32),
+              boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
+              instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
+              example_valid=np.bool_(False))
+
+
+def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index {process_index} not in [0, process_count={process_count})')
+  if batch_size <= 0:
+    raise ValueError(f'batch size must be positive, got {batch_size}')
+
+
+# ----------------------------------------------------------------------------------- public ---
+
+
+def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index: int = 0,
+                        process_count: int = 1) -> grain.DatasetIterator:
+  """Infinite iterator of this host's train batches (global_batch_size // process_count each).
+
+  Host p reads records p, p + P, p + 2P, ...; each epoch is reshuffled from `seed`. The returned
+  iterator is checkpointable: `set_state(get_state())` resumes with exactly the same batches.
+  """
+  if global_batch_size % process_count:
+    raise ValueError(f'global_batch_size {global_batch_size} is not divisible by process_count '
+                     f'{process_count}')
+  per_host = global_batch_size // process_count
+  _check_sharding(per_host, process_index, process_count)
+  source = DecodedSource(cfg, _get(cfg, 'train_split', 'train'))
+  ds = grain.MapDataset.source(source)[process_index::process_count]
+  if len(ds) < per_host:
+    raise ValueError(f'{source}: shard {process_index}/{process_count} has {len(ds)} examples, '
+                     f'fewer than one batch of {per_host}')
+  ds = ds.shuffle(seed=seed).repeat(None)
+  ds = ds.map_with_index(functools.partial(_train_element, cfg=cfg, seed=seed,
+                                           process_index=process_index))
+  ds = ds.batch(per_host, drop_remainder=True)
+  threads = int(_get(cfg, 'read_threads', 2))
+  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4))
+  workers = int(_get(cfg, 'worker_count', 0))
+  if workers > 0:
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
+      flags.FLAGS.mark_as_parsed()
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(it_ds)
+
+
+def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process_index: int = 0,
+                      process_count: int = 1) -> grain.MapDataset:
+  """This host's share of `split` (default eval_split), once, in order, in batches of batch_size.
+
+  Every host gets the same number of batches (padded with `example_valid` False) so that
+  multi-host evaluation steps stay in lockstep.
+  """
+  _check_sharding(batch_size, process_index, process_count)
+  source = DecodedSource(cfg, split or _get(cfg, 'eval_split', 'validation'))
+  shard = grain.MapDataset.source(source)[process_index::process_count]
+  num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
+  pad = _padding_element(cfg)
+  n = len(shard)
+
+  def element(i):
+    return _eval_element(shard[i], cfg=cfg) if i < n else pad
+
+  return grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+

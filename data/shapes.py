@@ -1,0 +1,305 @@
+"""Procedural Shapes: RGB scenes of circles, squares, triangles and stars on textured backgrounds.
+
+A tfds builder (`file_format='array_record'`) so the data is read like any real dataset, through
+`tfds.data_source` + grain, with no TensorFlow. Every example is drawn from its own generator seeded
+by (config seed, split id, index), so the content never depends on generation order or parallelism.
+
+Example features (shared with `data/voc.py`, so the pipeline treats both alike):
+  id            text        '<split>_<index>'
+  image         PNG uint8   [H, W, 3]
+  mask          PNG uint8   [H, W, 1]  semantic class, 0 = background (255 = ignore, VOC only)
+  instance_ids  PNG uint8   [H, W, 1]  k = visible pixels of objects[k - 1], 0 = none
+  objects       sequence of {box: float32 [4] (y1, x1, y2, x2) absolute pixels, tight around the
+                visible pixels, y2/x2 exclusive (= last pixel + 1); label: ClassLabel}
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import io
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+from PIL import Image, ImageDraw
+
+CLASS_NAMES = ('background', 'circle', 'square', 'triangle', 'star')
+_SPLIT_IDS = {'train': 1, 'validation': 2, 'test': 3}
+
+
+@dataclasses.dataclass
+class ShapesConfig(tfds.core.BuilderConfig):
+  """One Shapes variant.
+
+  `variant` selects the scene generator; 'multi_object' is the only one so far. Later variants
+  (a single centred object for classification + localization, stick-figure people with keypoints)
+  add a generator to `_RENDERERS` and a config to `Shapes.BUILDER_CONFIGS`.
+  """
+  variant: str = 'multi_object'
+  image_size: int = 64
+  num_train: int = 4000
+  num_validation: int = 500
+  max_objects: int = 6  # Each scene has 1..max_objects objects before occlusion checks.
+  min_size: int = 12  # Diameter of the circumscribed circle, pixels.
+  max_size: int = 30
+  min_visible: float = 0.35  # A placement is retried if it hides more than this of an object.
+  seed: int = 0
+
+
+def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
+  """PNG bytes of a uint8 [H, W] or [H, W, 3] array (tfds Image wants encoded bytes, not arrays).
+
+  Noisy images barely compress, and uncompressed PNGs (level 0) decode ~2x faster, so the pipeline
+  stores images with level 0 and the (very compressible) masks with the default.
+  """
+  buf = io.BytesIO()
+  Image.fromarray(np.ascontiguousarray(array)).save(buf, format='PNG',
+                                                     compress_level=compress_level)
+  return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------- drawing ---
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+  """A float32 [S, S, 3] texture in [0, 255]: smooth noise, gradient or stripes, plus grain."""
+  base = rng.uniform(40, 215, size=3)
+  kind = rng.integers(4)
+  yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+  if kind == 0:  # Smooth noise: a coarse random grid upsampled by repetition + blur-free bilinear.
+    coarse = rng.normal(0, 25, size=(5, 5, 3)).astype(np.float32)
+    idx = np.linspace(0, 4, size, dtype=np.float32)
+    i0 = np.floor(idx).astype(int).clip(0, 3)
+    f = (idx - i0)[:, None]
+    rows = coarse[i0] * (1 - f[..., None]) + coarse[i0 + 1] * f[..., None]  # [S, 5, 3]
+    tex = rows[:, i0] * (1 - f.T[..., None]) + rows[:, i0 + 1] * f.T[..., None]
+  elif kind == 1:  # Linear gradient towards a second colour at a random angle.
+    angle = rng.uniform(0, 2 * np.pi)
+    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    t = (t - t.min()) / (np.ptp(t) + 1e-6)
+    tex = t[..., None] * rng.uniform(-70, 70, size=3)
+  elif kind == 2:  # Stripes at a random angle and period.
+    angle = rng.uniform(0, np.pi)
+    period = rng.uniform(0.08, 0.3)
+    t = (np.cos(angle) * xx + np.sin(angle) * yy) / period
+    tex = (np.sin(2 * np.pi * t) > 0)[..., None] * rng.uniform(-45, 45, size=3)
+  else:  # Plain.
+    tex = np.zeros((size, size, 3), np.float32)
+  grain = rng.normal(0, rng.uniform(2, 10), size=(size, size, 1))
+  return np.clip(base + tex + grain, 0, 255).astype(np.float32)
+
+
+def _shape_mask(rng: np.random.Generator, cls: int, cy: float, cx: float, radius: float,
+                size: int) -> np.ndarray:
+  """Boolean [S, S] mask of one shape (class id 1..4) with a random rotation."""
+  canvas = Image.new('L', (size, size), 0)
+  draw = ImageDraw.Draw(canvas)
+  theta = rng.uniform(0, 2 * np.pi)
+  if cls == 1:
+    draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=1)
+  else:
+    if cls == 2:
+      angles = theta + np.arange(4) * np.pi / 2
+      radii = np.full(4, radius)
+    elif cls == 3:
+      angles = theta + np.arange(3) * 2 * np.pi / 3
+      radii = np.full(3, radius)
+    else:  # Five-pointed star: alternate outer and inner vertices.
+      angles = theta + np.arange(10) * np.pi / 5
+      radii = np.where(np.arange(10) % 2 == 0, radius, 0.45 * radius)
+    pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
+    draw.polygon([tuple(p) for p in pts], fill=1)
+  return np.asarray(canvas, dtype=bool)
+
+
+def _contrasting_colour(rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
+  """The candidate colour farthest from every colour in `avoid` [N, 3] (keeps objects visible)."""
+  candidates = rng.uniform(0, 255, size=(16, 3))
+  dist = np.linalg.norm(candidates[:, None] - avoid[None], axis=2).min(axis=1)
+  return candidates[np.argmax(dist)]
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+  out = mask.copy()
+  out[1:] |= mask[:-1]
+  out[:-1] |= mask[1:]
+  out[:, 1:] |= mask[:, :-1]
+  out[:, :-1] |= mask[:, 1:]
+  return out
+
+
+def render_multi_object(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str, np.ndarray]:
+  """One scene: image uint8 [S,S,3], mask and instance_ids uint8 [S,S], boxes [K,4], labels [K]."""
+  size = cfg.image_size
+  image = _background(rng, size)
+  inst = np.zeros((size, size), np.uint8)
+  areas, classes, colours = [], [], []
+  for _ in range(int(rng.integers(1, cfg.max_objects + 1))):
+    for _attempt in range(6):
+      cls = int(rng.integers(1, len(CLASS_NAMES)))
+      radius = rng.uniform(cfg.min_size, cfg.max_size) / 2
+      cy, cx = rng.uniform(radius, size - radius, size=2)
+      shape = _shape_mask(rng, cls, cy, cx, radius, size)
+      area = int(shape.sum())
+      if area < 8:
+        continue
+      k = len(areas) + 1
+      new_inst = np.where(shape, np.uint8(k), inst)
+      visible = np.bincount(new_inst.ravel(), minlength=k + 1)[1:k]
+      # Occlusion is allowed but every earlier object must keep a recognisable visible part.
+      if len(areas) and np.any(visible < cfg.min_visible * np.asarray(areas)):
+        continue
+      # Contrast with what it covers and with the objects it touches, so instances stay separable.
+      touching = np.unique(inst[_dilate(shape)])
+      avoid = [image[shape].mean(axis=0)] + [colours[j - 1] for j in touching if j]
+      colour = _contrasting_colour(rng, np.asarray(avoid))
+      shading = rng.normal(0, 4, size=(area, 1))  # A little texture on the object too.
+      image[shape] = np.clip(colour + shading, 0, 255)
+      inst = new_inst
+      areas.append(area)
+      classes.append(cls)
+      colours.append(colour)
+      break
+  return finalize_instances(image.astype(np.uint8), inst, np.asarray(classes, np.int64))
+
+
+def finalize_instances(image: np.ndarray, inst: np.ndarray, classes: np.ndarray,
+                       mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """Drops instances with no visible pixel, renumbers ids 1..K, computes tight boxes and the mask.
+
+  `classes[k - 1]` is the class of instance id k. If `mask` is None the semantic mask is painted
+  from the instances.
+  """
+  present = np.flatnonzero(np.bincount(inst.ravel(), minlength=len(classes) + 1)[1:]) + 1
+  remap = np.zeros(256, np.uint8)
+  remap[present] = np.arange(1, len(present) + 1)
+  inst = remap[inst]
+  labels = classes[present - 1].astype(np.int64)
+  if mask is None:
+    lut = np.zeros(256, np.uint8)
+    lut[1:len(labels) + 1] = labels
+    mask = lut[inst]
+  return dict(image=image, mask=mask, instance_ids=inst, boxes=tight_boxes(inst, len(labels)),
+              labels=labels)
+
+
+def tight_boxes(inst: np.ndarray, num: int) -> np.ndarray:
+  """float32 [num, 4] (y1, x1, y2, x2) around the pixels of ids 1..num; zeros for empty ids."""
+  onehot = inst[None] == np.arange(1, num + 1, dtype=inst.dtype)[:, None, None]
+  rows, cols = onehot.any(axis=2), onehot.any(axis=1)  # [num, H], [num, W]
+  h, w = inst.shape
+  y1 = np.argmax(rows, axis=1)
+  y2 = h - np.argmax(rows[:, ::-1], axis=1)
+  x1 = np.argmax(cols, axis=1)
+  x2 = w - np.argmax(cols[:, ::-1], axis=1)
+  boxes = np.stack([y1, x1, y2, x2], axis=1).astype(np.float32)
+  return np.where(rows.any(axis=1)[:, None], boxes, 0.0).astype(np.float32)
+
+
+_RENDERERS = {'multi_object': render_multi_object}
+
+
+def render(cfg: ShapesConfig, split: str, index: int) -> dict[str, np.ndarray]:
+  """The example `index` of `split`: a pure function of (config, split, index)."""
+  rng = np.random.default_rng([cfg.seed, _SPLIT_IDS[split], index])
+  return _RENDERERS[cfg.variant](rng, cfg)
+
+
+# ----------------------------------------------------------------------------------- builder ---
+
+
+class LocalBuilderMixin:
+  """Works around tfds 4.9.10 needing the `importlib_resources` backport for builders in packages.
+
+  `DatasetBuilder.code_path` references `importlib_resources` (declared by tfds only for
+  Python < 3.9) for any builder defined inside a package; we answer with the source file instead.
+  """
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path | None:
+    return epath.Path(inspect.getfile(cls))
+
+
+def example_features(class_names, image_format: str = 'png') -> tfds.features.FeaturesDict:
+  """The feature spec shared by Shapes and VOC segmentation."""
+  return tfds.features.FeaturesDict({
+      'id': tfds.features.Text(),
+      'image': tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
+      'mask': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
+      'instance_ids': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
+      'objects': tfds.features.Sequence({
+          'box': tfds.features.Tensor(shape=(4,), dtype=np.float32),
+          'label': tfds.features.ClassLabel(names=class_names),
+      }),
+  })
+
+
+class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+  """Procedural multi-object shapes with semantic and instance masks and boxes."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Multi-object scenes: circle, square, triangle, star.'}
+  BUILDER_CONFIGS = [
+      ShapesConfig(name='default', description='64x64, 4000 train / 500 validation.'),
+      ShapesConfig(name='small', description='64x64, 256 train / 64 validation (tests).',
+                   num_train=256, num_validation=64),
+  ]
+  DEFAULT_CONFIG_NAME = 'default'
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault('file_format', 'array_record')
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=example_features(CLASS_NAMES),
+        # Record i is example i, so an index names one example in every tool.
+        disable_shuffling=True,
+        homepage='https://github.com/detseg-jax',
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    cfg = self.builder_config
+    return {'train': self._generate_examples('train', cfg.num_train),
+            'validation': self._generate_examples('validation', cfg.num_validation)}
+
+  def _generate_examples(self, split: str, num: int):
+    for index in range(num):
+      ex = render(self.builder_config, split, index)
+      yield index, {
+          'id': f'{split}_{index:06d}',
+          'image': io.BytesIO(encode_png(ex['image'], compress_level=0)),
+          'mask': io.BytesIO(encode_png(ex['mask'])),
+          'instance_ids': io.BytesIO(encode_png(ex['instance_ids'])),
+          'objects': {'box': ex['boxes'].reshape(-1, 4), 'label': ex['labels']},
+      }
+
+
+# ----------------------------------------------------------------------------------- picture ---
+
+
+def save_examples_grid(path: str, num: int = 16, config: str = 'default', split: str = 'train',
+                       cols: int = 4) -> None:
+  """Writes a PNG grid: each example's image (boxes drawn) beside its colour-coded semantic mask."""
+  cfg = next(c for c in Shapes.BUILDER_CONFIGS if c.name == config)
+  palette = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 60], [70, 110, 240], [240, 220, 50]],
+                     np.uint8)
+  scale, pad = 3, 4
+  size = cfg.image_size * scale
+  rows = -(-num // cols)
+  grid = Image.new('RGB', (cols * (2 * size + 3 * pad), rows * (size + pad) + pad), (255, 255, 255))
+  for i in range(num):
+    ex = render(cfg, split, i)
+    img = Image.fromarray(ex['image']).resize((size, size), Image.NEAREST)
+    draw = ImageDraw.Draw(img)
+    for (y1, x1, y2, x2), lab in zip(ex['boxes'], ex['labels'], strict=True):
+      draw.rectangle([x1 * scale, y1 * scale, x2 * scale - 1, y2 * scale - 1],
+                     outline=tuple(int(c) for c in palette[lab]))
+    seg = Image.fromarray(palette[ex['mask']]).resize((size, size), Image.NEAREST)
+    r, c = divmod(i, cols)
+    x0, y0 = c * (2 * size + 3 * pad) + pad, r * (size + pad) + pad
+    grid.paste(img, (x0, y0))
+    grid.paste(seg, (x0 + size + pad, y0))
+  grid.save(path)

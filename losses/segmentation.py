@@ -1,0 +1,39 @@
+"""Per-pixel softmax cross-entropy with an ignore label and optional class weights."""
+import jax.numpy as jnp
+import optax
+
+
+def pixel_cross_entropy(logits, labels, *, ignore_label: int = 255, class_weights=None):
+  """Mean cross-entropy over non-ignored pixels, weighted like PyTorch's `CrossEntropyLoss`.
+
+  logits [..., C], labels [...] int. With class weights the mean is normalised by the summed
+  weights of the counted pixels, so the loss scale does not depend on the class mix.
+  Returns (loss, pixel_accuracy).
+  """
+  valid = labels != ignore_label
+  safe_labels = jnp.where(valid, labels, 0)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe_labels)
+  weights = valid.astype(jnp.float32)
+  if class_weights is not None:
+    weights = weights * jnp.asarray(class_weights, jnp.float32)[safe_labels]
+  loss = jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1e-6)
+  correct = (jnp.argmax(logits, -1) == labels) & valid
+  accuracy = jnp.sum(correct) / jnp.maximum(jnp.sum(valid), 1)
+  return loss, accuracy
+
+
+def segmentation_loss(outputs, batch, *, ignore_label: int = 255, class_weights=None):
+  """`loss(outputs, batch) -> (scalar, aux)` for dense logits or sampled-pixel logits.
+
+  Dense models return logits [B, H, W, C]. The sliding-window patch classifier classifies sampled
+  pixels while training and returns {'logits': [B, P, C], 'pixels': [B, P, 2] (y, x)}.
+  """
+  labels = batch['mask']
+  if isinstance(outputs, dict):
+    ys, xs = outputs['pixels'][..., 0], outputs['pixels'][..., 1]
+    labels = jnp.take_along_axis(labels.reshape(labels.shape[0], -1),
+                                 ys * labels.shape[2] + xs, axis=1)
+    outputs = outputs['logits']
+  loss, accuracy = pixel_cross_entropy(outputs, labels, ignore_label=ignore_label,
+                                       class_weights=class_weights)
+  return loss, {'pixel_accuracy': accuracy}

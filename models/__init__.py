@@ -1,0 +1,31 @@
+"""Model names -> flax modules (a plain dict, as scenic's model_lib) and their lookup.
+
+Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, H, W, num_classes]
+(the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
+model takes num_classes, dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample.
+"""
+import functools
+from collections.abc import Callable
+
+from flax import linen as nn
+
+from models.backbones import BACKBONES, get_backbone, lookup
+from models.deconvnet import DeconvNet
+from models.fcn import FCN
+from models.patch_classifier import PatchClassifier
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    'fcn32s': functools.partial(FCN, finest_stride=32),
+    'fcn16s': functools.partial(FCN, finest_stride=16),
+    'fcn8s': functools.partial(FCN, finest_stride=8),
+    'deconvnet': DeconvNet,
+    'patch_classifier': PatchClassifier,
+}
+
+
+def get_model(name: str, /, **kwargs) -> nn.Module:
+  """Builds model `name` with kwargs; ValueError listing the valid names if it is unknown."""
+  return lookup(MODELS, name, 'model')(**kwargs)
+
+
+__all__ = ['BACKBONES', 'MODELS', 'get_backbone', 'get_model']

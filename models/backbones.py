@@ -1,0 +1,26 @@
+"""Backbone names -> modules, and the name lookup shared with `models.get_model`."""
+import functools
+from collections.abc import Callable, Mapping
+
+from flax import linen as nn
+
+from models.resnet import RESNET18, RESNET50, ResNet
+from models.vgg import VGG, VGG16, VGG_SMALL
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    'vgg_small': functools.partial(VGG, **VGG_SMALL),
+    'vgg16': functools.partial(VGG, **VGG16),
+    'resnet18': functools.partial(ResNet, **RESNET18),
+    'resnet50': functools.partial(ResNet, **RESNET50),
+}
+
+
+def lookup(table: Mapping[str, Callable], name: str, what: str) -> Callable:
+  if name not in table:
+    raise ValueError(f'unknown {what} {name}; valid: {", ".join(sorted(table))}')
+  return table[name]
+
+
+def get_backbone(name: str, /, **kwargs) -> nn.Module:
+  """Builds a backbone; kwargs (dtype, bn_axis_name, ...) go to its constructor."""
+  return lookup(BACKBONES, name, 'backbone')(**kwargs)

@@ -1,0 +1,83 @@
+"""ResNet-18/50 (He et al. 2016) in torchvision's layout, for importing torchvision weights.
+
+Module names follow torchvision's state_dict with '.' before an index turned into '_':
+`layer1.0.downsample.1.weight` is `layer1_0/downsample_1/scale`; conv `weight` [O, I, kh, kw] is
+`kernel` [kh, kw, I, O]; BN running_mean/var are `batch_stats` mean/var. Paddings are explicit
+(torchvision's), not 'SAME', so stride-2 layers see the same pixels as in PyTorch. Bottlenecks
+stride in the 3x3 conv (torchvision's "ResNet v1.5").
+"""
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from models.layers import batch_norm
+
+
+class _Block(nn.Module):
+  """BasicBlock (two 3x3 convs, expansion 1) or Bottleneck (1x1, 3x3, 1x1 x4, expansion 4)."""
+  width: int
+  stride: int
+  bottleneck: bool
+  dtype: Any = None
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    bn = batch_norm(train, self.bn_axis_name, self.dtype)
+    conv = lambda f, k, s, name: nn.Conv(f, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2,
+                                         use_bias=False, dtype=self.dtype, name=name)
+    if self.bottleneck:
+      layers = [(self.width, 1, 1), (self.width, 3, self.stride), (self.width * 4, 1, 1)]
+    else:
+      layers = [(self.width, 3, self.stride), (self.width, 3, 1)]
+    y = x
+    for i, (features, k, s) in enumerate(layers, start=1):
+      y = bn(name=f'bn{i}')(conv(features, k, s, f'conv{i}')(y))
+      y = nn.relu(y) if i < len(layers) else y
+    if x.shape[-1] != y.shape[-1] or self.stride != 1:
+      x = bn(name='downsample_1')(conv(y.shape[-1], 1, self.stride, 'downsample_0')(x))
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """Returns {'features': {2: stem conv, 4: layer1, 8: layer2, 16: layer3, 32: layer4},
+              'pre_pool': {s: the last map at stride s // 2 before downsampling to s}}.
+
+  pre_pool[2] is the input image (the stem conv strides it). With `num_classes`, also 'logits'
+  from global average pooling and `fc` (torchvision's classifier).
+  """
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  bottleneck: bool = False
+  num_classes: int | None = None
+  dtype: Any = None
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, Any]:
+    pre_pool = {2: x}
+    x = nn.Conv(64, (7, 7), (2, 2), padding=[(3, 3)] * 2, use_bias=False, dtype=self.dtype,
+                name='conv1')(x)
+    x = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype)(name='bn1')(x))
+    features = {2: x}
+    pre_pool[4] = x
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
+    for stage, n in enumerate(self.stage_sizes):
+      stride = 4 * 2**stage
+      for i in range(n):
+        if i == 0 and stage > 0:
+          pre_pool[stride] = x
+        x = _Block(64 * 2**stage, 2 if (i == 0 and stage > 0) else 1, self.bottleneck,
+                   self.dtype, self.bn_axis_name, name=f'layer{stage + 1}_{i}')(x, train=train)
+      features[stride] = x
+    out = {'features': features, 'pre_pool': pre_pool}
+    if self.num_classes is not None:
+      out['logits'] = nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(
+          jnp.mean(x, axis=(1, 2)))
+    return out
+
+
+RESNET18 = dict(stage_sizes=(2, 2, 2, 2), bottleneck=False)
+RESNET50 = dict(stage_sizes=(3, 4, 6, 3), bottleneck=True)

@@ -1,0 +1,257 @@
+"""RoI pooling and RoIAlign on NHWC features with torchvision.ops semantics.
+
+RoIs are [K, 5] rows (batch_index, y1, x1, y2, x2) in image pixels; `spatial_scale` maps them to
+the feature map (1 / stride). Outputs are [K, out_h, out_w, C].
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+def _exact_div(x, n):
+  """x / n rounded exactly as in C (torchvision's bins and sample points depend on it).
+
+  XLA rewrites division by a constant or a broadcast scalar as multiplication by the reciprocal,
+  which is not correctly rounded; a divisor that is an opaque full-size array prevents that.
+  """
+  return x / (lax.optimization_barrier(x) * 0.0 + n)
+
+
+def _round_half_away(x):
+  # C's round() (torchvision) rounds halves away from zero; jnp.round rounds them to even.
+  t = jnp.trunc(x)
+  return jnp.where(jnp.abs(x - t) == 0.5, t + jnp.sign(x), jnp.round(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# RoIAlign
+
+
+def _align_weights(start, bin_size, n_out: int, grid: int, size: int):
+  """Bilinear weights [K, n_out, size] averaged over the `grid` samples of each output bin.
+
+  Bilinear interpolation is separable and torchvision's validity test (y < -1 or y > H gives 0) is
+  a product of a y test and an x test, so RoIAlign = Wy @ features @ Wx^T per RoI.
+  """
+  p = jnp.arange(n_out, dtype=jnp.float32)[None, :, None]
+  i = jnp.arange(grid, dtype=jnp.float32)[None, None, :]
+  bin_size = bin_size[:, None, None]
+  # Same operation order as torchvision's C++ so the sample points agree to the last bit.
+  pos = start[:, None, None] + p * bin_size + _exact_div((i + 0.5) * bin_size, grid)
+  valid = (pos >= -1.0) & (pos <= size)
+  pos = jnp.maximum(pos, 0.0)
+  low = jnp.floor(pos).astype(jnp.int32)
+  at_edge = low >= size - 1
+  low = jnp.where(at_edge, size - 1, low)
+  high = jnp.where(at_edge, size - 1, low + 1)
+  pos = jnp.where(at_edge, low.astype(jnp.float32), pos)
+  frac = pos - low
+  cells = jnp.arange(size)
+  w = ((1.0 - frac)[..., None] * (cells == low[..., None])
+       + frac[..., None] * (cells == high[..., None]))
+  w = jnp.where(valid[..., None], w, 0.0)
+  return jnp.sum(w, axis=2) / grid
+
+
+def _align_geometry(rois, spatial_scale, aligned):
+  offset = 0.5 if aligned else 0.0
+  y1 = rois[:, 1] * spatial_scale - offset
+  x1 = rois[:, 2] * spatial_scale - offset
+  roi_h = rois[:, 3] * spatial_scale - offset - y1
+  roi_w = rois[:, 4] * spatial_scale - offset - x1
+  if not aligned:  # Legacy behaviour: force malformed RoIs to be 1x1.
+    roi_h = jnp.maximum(roi_h, 1.0)
+    roi_w = jnp.maximum(roi_w, 1.0)
+  return y1, x1, roi_h, roi_w
+
+
+def roi_align(features, rois, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 2,
+              aligned: bool = False, *, method: str = "einsum"):
+  """torchvision.ops.roi_align on NHWC features: [B, H, W, C], [K, 5] -> [K, oh, ow, C].
+
+  Each output bin averages sampling_ratio x sampling_ratio bilinear samples. torchvision's
+  adaptive grid (sampling_ratio <= 0: ceil(roi_size / output_size) samples) has a data-dependent
+  size, so it is not supported here. aligned=True shifts the box by -0.5 pixel (Detectron2's
+  ROIAlignV2). Differentiable with respect to `features`.
+
+  method: 'einsum' contracts per-RoI interpolation matrices with the features (dense matmuls);
+  'gather' gathers the four neighbours of every sample. Same numbers; tools/bench_ops.py
+  measures which is faster.
+  """
+  if sampling_ratio <= 0:
+    raise ValueError(f"roi_align needs sampling_ratio > 0 (got {sampling_ratio}): the adaptive "
+                     "grid of torchvision has a data-dependent size, impossible with static "
+                     "shapes. Use sampling_ratio=2 (detectron2's default).")
+  oh, ow = output_size
+  _, height, width, _ = features.shape
+  rois = rois.astype(jnp.float32)
+  batch = rois[:, 0].astype(jnp.int32)
+  y1, x1, roi_h, roi_w = _align_geometry(rois, spatial_scale, aligned)
+  wy = _align_weights(y1, _exact_div(roi_h, oh), oh, sampling_ratio, height)  # [K, oh, H]
+  wx = _align_weights(x1, _exact_div(roi_w, ow), ow, sampling_ratio, width)  # [K, ow, W]
+  if method == "einsum":
+    return _einsum_align(features, batch, wy, wx)
+  if method == "gather":
+    return _gather_align(features, batch, wy, wx, 2 * sampling_ratio)
+  raise ValueError(f"Unknown roi_align method {method!r}; use 'einsum' or 'gather'.")
+
+
+def _einsum_align(features, batch, wy, wx):
+  # Folding the batch index into the row weights turns the per-RoI image lookup into one matmul.
+  onehot = jax.nn.one_hot(batch, features.shape[0], dtype=wy.dtype)
+  rows = jnp.einsum("kph,kb,bhwc->kpwc", wy, onehot, features, precision=lax.Precision.HIGHEST)
+  return jnp.einsum("kqw,kpwc->kpqc", wx, rows, precision=lax.Precision.HIGHEST)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _gather_align(features, batch, wy, wx, num_cells):
+  # A bin's samples touch at most 2 * sampling_ratio rows and columns: find those cells as the
+  # largest weights (zero-weight picks add nothing) and sum num_cells**2 gathers of
+  # [K, oh, ow, C], each fused with its multiply-add.
+  vy, iy = lax.top_k(wy, min(num_cells, wy.shape[-1]))  # [K, oh, n]
+  vx, ix = lax.top_k(wx, min(num_cells, wx.shape[-1]))  # [K, ow, n]
+  b = batch[:, None, None]
+  out = 0.0
+  for a in range(vy.shape[-1]):
+    for c in range(vx.shape[-1]):
+      g = features[b, iy[:, :, a, None], ix[:, None, :, c]]
+      out = out + (vy[:, :, a, None] * vx[:, None, :, c])[..., None] * g
+  return out
+
+
+def _gather_align_fwd(features, batch, wy, wx, num_cells):
+  return _gather_align(features, batch, wy, wx, num_cells), (features, batch, wy, wx)
+
+
+def _gather_align_bwd(num_cells, res, g):
+  # The transpose of a gather is a scatter-add, which is slow on CPU; the transpose of the dense
+  # einsum formulation is two matmuls. No gradient for the RoI coordinates, as torchvision.
+  del num_cells
+  features, batch, wy, wx = res
+  _, vjp = jax.vjp(lambda f: _einsum_align(f, batch, wy, wx), features)
+  (grad,) = vjp(g)
+  return (grad, np.zeros(batch.shape, jax.dtypes.float0), jnp.zeros_like(wy), jnp.zeros_like(wx))
+
+
+_gather_align.defvjp(_gather_align_fwd, _gather_align_bwd)
+
+
+# ---------------------------------------------------------------------------------------------
+# RoI max pooling
+
+
+def _pool_bins(start, end, n_out: int, size: int):
+  """torchvision's integer bins [lo, hi) for one axis, clipped to [0, size]. [K, n_out] each."""
+  length = jnp.maximum(end - start + 1, 1).astype(jnp.float32)
+  bin_size = _exact_div(length, n_out)
+  p = jnp.arange(n_out, dtype=jnp.float32)[None]
+  lo = jnp.floor(p * bin_size[:, None]).astype(jnp.int32) + start[:, None]
+  hi = jnp.ceil((p + 1.0) * bin_size[:, None]).astype(jnp.int32) + start[:, None]
+  return jnp.clip(lo, 0, size), jnp.clip(hi, 0, size)
+
+
+def _max_table(features):
+  """Sparse table along W: level l holds the max of features[:, :, w : w + 2**l] and its column.
+
+  Ties keep the left column, so range maxima report the first maximum like torchvision's loop.
+  """
+  width = features.shape[2]
+  idx_dtype = jnp.int16 if width < 2**15 else jnp.int32
+  vals = [features]
+  idxs = [jnp.broadcast_to(jnp.arange(width, dtype=idx_dtype)[None, None, :, None],
+                           features.shape)]
+  step = 1
+  while 2 * step <= width:
+    v, i = vals[-1], idxs[-1]
+    pad = ((0, 0), (0, 0), (0, step), (0, 0))
+    v_right = jnp.pad(v[:, :, step:], pad, constant_values=-jnp.inf)
+    i_right = jnp.pad(i[:, :, step:], pad)
+    right = v_right > v
+    vals.append(jnp.where(right, v_right, v))
+    idxs.append(jnp.where(right, i_right, i))
+    step *= 2
+  return jnp.stack(vals), jnp.stack(idxs)
+
+
+def _roi_pool_forward(features, rois, oh, ow, spatial_scale):
+  _, height, width, _ = features.shape
+  rois = rois.astype(jnp.float32)
+  batch = rois[:, 0].astype(jnp.int32)
+  c = _round_half_away(rois[:, 1:] * spatial_scale).astype(jnp.int32)
+  h_lo, h_hi = _pool_bins(c[:, 0], c[:, 2], oh, height)  # [K, oh]
+  w_lo, w_hi = _pool_bins(c[:, 1], c[:, 3], ow, width)  # [K, ow]
+  w_len = w_hi - w_lo
+  h_len = h_hi - h_lo
+  empty = (h_len <= 0)[:, :, None] | (w_len <= 0)[:, None, :]  # [K, oh, ow]
+
+  # A column range [lo, hi) is the union of two table windows of length 2**level.
+  table_v, table_i = _max_table(features)
+  num_levels = table_v.shape[0]
+  level = sum((w_len >= 2**j).astype(jnp.int32) for j in range(1, num_levels))
+  w_left = jnp.clip(w_lo, 0, width - 1)
+  w_right = jnp.clip(w_hi - 2**level, 0, width - 1)
+  lvl, b = level[:, None, :], batch[:, None, None]
+
+  def row_max(h):
+    hc = jnp.clip(h, 0, height - 1)[:, :, None]
+    v_l, i_l = table_v[lvl, b, hc, w_left[:, None, :]], table_i[lvl, b, hc, w_left[:, None, :]]
+    v_r, i_r = table_v[lvl, b, hc, w_right[:, None, :]], table_i[lvl, b, hc, w_right[:, None, :]]
+    right = v_r > v_l
+    return jnp.where(right, v_r, v_l), jnp.where(right, i_r, i_l).astype(jnp.int32)
+
+  # Walk the rows of each bin (the loop runs as many steps as the tallest bin); a strictly
+  # greater row max wins, so the argmax is the first maximum in row-major order.
+  def body(s):
+    dh, best, arg_h, arg_w = s
+    h = h_lo + dh
+    v, i = row_max(h)
+    better = ((dh < h_len)[:, :, None, None]) & (v > best)
+    return (dh + 1, jnp.where(better, v, best),
+            jnp.where(better, h[:, :, None, None], arg_h), jnp.where(better, i, arg_w))
+
+  shape = (rois.shape[0], oh, ow, features.shape[-1])
+  init = (jnp.int32(0), jnp.full(shape, -jnp.inf, features.dtype),
+          jnp.full(shape, height, jnp.int32), jnp.zeros(shape, jnp.int32))
+  _, best, arg_h, arg_w = lax.while_loop(lambda s: s[0] < jnp.max(h_len, initial=0), body, init)
+  empty = empty[..., None]
+  out = jnp.where(empty, 0.0, best).astype(features.dtype)
+  # Row index `height` (out of range) marks bins without a maximum: no gradient.
+  arg_h = jnp.where(empty, height, arg_h)
+  return out, (batch, arg_h, arg_w)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _roi_pool(features, rois, oh, ow, spatial_scale):
+  return _roi_pool_forward(features, rois, oh, ow, spatial_scale)[0]
+
+
+def _roi_pool_fwd(features, rois, oh, ow, spatial_scale):
+  out, res = _roi_pool_forward(features, rois, oh, ow, spatial_scale)
+  return out, (res, features.shape, rois)
+
+
+def _roi_pool_bwd(oh, ow, spatial_scale, residuals, g):
+  # As torchvision: each output's gradient goes to its argmax; RoI coordinates get none.
+  del oh, ow, spatial_scale
+  (batch, arg_h, arg_w), shape, rois = residuals
+  b = jnp.broadcast_to(batch[:, None, None, None], arg_h.shape)
+  c = jnp.broadcast_to(jnp.arange(shape[-1]), arg_h.shape)
+  grad = jnp.zeros(shape, g.dtype).at[b, arg_h, arg_w, c].add(g, mode="drop")
+  return grad, jnp.zeros_like(rois)
+
+
+_roi_pool.defvjp(_roi_pool_fwd, _roi_pool_bwd)
+
+
+def roi_pool(features, rois, output_size, spatial_scale: float = 1.0):
+  """torchvision.ops.roi_pool on NHWC features: [B, H, W, C], [K, 5] -> [K, oh, ow, C].
+
+  RoI corners are rounded to feature cells (half away from zero), the RoI is split into
+  floor/ceil integer bins, each bin takes its max, and empty bins give 0. The gradient flows to
+  each bin's first maximum, as torchvision's backward.
+  """
+  oh, ow = output_size
+  return _roi_pool(features, rois, int(oh), int(ow), float(spatial_scale))

@@ -1,0 +1,12 @@
+"""Tasks: the only code that knows what a task is. Looked up by `config.task` in one plain dict."""
+from tasks.segmentation import SegmentationTask
+
+TASKS = {
+    'segmentation': SegmentationTask,
+}
+
+
+def get_task(config):
+  if config.task not in TASKS:
+    raise ValueError(f'unknown config.task {config.task!r}; valid: {", ".join(sorted(TASKS))}')
+  return TASKS[config.task](config)

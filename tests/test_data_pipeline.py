@@ -1,0 +1,208 @@
+"""The grain pipeline and augmentations: contract shapes, determinism, state, sharding, padding."""
+import hashlib
+
+import numpy as np
+import pytest
+
+import data
+from data import augment, pipeline, shapes
+
+M = 8
+
+
+@pytest.fixture()
+def cfg(tfds_dir):
+  c = pipeline.default_config()
+  c.variant = 'small'
+  c.data_dir = tfds_dir
+  c.max_boxes = M
+  c.read_threads = 1
+  return c
+
+
+def _tight(masks):
+  boxes, nonempty = augment.tight_boxes_from_masks(masks)
+  return boxes, nonempty
+
+
+def _check_batch(b, batch, size=64, eval_batch=False):
+  expect = {
+      'image': (np.float32, (batch, size, size, 3)), 'mask': (np.int32, (batch, size, size)),
+      'boxes': (np.float32, (batch, M, 4)), 'labels': (np.int32, (batch, M)),
+      'instance_masks': (np.uint8, (batch, M, size, size)), 'valid': (np.bool_, (batch, M)),
+  }
+  if eval_batch:
+    expect['example_valid'] = (np.bool_, (batch,))
+  assert set(b) == set(expect)
+  for k, (dtype, shape) in expect.items():
+    assert b[k].dtype == dtype and b[k].shape == shape, (k, b[k].dtype, b[k].shape)
+  assert 0.0 <= b['image'].min() and b['image'].max() <= 1.0
+  for i in range(batch):
+    v = b['valid'][i]
+    assert np.all(b['labels'][i][v] >= 1) and np.all(b['labels'][i][~v] == 0)
+    boxes, nonempty = _tight(b['instance_masks'][i])
+    assert np.array_equal(nonempty, v)
+    np.testing.assert_allclose(b['boxes'][i], boxes, atol=1.0)
+    for j in np.flatnonzero(v):  # Semantic mask agrees with every instance's label.
+      assert np.all(b['mask'][i][b['instance_masks'][i, j] == 1] == b['labels'][i, j])
+
+
+def test_train_batches_match_contract_and_are_consistent(cfg):
+  cfg.augment.scale_min, cfg.augment.scale_max, cfg.augment.crop_size = 0.6, 1.6, 48
+  it = pipeline.make_train_iterator(cfg, global_batch_size=16, seed=3)
+  for _ in range(3):
+    b = next(it)
+    _check_batch(b, 16, size=48)
+  assert np.any(b['mask'] == 255)  # Padding after downscaling is ignore.
+
+
+def test_eval_batches_cover_split_once_with_padding(cfg):
+  batches = list(pipeline.make_eval_batches(cfg, batch_size=24))
+  assert len(batches) == 3  # 64 validation examples.
+  for b in batches:
+    _check_batch(b, 24, eval_batch=True)
+  ev = np.concatenate([b['example_valid'] for b in batches])
+  assert ev.sum() == 64 and not ev[64:].any()
+  last = batches[-1]
+  assert np.all(last['mask'][16:] == 255) and not last['valid'][16:].any()
+  ref = shapes.render(next(c for c in shapes.Shapes.BUILDER_CONFIGS if c.name == 'small'),
+                      'validation', 30)
+  np.testing.assert_allclose(batches[1]['image'][6], ref['image'] / 255.0, atol=1e-6)
+
+
+def test_same_seed_same_batches_and_state_round_trip(cfg):
+  cfg.augment.scale_min, cfg.augment.scale_max = 0.8, 1.25
+  it = pipeline.make_train_iterator(cfg, global_batch_size=8, seed=7)
+  first = [next(it) for _ in range(3)]
+  state = it.get_state()
+  expected = [next(it) for _ in range(3)]
+
+  again = pipeline.make_train_iterator(cfg, global_batch_size=8, seed=7)
+  for b, ref in zip([next(again) for _ in range(3)], first, strict=True):
+    for k in ref:
+      np.testing.assert_array_equal(b[k], ref[k])
+
+  resumed = pipeline.make_train_iterator(cfg, global_batch_size=8, seed=7)
+  resumed.set_state(state)
+  for b, ref in zip([next(resumed) for _ in range(3)], expected, strict=True):
+    for k in ref:
+      np.testing.assert_array_equal(b[k], ref[k])
+
+  other = next(pipeline.make_train_iterator(cfg, global_batch_size=8, seed=8))
+  assert not np.array_equal(other['image'], first[0]['image'])
+
+
+def test_train_epochs_are_reshuffled(cfg):
+  cfg.augment.flip = False
+  it = pipeline.make_train_iterator(cfg, global_batch_size=64, seed=0)
+  epochs = [np.concatenate([next(it)['image'] for _ in range(4)]) for _ in range(2)]
+  keys = [[hashlib.md5(x.tobytes()).hexdigest() for x in e] for e in epochs]
+  assert len(set(keys[0])) == 256 and set(keys[0]) == set(keys[1]) and keys[0] != keys[1]
+
+
+def _hashes(images):
+  return {hashlib.md5(x.tobytes()).hexdigest() for x in images}
+
+
+def test_sharding_gives_disjoint_halves(cfg):
+  cfg.augment.flip = False
+  batches = pipeline.make_eval_batches(cfg, batch_size=32)
+  full = _hashes(np.concatenate([b['image'] for b in batches]))
+  halves = []
+  for p in range(2):
+    bs = list(pipeline.make_eval_batches(cfg, batch_size=16, process_index=p, process_count=2))
+    assert len(bs) == 2
+    imgs = np.concatenate([b['image'][b['example_valid']] for b in bs])
+    halves.append(_hashes(imgs))
+  assert len(halves[0]) == len(halves[1]) == 32
+  assert not halves[0] & halves[1] and halves[0] | halves[1] == full
+
+  train = []
+  for p in range(2):
+    it = pipeline.make_train_iterator(cfg, global_batch_size=32, seed=1, process_index=p,
+                                      process_count=2)
+    batches = [next(it) for _ in range(8)]  # One epoch of the 128-example shard.
+    assert batches[0]['image'].shape[0] == 16
+    train.append(_hashes(np.concatenate([b['image'] for b in batches])))
+  assert len(train[0]) == len(train[1]) == 128 and not train[0] & train[1]
+
+
+def test_bad_names_and_sizes_fail_clearly(cfg):
+  cfg.name = 'nope'
+  with pytest.raises(ValueError, match="valid names.*shapes.*voc2012_segmentation"):
+    pipeline.make_train_iterator(cfg, global_batch_size=8, seed=0)
+  with pytest.raises(ValueError, match='valid names'):
+    data.get_dataset('coco')
+  cfg.name, cfg.variant = 'shapes', 'huge'
+  with pytest.raises(ValueError, match=r"valid variants: \['default', 'small'\]"):
+    pipeline.dataset_info(cfg)
+  cfg.variant = 'small'
+  with pytest.raises(ValueError, match='not divisible'):
+    pipeline.make_train_iterator(cfg, global_batch_size=9, seed=0, process_count=2)
+
+
+def test_corrupt_png_names_dataset_split_and_index(cfg):
+  source = pipeline.DecodedSource(cfg, 'validation')
+  raw = dict(source._source[5])
+  raw['image'] = raw['image'][:100]  # Truncated file.
+  source._source = {5: raw}
+  with pytest.raises(ValueError, match=r"shapes/small split 'validation' index 5"):
+    source[5]
+
+
+def test_dataset_info(cfg):
+  info = pipeline.dataset_info(cfg)
+  assert info == dict(num_classes=5, class_names=list(shapes.CLASS_NAMES), image_size=64,
+                      max_boxes=M, num_train=256, num_eval=64)
+
+
+def _scene():
+  ex = shapes.render(next(c for c in shapes.Shapes.BUILDER_CONFIGS if c.name == 'small'),
+                     'train', 3)
+  ex['image'] = ex['image'].astype(np.float32) / 255
+  return ex
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_augment_keeps_boxes_on_instance_masks(seed):
+  ex = _scene()
+  rng = np.random.default_rng(seed)
+  out = augment.random_augment(ex, rng, crop_hw=(56, 48), flip=True, scale_min=0.5, scale_max=2.0)
+  assert out['image'].shape == (56, 48, 3) and out['mask'].shape == (56, 48)
+  masks = augment.ids_to_masks(out['instance_ids'], len(ex['labels']))
+  boxes, nonempty = _tight(masks)
+  np.testing.assert_array_equal(out['box_valid'], nonempty)
+  np.testing.assert_allclose(out['boxes'], boxes, atol=1.0)
+  lut = np.concatenate([[0], ex['labels']])
+  inside = out['mask'] != 255
+  np.testing.assert_array_equal(out['mask'][inside], lut[out['instance_ids'][inside]])
+
+
+@pytest.mark.parametrize('flip,scale', [(True, 1.0), (False, 1.5), (True, 0.75), (True, 2.0)])
+def test_geometric_box_transform_matches_masks(flip, scale):
+  """Box-only data (no masks) is transformed geometrically; it must agree with the masks."""
+  ex = _scene()
+  masks = augment.ids_to_masks(ex['instance_ids'], len(ex['labels']))
+  nh = nw = round(64 * scale)
+  box_only = {k: ex[k] for k in ('image', 'mask', 'boxes', 'labels')}
+  out = augment.transform(box_only, flip=flip, out_hw=(nh, nw), oy=0, ox=0, crop_hw=(nh, nw))
+  with_masks = augment.transform(dict(box_only, instance_masks=masks), flip=flip, out_hw=(nh, nw),
+                                 oy=0, ox=0, crop_hw=(nh, nw))
+  assert out['box_valid'].all()
+  np.testing.assert_allclose(out['boxes'], with_masks['boxes'], atol=1.0)
+  # A crop that cuts boxes: clipped to the window; boxes fully outside become invalid.
+  out = augment.transform(box_only, flip=False, out_hw=(64, 64), oy=40, ox=-8, crop_hw=(32, 32))
+  b = ex['boxes'] - np.array([40, -8, 40, -8], np.float32)
+  inside = (b[:, 2] > 0) & (b[:, 0] < 32) & (b[:, 3] > 0) & (b[:, 1] < 32)
+  np.testing.assert_array_equal(out['box_valid'], inside)
+  np.testing.assert_allclose(out['boxes'][inside], b[inside].clip(0, 32))
+  assert np.all(out['image'][:, :8] == 0) and np.all(out['mask'][:, :8] == 255)
+
+
+def test_resize_matches_reference():
+  img = np.random.default_rng(0).uniform(size=(5, 7, 3)).astype(np.float32)
+  np.testing.assert_allclose(augment.resize_bilinear(img, 10, 14)[::2, ::2].mean(), img.mean(),
+                             atol=0.05)
+  np.testing.assert_allclose(augment.resize_bilinear(img, 5, 7), img)
+  ids = np.arange(12, dtype=np.uint8).reshape(3, 4)
+  np.testing.assert_array_equal(augment.resize_nearest(ids, 6, 8), ids.repeat(2, 0).repeat(2, 1))

@@ -1,0 +1,153 @@
+"""The trainer end to end on tiny Shapes: workdir contents, parallel parity, resume, NaN, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import train
+from configs import loader
+from training.checkpoint import Checkpointer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = 'configs/seg/fcn8s_shapes.py:runlocal'
+
+
+@pytest.fixture
+def config(tfds_dir):
+  c = loader.load(os.path.join(REPO, SPEC))
+  c.data.data_dir = tfds_dir
+  c.model.dropout_rate = 0.0  # Parity tests compare runs whose dropout masks differ per device.
+  return c
+
+
+def _params(state):
+  return jax.tree.leaves(jax.device_get(state.params))
+
+
+def test_train_writes_checkpoint_metrics_events_and_overlays(config, tmp_path):
+  workdir = str(tmp_path)
+  state, metrics = train.train_and_evaluate(config, workdir)
+  assert int(state.step) == config.total_steps
+  assert 0.0 <= metrics['mean_iou'] <= 1.0 and 0.0 <= metrics['pixel_accuracy'] <= 1.0
+  assert Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == config.total_steps
+  lines = [json.loads(x) for x in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert any('train/loss' in x and np.isfinite(x['train/loss']) for x in lines)
+  assert any('eval/mean_iou' in x for x in lines)
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
+  saved = json.load(open(os.path.join(workdir, 'eval', 'metrics.json')))
+  assert saved['step'] == config.total_steps and set(saved['per_class_iou']) >= {'background'}
+  assert os.path.exists(os.path.join(workdir, 'eval', 'overlay_000.png'))
+  assert json.load(open(os.path.join(workdir, 'config.json')))['model']['name'] == 'fcn8s'
+
+
+def test_jit_sharded_and_pmap_match_one_device(config, tmp_path):
+  assert jax.device_count() == 4, 'conftest must simulate 4 CPU devices'
+  config.total_steps = 3
+  config.eval_batch_size = 8
+  # SGD: its update is linear in the gradient, so summation-order noise stays at float
+  # tolerance. (Adam divides by sqrt(v) and turns the ~0 gradients of biases feeding batch norm
+  # into full-size steps of random sign, which no tolerance can compare.)
+  config.optimizer.name = 'sgd'
+  config.optimizer.learning_rate = 0.05
+  one, _ = train.train_and_evaluate(config, str(tmp_path / 'one'), devices=jax.devices()[:1])
+  for mode in ('jit', 'pmap'):
+    config.parallel = mode
+    four, _ = train.train_and_evaluate(config, str(tmp_path / mode))
+    for a, b in zip(_params(one), _params(four), strict=True):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=mode)
+    stats = zip(jax.tree.leaves(one.batch_stats), jax.tree.leaves(four.batch_stats), strict=True)
+    for a, b in stats:
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f'{mode} batch_stats')
+
+
+def test_killed_run_resumes_to_identical_parameters(config, tmp_path, tfds_dir):
+  steps = 6
+  config.total_steps = steps
+  config.checkpoint_every_steps = 2
+  config.eval_batch_size = 8
+  reference, _ = train.train_and_evaluate(config, str(tmp_path / 'reference'))
+
+  workdir = str(tmp_path / 'killed')
+  cmd = [sys.executable, os.path.join(REPO, 'train.py'), f'--config={os.path.join(REPO, SPEC)}',
+         f'--workdir={workdir}', f'--config.data.data_dir={tfds_dir}',
+         '--config.model.dropout_rate=0',
+         f'--config.total_steps={steps}', '--config.checkpoint_every_steps=2',
+         '--config.eval_batch_size=8', '--noprogress']
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(os.path.join(checkpoints, '2')):
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = Checkpointer(checkpoints).latest_step()
+  assert killed_at is not None and killed_at < steps, f'kill came too late (step {killed_at})'
+
+  resumed, _ = train.train_and_evaluate(config, workdir)
+  for a, b in zip(_params(reference), _params(resumed), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path, monkeypatch):
+  import data
+  config.total_steps = 4
+  config.checkpoint_every_steps = 2
+  make_iterator = data.make_train_iterator
+
+  def poisoned_iterator(*args, **kwargs):
+    it = make_iterator(*args, **kwargs)
+
+    class Poisoned:
+      calls = 0
+
+      def __next__(self):
+        batch = next(it)
+        Poisoned.calls += 1
+        if Poisoned.calls == 3:
+          batch['image'][:] = np.nan
+        return batch
+
+      def get_state(self):
+        return it.get_state()
+
+      def set_state(self, s):
+        it.set_state(s)
+
+    return Poisoned()
+
+  monkeypatch.setattr(data, 'make_train_iterator', poisoned_iterator)
+  with pytest.raises(train.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == 2
+
+
+@pytest.mark.parametrize('field,value,valid', [
+    ('task', 'segmentaton', 'segmentation'),
+    ('model.name', 'fcn9s', 'fcn8s'),
+    ('data.name', 'shape', 'shapes'),
+    ('parallel', 'pmapp', 'pmap'),
+    ('optimizer.name', 'adamm', 'adamw'),
+])
+def test_unknown_names_fail_listing_valid_ones(config, tmp_path, field, value, valid):
+  loader.override(config, [f'{field}={value}'])
+  with pytest.raises(ValueError, match=valid):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_bad_overrides_fail_listing_fields(config):
+  with pytest.raises(KeyError, match='learning_rate'):
+    loader.override(config, ['optimizer.learning_rat=0.1'])
+  with pytest.raises(ValueError, match='upsample'):
+    loader.load(os.path.join(REPO, 'configs/seg/fcn8s_shapes.py:upsampel=nearest'))
+  result = subprocess.run(
+      [sys.executable, 'train.py', f'--config={SPEC}', '--workdir=/tmp/unused',
+       '--config.optimizer.learning_rat=0.1'], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode != 0 and 'learning_rat' in result.stderr

@@ -1,0 +1,82 @@
+"""Data parallelism: a batch sharded over a device mesh (`jit`, the default) or `pmap`.
+
+Both wrap the same pure step. Parameters are replicated; the batch is split along its leading axis
+over the mesh axis `data` (jit) or the pmapped axis `batch` (pmap). Every host feeds its own
+shard of the global batch (`process_count` > 1 after `jax.distributed.initialize()`).
+"""
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+PARALLEL_MODES = ('jit', 'pmap')
+PMAP_AXIS = 'batch'
+
+
+class DataParallel:
+  """Places states and batches on devices and compiles the train step for one parallel mode."""
+
+  def __init__(self, mode: str = 'jit', devices=None):
+    if mode not in PARALLEL_MODES:
+      raise ValueError(f'unknown config.parallel {mode!r}; valid: {", ".join(PARALLEL_MODES)}')
+    self.mode = mode
+    self.devices = list(devices if devices is not None else jax.devices())
+    self.mesh = Mesh(np.asarray(self.devices), ('data',))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.data_sharding = NamedSharding(self.mesh, P('data'))
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.devices)
+
+  @property
+  def axis_name(self):
+    """The collective axis name the step (and batch norm) must use, or None."""
+    return PMAP_AXIS if self.mode == 'pmap' else None
+
+  def check_batch_size(self, global_batch_size: int):
+    if global_batch_size % self.num_devices:
+      raise ValueError(
+          f'config.batch_size={global_batch_size} is not divisible by the {self.num_devices} '
+          'devices; pick a multiple of the device count.')
+
+  def compile_train_step(self, train_step):
+    if self.mode == 'pmap':
+      return jax.pmap(train_step, axis_name=PMAP_AXIS, devices=self.devices, donate_argnums=0)
+    return jax.jit(train_step, in_shardings=(self.replicated, self.data_sharding),
+                   out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+
+  def _put_stacked(self, tree):
+    """Host-local arrays with a leading per-local-device axis -> pmap's global inputs."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.data_sharding, x), tree)
+
+  @property
+  def num_local_devices(self) -> int:
+    return sum(d.process_index == jax.process_index() for d in self.devices)
+
+  def put_state(self, state):
+    if self.mode == 'pmap':
+      n = self.num_local_devices
+      return self._put_stacked(jax.tree.map(
+          lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), state))
+    return jax.device_put(state, self.replicated)
+
+  def get_state(self, state):
+    """A single-copy state (for checkpoints and evaluation)."""
+    if self.mode == 'pmap':
+      return jax.tree.map(lambda x: x[0], state)
+    return state
+
+  def put_batch(self, local_batch: dict):
+    """Host-local numpy batch -> device arrays (global array for jit, stacked shards for pmap)."""
+    if self.mode == 'pmap':
+      n = self.num_local_devices
+      local_batch = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]),
+                                 local_batch)
+    return self._put_stacked(local_batch)
+
+  def metrics_to_host(self, metrics):
+    if self.mode == 'pmap':
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return jax.device_get(metrics)

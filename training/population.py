@@ -1,0 +1,278 @@
+"""Vectorised populations: K models of one config trained by one jitted step, and PBT on top.
+
+Hyperparameters that leave every shape alone (peak learning rate, weight decay, seed) become
+arrays with a leading population axis. Parameters, batch statistics, optimizer state and RNG get
+the same axis, and the trainer's pure step runs under `jax.vmap`, so a population step computes
+exactly what K separate steps would. Each member's hyperparameters live in its optimizer state
+(`optax.inject_hyperparams`): before every update the member's learning rate is set to
+`peak * lr_multiplier(step)`, which is the config's schedule with the member's own peak. All
+members see the same batches, like separate runs with the same seed; when seeds differ, each
+member reads its own data order. The population axis is sharded over a device mesh axis `pop`.
+
+Population-based training (Jaderberg et al. 2017, "Population Based Training of Neural
+Networks"): every `PBT.interval` steps the worst members copy the weights and optimizer state of
+the best ones and perturb the copied hyperparameters; each member's lineage is logged.
+"""
+import dataclasses
+import json
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import data
+import tasks
+from training.checkpoint import Checkpointer
+from training.evaluate import Evaluator, scalar_metrics, write_metrics
+from training.optim import lr_multiplier, make_optimizer
+from training.state import example_batch, init_state
+from training.step import make_train_step
+from training.writers import MetricWriter
+
+# Config fields a population can vary; every other field must be equal across members.
+CONFIG_KEYS = {'optimizer.learning_rate': 'learning_rate',
+               'optimizer.weight_decay': 'weight_decay', 'seed': 'seed'}
+OPTIMIZER_HPARAMS = ('learning_rate', 'weight_decay')
+
+
+@dataclasses.dataclass(frozen=True)
+class PBT:
+  interval: int  # Exploit and explore every this many steps.
+  fraction: float = 0.25  # The worst `fraction` of members copy one of the best `fraction`.
+  perturb: tuple = (0.8, 1.25)  # A copied hyperparameter is multiplied by one of these.
+  seed: int = 0  # Which member is copied and which factor is drawn.
+
+
+def non_vectorizable(keys) -> list[str]:
+  """The swept config fields that a population cannot vary (they change shapes or the graph)."""
+  return sorted(set(keys) - set(CONFIG_KEYS))
+
+
+def member_hparams(configs) -> dict:
+  """{'learning_rate': [K] peak rates, 'weight_decay': [K]} from the members' configs."""
+  return {name: np.asarray([c.optimizer[name] for c in configs], np.float32)
+          for name in OPTIMIZER_HPARAMS}
+
+
+def _flat(tree: dict, prefix: str = ''):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _flat(value, f'{prefix}{key}.')
+    elif f'{prefix}{key}' not in CONFIG_KEYS:
+      yield f'{prefix}{key}', value
+
+
+def _check_same_config(configs):
+  reference = dict(_flat(configs[0].to_dict()))
+  for i, c in enumerate(configs[1:], start=1):
+    other = dict(_flat(c.to_dict()))
+    differ = sorted(k for k in reference.keys() | other.keys() if reference.get(k) != other.get(k))
+    if differ:
+      raise ValueError(f'population member {i} differs from member 0 in {", ".join(differ)}; a '
+                       f'population can only vary {", ".join(CONFIG_KEYS)}.')
+
+
+def init_population(task, model, tx, seeds, batch):
+  """A TrainState whose every leaf has a leading [K] axis: `init_state` vmapped over seeds."""
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.int32))
+  return jax.vmap(lambda key: init_state(task, model, tx, key, batch))(keys)
+
+
+def make_population_step(task, multiplier, *, per_member_batch: bool):
+  """`step(state, hparams, batch) -> (state, metrics)`, the trainer's step vmapped over members."""
+  train_step = make_train_step(task)
+
+  def member_step(state, hparams, batch):
+    opt_state = state.opt_state
+    injected = {**opt_state.hyperparams,
+                'learning_rate': hparams['learning_rate'] * multiplier(opt_state.count),
+                'weight_decay': hparams['weight_decay']}
+    return train_step(state.replace(opt_state=opt_state._replace(hyperparams=injected)), batch)
+
+  return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member_batch else None))
+
+
+def population_mesh(size: int, devices=None) -> Mesh:
+  """A 1-D mesh `pop` over the most devices that divide the population size."""
+  devices = list(devices if devices is not None else jax.devices())
+  count = max(n for n in range(1, len(devices) + 1) if size % n == 0)
+  return Mesh(np.asarray(devices[:count]), ('pop',))
+
+
+def exploit_and_explore(losses, hparams: dict, keys, pbt: PBT, rng: np.random.Generator):
+  """One PBT round on the host: (source member of each member, new hparams, [(dst, src)]).
+
+  Members with a non-finite loss always count among the worst, so a diverged one is replaced.
+  """
+  losses = np.where(np.isfinite(losses), losses, np.inf)
+  order = np.argsort(losses, kind='stable')  # Best first.
+  count = max(1, int(round(pbt.fraction * len(losses))))
+  best = order[:count]
+  worst = [i for i in order[count:] if i in order[-count:] or not np.isfinite(losses[i])]
+  source = np.arange(len(losses))
+  hparams = {k: v.copy() for k, v in hparams.items()}
+  for member in worst:
+    source[member] = rng.choice(best)
+    for key in keys:
+      hparams[key][member] = hparams[key][source[member]] * rng.choice(pbt.perturb)
+  return source, hparams, [(int(m), int(source[m])) for m in worst]
+
+
+class _Population:
+  """The members' mutable bookkeeping: hyperparameters, lineage, divergence. JSON round trip."""
+
+  def __init__(self, hparams: dict):
+    self.hparams = hparams
+    size = len(hparams['learning_rate'])
+    # lineage[i]: [member, from_step] segments, oldest first: whose weights member i carries.
+    self.lineage = [[[i, 0]] for i in range(size)]
+    self.diverged = [None] * size
+
+  def to_json(self) -> dict:
+    return {'hparams': {k: v.tolist() for k, v in self.hparams.items()},
+            'lineage': self.lineage, 'diverged': self.diverged}
+
+  def load_json(self, saved: dict):
+    self.hparams = {k: np.asarray(v, np.float32) for k, v in saved['hparams'].items()}
+    self.lineage, self.diverged = saved['lineage'], saved['diverged']
+
+  def lineage_text(self, member: int) -> str:
+    return ' > '.join(f'{m}@{s}' for m, s in self.lineage[member])
+
+  def copy_member(self, dst: int, src: int, step: int):
+    self.lineage[dst] = [list(x) for x in self.lineage[src]] + [[dst, step]]
+    self.diverged[dst] = None
+
+
+def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, devices=None,
+                     progress: bool = False):
+  """Trains one member per config (members differ only in CONFIG_KEYS), one jitted step for all.
+
+  Every member writes metrics.jsonl, TensorBoard events, config.json and eval/ into its own
+  workdir, as `train.train_and_evaluate` would; `popdir` holds the population's checkpoints and
+  the PBT log, so a rerun resumes. Returns (state with a leading member axis, results): results
+  has per member {'status', 'message', 'hparams', 'lineage'}.
+  """
+  _check_same_config(configs)
+  config, size = configs[0], len(configs)
+  os.makedirs(popdir, exist_ok=True)
+  _check_members(popdir, workdirs)
+  for c, workdir in zip(configs, workdirs, strict=True):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(c.to_json_best_effort(indent=2))
+
+  task = tasks.get_task(config)
+  seeds = [c.seed for c in configs]
+  per_member_batch = len(set(seeds)) > 1  # Separate runs with different seeds read differently.
+  data.ensure_prepared(config.data)
+  iterators = [data.make_train_iterator(config.data, global_batch_size=config.batch_size, seed=s)
+               for s in (seeds if per_member_batch else seeds[:1])]
+  tx = make_optimizer(config.optimizer, config.total_steps, scheduled=False)
+  state = init_population(task, task.build_model(), tx, seeds, example_batch(task.info))
+  members = _Population(member_hparams(configs))
+
+  mesh = population_mesh(size, devices)
+  pop = NamedSharding(mesh, P('pop'))
+  state = jax.device_put(state, pop)
+  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1)
+  restored = checkpointer.restore(state)
+  if restored is not None:
+    state, saved = restored
+    for it, it_state in zip(iterators, saved['iterators'], strict=True):
+      it.set_state(it_state)
+    members.load_json(saved['population'])
+    logging.info('Population resumed from step %d in %s', int(state.step[0]), popdir)
+
+  # shard_map: each device vmaps over its own members. (Letting jit partition the vmapped step
+  # instead fails in XLA's partitioner for the grouped convolutions that vmap creates.)
+  batch_spec = P('pop') if per_member_batch else P()
+  step_fn = jax.jit(jax.shard_map(
+      make_population_step(task, lr_multiplier(config.optimizer, config.total_steps),
+                           per_member_batch=per_member_batch),
+      mesh=mesh, in_specs=(P('pop'), P('pop'), batch_spec), out_specs=(P('pop'), P('pop'))),
+      donate_argnums=0)
+  copy_fn = jax.jit(lambda s, src: jax.tree.map(lambda x: x[src], s).replace(rng=s.rng),
+                    out_shardings=pop, donate_argnums=0)
+  evaluator = Evaluator(task, config)
+  writers = [MetricWriter(w) for w in workdirs]
+  explore_keys = [k for k in OPTIMIZER_HPARAMS if len(set(members.hparams[k].tolist())) > 1]
+  first_step = int(state.step[0])
+  history, since_exploit = [], []
+  for step in range(first_step + 1, config.total_steps + 1):
+    batches = [next(it) for it in iterators]
+    batch = jax.tree.map(lambda *x: np.stack(x), *batches) if per_member_batch else batches[0]
+    state, metrics = step_fn(state, jax.device_put(members.hparams, pop), batch)
+    history.append(metrics)
+    since_exploit.append(metrics['loss'])
+    is_last = step == config.total_steps
+
+    if step % config.log_every_steps == 0 or is_last:
+      summary = {k: np.mean([m[k] for m in jax.device_get(history)], axis=0) for k in history[0]}
+      for i, writer in enumerate(writers):
+        writer.write_scalars(step, {k: v[i] for k, v in summary.items()}, prefix='train/')
+        if members.diverged[i] is None and not np.isfinite(summary['loss'][i]):
+          members.diverged[i] = f'loss became {summary["loss"][i]} by step {step}'
+          logging.warning('member %d (%s): %s', i, workdirs[i], members.diverged[i])
+      history = []
+
+    if pbt and step % pbt.interval == 0 and not is_last:
+      losses = np.mean(jax.device_get(since_exploit), axis=0)
+      source, members.hparams, copies = exploit_and_explore(
+          losses, members.hparams, explore_keys, pbt,
+          np.random.default_rng([pbt.seed, step]))  # Seeded by step: resuming draws the same.
+      state = copy_fn(state, jnp.asarray(source))
+      _log_exploits(popdir, step, copies, losses, members)
+      since_exploit = []
+
+    if step % config.checkpoint_every_steps == 0 or is_last:
+      checkpointer.save(step, state, {'iterators': [it.get_state() for it in iterators],
+                                      'population': members.to_json()})
+
+    if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
+      for i, (writer, workdir) in enumerate(zip(writers, workdirs, strict=True)):
+        if members.diverged[i] is not None:
+          continue
+        variables = jax.tree.map(lambda x, i=i: x[i], state.variables)
+        eval_dir = os.path.join(workdir, 'eval')
+        metrics_i = evaluator.run(variables, eval_dir, progress=progress,
+                                  num_overlays=config.num_overlays if is_last else 0)
+        writer.write_scalars(step, scalar_metrics(metrics_i), prefix='eval/')
+        if is_last:
+          write_metrics(metrics_i, eval_dir, step)
+  for writer in writers:
+    writer.close()
+  checkpointer.close()
+  return state, [{'status': 'diverged' if members.diverged[i] else 'done',
+           'message': members.diverged[i] or '',
+           'hparams': {k: float(v[i]) for k, v in members.hparams.items()},
+           'lineage': members.lineage_text(i)} for i in range(size)]
+
+
+def _check_members(popdir: str, workdirs):
+  path = os.path.join(popdir, 'members.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved != list(workdirs):
+      raise ValueError(f'{popdir} holds a population of {saved}, not {list(workdirs)}; '
+                       'delete it or use another sweep workdir.')
+  with open(path, 'w') as f:
+    json.dump(list(workdirs), f)
+
+
+def _log_exploits(popdir: str, step: int, copies, losses, members: _Population):
+  with open(os.path.join(popdir, 'pbt.jsonl'), 'a') as f:
+    for dst, src in copies:
+      members.copy_member(dst, src, step)
+      hparams = {k: float(v[dst]) for k, v in members.hparams.items()}
+      logging.info('PBT step %d: member %d (loss %.4g) <- member %d (loss %.4g), now %s; '
+                   'lineage %s', step, dst, losses[dst], src, losses[src],
+                   ', '.join(f'{k}={v:.3g}' for k, v in hparams.items()),
+                   members.lineage_text(dst))
+      f.write(json.dumps({'step': step, 'member': dst, 'copied': src, 'hparams': hparams,
+                          'lineage': members.lineage_text(dst)}) + '\n')

@@ -1,0 +1,58 @@
+"""The train state: everything a checkpoint must hold to resume bit-for-bit."""
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: optax.OptState
+  rng: jax.Array
+  apply_fn: Any = struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @classmethod
+  def create(cls, *, apply_fn, variables, tx, rng):
+    params = variables['params']
+    return cls(step=jnp.zeros((), jnp.int32), params=params,
+               batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+               rng=rng, apply_fn=apply_fn, tx=tx)
+
+  @property
+  def variables(self):
+    if self.batch_stats:
+      return {'params': self.params, 'batch_stats': self.batch_stats}
+    return {'params': self.params}
+
+
+def init_state(task, model, tx, rng, batch) -> TrainState:
+  """Initialises parameters from one (host-local, numpy) example batch."""
+  params_rng, dropout_rng, sample_rng, state_rng = jax.random.split(rng, 4)
+  args, kwargs = task.model_inputs(jax.tree.map(lambda x: x[:1], batch))
+
+  @jax.jit
+  def init(args, kwargs):
+    return model.init({'params': params_rng, 'dropout': dropout_rng, 'sample': sample_rng},
+                      *args, train=False, **kwargs)
+
+  variables = init(args, kwargs)
+  return TrainState.create(apply_fn=model.apply, variables=variables, tx=tx, rng=state_rng)
+
+
+def example_batch(info: dict, batch_size: int = 1) -> dict:
+  """A zero batch with the shapes of CONTRACTS.md, for initialising parameters."""
+  size, boxes = info['image_size'], info['max_boxes']
+  return {
+      'image': np.zeros((batch_size, size, size, 3), np.float32),
+      'mask': np.zeros((batch_size, size, size), np.int32),
+      'boxes': np.zeros((batch_size, boxes, 4), np.float32),
+      'labels': np.zeros((batch_size, boxes), np.int32),
+      'instance_masks': np.zeros((batch_size, boxes, size, size), np.uint8),
+      'valid': np.zeros((batch_size, boxes), bool),
+  }
