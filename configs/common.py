@@ -5,6 +5,8 @@ Each experiment file's `get_config(arg)` starts from `base_config()` and overrid
 """
 import ml_collections
 
+from data import pipeline
+
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'runlocal,upsample=nearest' -> ConfigDict(runlocal=True, upsample='nearest', ...).
@@ -54,20 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.b2 = 0.999  # adamw only.
   c.optimizer.grad_clip_norm = 0.0  # 0: no clipping.
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = 'shapes'  # Key of data.DATASETS.
-  c.data.variant = 'default'  # Builder config of the dataset.
-  c.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~.
-  c.data.train_split = 'train'
-  c.data.eval_split = 'validation'
-  c.data.image_size = 64
-  c.data.max_boxes = 8  # Ground truth is padded to this many boxes per image.
-  c.data.worker_count = 0  # grain worker processes; 0 decodes in the training process.
-  c.data.augment = ml_collections.ConfigDict()
-  c.data.augment.flip = True
-  c.data.augment.scale_min = 1.0
-  c.data.augment.scale_max = 1.0
-  c.data.augment.crop_size = ml_collections.config_dict.placeholder(int)  # None: image_size.
+  c.data = pipeline.default_config()  # Fields documented in data/pipeline.py.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'fcn8s'  # Key of models.MODELS; the other fields are its keyword arguments.

@@ -24,18 +24,22 @@ _PNG_KEYS = ('image', 'mask', 'instance_ids')
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The `config.data` block with every field's default."""
+  """The `config.data` block with every field's default.
+
+  Optional fields are typed placeholders so that `--config.data.data_dir=...` can override them.
+  """
+  placeholder = ml_collections.config_dict.placeholder  # A new one per field: they are shared refs.
   return ml_collections.ConfigDict(dict(
       name='shapes',  # A key of data.DATASETS.
       variant='default',  # A builder config of that dataset (data.variants(name)).
-      data_dir=None,  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
-      manual_dir=None,  # Manually downloaded archives (VOC); None = <data_dir>/downloads/manual.
+      data_dir=placeholder(str),  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
+      manual_dir=placeholder(str),  # VOC archives; None = <data_dir>/downloads/manual.
       train_split='train',
       eval_split='validation',
       image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
       max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
-      augment=dict(flip=True, scale_min=1.0, scale_max=1.0,
-                   crop_size=None),  # Train crop/pad size; None = image_size.
+      # crop_size: train crop/pad size; None = image_size.
+      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int)),
       worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
       read_threads=2,  # Threads that prepare batches ahead in-process.
   ))
@@ -69,15 +73,18 @@ def ensure_prepared(cfg) -> tfds.core.DatasetBuilder:
 
 
 def dataset_info(cfg) -> dict:
-  """num_classes (incl. background), class_names, image_size, max_boxes, num_train, num_eval."""
-  builder = ensure_prepared(cfg)
-  info = builder.info
-  names = list(info.features['objects']['label'].names)
-  splits = info.splits
+  """num_classes (incl. background), class_names, image_size, max_boxes, num_train, num_eval.
+
+  Needs no prepared data (models can be built before the data exists); the example counts are
+  None until the dataset is prepared.
+  """
+  builder = _builder(cfg)
+  names = list(builder.info.features['objects']['label'].names)
+  prepared = builder.is_prepared()
+  count = lambda split: builder.info.splits[split].num_examples if prepared else None
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
-              max_boxes=int(cfg.max_boxes),
-              num_train=splits[_get(cfg, 'train_split', 'train')].num_examples,
-              num_eval=splits[_get(cfg, 'eval_split', 'validation')].num_examples)
+              max_boxes=int(cfg.max_boxes), num_train=count(_get(cfg, 'train_split', 'train')),
+              num_eval=count(_get(cfg, 'eval_split', 'validation')))
 
 
 # ---------------------------------------------------------------------------------- decoding ---

@@ -7,6 +7,7 @@ Real dataset size (8500/1500); the baseline uses 1 seed x 2 epochs so that it is
 """
 import argparse
 import os
+import shutil
 import tempfile
 
 from playwright.sync_api import sync_playwright
@@ -59,6 +60,7 @@ def main():
       browser.close()
   finally:
     server.stop()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from flax import linen as nn
 from models.backbones import get_backbone
 from models.upsample import Upsample, check_upsample_kind, spatial_switches
 
+PARAMETER_FREE_KINDS = ('nearest', 'bed_of_nails', 'max_unpool')
+
 # Head (fc6 width, fc6 kernel) per backbone; vgg16's is the paper's 4096-wide 7x7 "fc6".
 HEADS = {'vgg16': (4096, 7), 'vgg_small': (256, 3), 'resnet18': (512, 3), 'resnet50': (1024, 3)}
 
@@ -29,7 +31,7 @@ class FCN(nn.Module):
   as in the paper); the other kinds take 2x steps. 'max_unpool' uses *spatial* switches: the score
   maps have num_classes channels, unlike the encoder's pooled maps, so each 2x2 window's switch is
   the position of the largest channel-summed activation of the encoder's map at the finer stride
-  (`pre_pool`), shared by all classes.
+  (`pre_pool`), shared by all classes. Each parameter-free 2x step is followed by a 3x3 conv.
   """
   num_classes: int
   finest_stride: int = 8  # 32, 16 or 8: FCN-32s, FCN-16s, FCN-8s.
@@ -55,6 +57,10 @@ class FCN(nn.Module):
       switches = (spatial_switches(pre_pool[src], 2, 2) if self.upsample == 'max_unpool'
                   else None)
       x = Upsample(self.upsample, 2, dtype=self.dtype, name=f'up{src}')(x, switches)
+      if self.upsample in PARAMETER_FREE_KINDS:
+        # Bed of nails and max unpooling leave 3 of every 4 pixels at zero; a learned 3x3 conv
+        # after each step fills them in, as the lecture's unpool-then-conv decoders do.
+        x = nn.Conv(x.shape[-1], (3, 3), padding='SAME', dtype=self.dtype, name=f'refine{src}')(x)
       src //= 2
     return x
 

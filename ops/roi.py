@@ -69,7 +69,7 @@ def _align_geometry(rois, spatial_scale, aligned):
 
 
 def roi_align(features, rois, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 2,
-              aligned: bool = False, *, method: str = "einsum"):
+              aligned: bool = False, *, method: str = "gather"):
   """torchvision.ops.roi_align on NHWC features: [B, H, W, C], [K, 5] -> [K, oh, ow, C].
 
   Each output bin averages sampling_ratio x sampling_ratio bilinear samples. torchvision's
@@ -77,9 +77,10 @@ def roi_align(features, rois, output_size, spatial_scale: float = 1.0, sampling_
   size, so it is not supported here. aligned=True shifts the box by -0.5 pixel (Detectron2's
   ROIAlignV2). Differentiable with respect to `features`.
 
-  method: 'einsum' contracts per-RoI interpolation matrices with the features (dense matmuls);
-  'gather' gathers the four neighbours of every sample. Same numbers; tools/bench_ops.py
-  measures which is faster.
+  method: 'gather' (default) sums (2 * sampling_ratio)**2 fused gathers of [K, oh, ow, C];
+  'einsum' contracts per-RoI interpolation matrices [K, oh, H] and [K, ow, W] with the features
+  (dense matmuls, cost grows with B * H * W). Both share the einsum transpose as the backward
+  pass (a scatter-add is slower on CPU). Same numbers; see tools/bench_ops.py for timings.
   """
   if sampling_ratio <= 0:
     raise ValueError(f"roi_align needs sampling_ratio > 0 (got {sampling_ratio}): the adaptive "
@@ -102,7 +103,8 @@ def roi_align(features, rois, output_size, spatial_scale: float = 1.0, sampling_
 def _einsum_align(features, batch, wy, wx):
   # Folding the batch index into the row weights turns the per-RoI image lookup into one matmul.
   onehot = jax.nn.one_hot(batch, features.shape[0], dtype=wy.dtype)
-  rows = jnp.einsum("kph,kb,bhwc->kpwc", wy, onehot, features, precision=lax.Precision.HIGHEST)
+  wyb = wy[:, :, None, :] * onehot[:, None, :, None]  # [K, oh, B, H]
+  rows = jnp.einsum("kpbh,bhwc->kpwc", wyb, features, precision=lax.Precision.HIGHEST)
   return jnp.einsum("kqw,kpwc->kpqc", wx, rows, precision=lax.Precision.HIGHEST)
 
 

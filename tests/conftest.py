@@ -6,15 +6,20 @@ Shapes data is generated once per test run.
 """
 import os
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CACHE = os.path.join(_REPO, ".cache", "jax")
+# Set in the environment so that train.py subprocesses started by tests behave the same.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("DETSEG_COMPILE_CACHE", _CACHE)
+# Tests run few steps: compiling fast matters more than running fast (as flax's examples do).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-jax.config.update("jax_compilation_cache_dir", os.path.join(_REPO, ".cache", "jax"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+from training import compile_cache  # noqa: E402
+
+compile_cache.enable(_CACHE)
 
 
 @pytest.fixture(scope="session")

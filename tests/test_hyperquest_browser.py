@@ -29,8 +29,8 @@ def test_game_in_chromium(tmp_path):
   shots = os.environ.get("HYPERQUEST_SCREENSHOTS")  # e.g. docs/ to refresh the README pictures
   data = str(tmp_path / "data")
   os.makedirs(data)
-  # Jobs wait 1.5 s in the queue so the server can be killed while an epoch is pending.
-  server = Server(data, flags=TINY_FLAGS, env={"HYPERQUEST_JOB_DELAY": "1.5"})
+  # Jobs wait 1 s in the queue so the server can be killed while an epoch is pending.
+  server = Server(data, flags=TINY_FLAGS, env={"HYPERQUEST_JOB_DELAY": "1.0"})
   with sync_api.sync_playwright() as pw:
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     try:

@@ -195,6 +195,6 @@ def test_roi_ops_under_vmap(data):
   feats = feat[:, None]
   for fn in (lambda f, r: roi.roi_align(f, r, (2, 2), 0.25, 2, True),
              lambda f, r: roi.roi_pool(f, r, (2, 2), 0.25)):
-    got = jax.vmap(fn)(feats, per_image)
-    want = np.stack([fn(feats[i], per_image[i]) for i in range(2)])
+    got = jax.jit(jax.vmap(fn))(feats, per_image)
+    want = np.stack([jax.jit(fn)(feats[i], per_image[i]) for i in range(2)])
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)

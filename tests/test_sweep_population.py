@@ -9,7 +9,7 @@ import pytest
 
 import train
 from configs import loader
-from training.population import PBT, exploit_and_explore, non_vectorizable, train_population
+from training.population import PBT, exploit_and_explore, train_population
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = 'configs/seg/fcn8s_shapes.py:runlocal'
@@ -25,6 +25,9 @@ def config(tfds_dir):
   c.eval_batch_size = 8
   c.num_overlays = 0
   c.optimizer.warmup_steps = 2  # Exercise the schedule: lr = member peak x multiplier(step).
+  # SGD: Adam turns the float noise of exactly-zero gradients (conv biases before BatchNorm) into
+  # +-lr steps, so its parameters agree only to ~lr between any two ways of computing the step.
+  c.optimizer.name = 'sgd'
   return c
 
 
@@ -51,11 +54,36 @@ def test_population_of_four_learning_rates_matches_four_separate_runs(config, tm
     single, _ = train.train_and_evaluate(member_config, str(tmp_path / f'single{i}'),
                                          devices=jax.devices()[:1])
     _assert_trees_close(_member(state.params, i), jax.device_get(single.params),
-                        rtol=2e-4, atol=2e-6, err_msg=f'lr={LEARNING_RATES[i]}')
+                        rtol=2e-4, atol=2e-5, err_msg=f'lr={LEARNING_RATES[i]}')
     _assert_trees_close(_member(state.batch_stats, i), jax.device_get(single.batch_stats),
-                        rtol=2e-4, atol=2e-6)
+                        rtol=2e-4, atol=2e-5)
     eval_metrics = json.load(open(os.path.join(dirs[i], 'eval', 'metrics.json')))
     assert eval_metrics['step'] == config.total_steps
     logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
     lrs = [x['train/learning_rate'] for x in logged if 'train/learning_rate' in x]
     assert lrs[-1] == pytest.approx(LEARNING_RATES[i] * float(np.cos(np.pi * 2 / 3) + 1) / 2)
+
+
+def test_pbt_replaces_the_worst_and_diverged_members_with_perturbed_copies_of_the_best():
+  losses = np.array([0.3, np.nan, 0.1, 0.5, 0.2, 0.9, 0.4, 0.6])
+  hparams = {'learning_rate': np.arange(1, 9, dtype=np.float32) * 1e-3,
+             'weight_decay': np.full(8, 1e-4, np.float32)}
+  pbt = PBT(interval=10, fraction=0.25, perturb=(0.5, 2.0))
+  source, new, copies = exploit_and_explore(losses, hparams, ['learning_rate'], pbt,
+                                            np.random.default_rng(0))
+  assert sorted(dst for dst, _ in copies) == [1, 5]  # The NaN member and the worst finite one.
+  for dst, src in copies:
+    assert src in (2, 4) and source[dst] == src  # Copied from the two best.
+    ratio = new['learning_rate'][dst] / hparams['learning_rate'][src]
+    assert ratio == pytest.approx(0.5) or ratio == pytest.approx(2.0)
+  survivors = [i for i in range(8) if i not in (1, 5)]
+  np.testing.assert_array_equal(source[survivors], survivors)
+  old_lr, new_lr = hparams['learning_rate'], new['learning_rate']
+  np.testing.assert_array_equal(new_lr[survivors], old_lr[survivors])
+  np.testing.assert_array_equal(new['weight_decay'], hparams['weight_decay'])  # Not explored.
+
+
+def test_population_rejects_members_that_differ_in_other_fields(config, tmp_path):
+  configs = _configs(config, [['model.upsample=nearest'], ['model.upsample=bed_of_nails']])
+  with pytest.raises(ValueError, match='model.upsample'):
+    train_population(configs, [str(tmp_path / 'a'), str(tmp_path / 'b')], str(tmp_path / 'pop'))

@@ -79,7 +79,8 @@ def test_killed_run_resumes_to_identical_parameters(config, tmp_path, tfds_dir):
          '--config.model.dropout_rate=0',
          f'--config.total_steps={steps}', '--config.checkpoint_every_steps=2',
          '--config.eval_batch_size=8', '--noprogress']
-  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  log = open(tmp_path / 'killed.log', 'w+')
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
   checkpoints = os.path.join(workdir, 'checkpoints')
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
@@ -89,7 +90,9 @@ def test_killed_run_resumes_to_identical_parameters(config, tmp_path, tfds_dir):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   killed_at = Checkpointer(checkpoints).latest_step()
-  assert killed_at is not None and killed_at < steps, f'kill came too late (step {killed_at})'
+  log.seek(0)
+  assert killed_at is not None and killed_at < steps, (
+      f'killed at checkpoint {killed_at}; train.py output:\n{log.read()[-3000:]}')
 
   resumed, _ = train.train_and_evaluate(config, workdir)
   for a, b in zip(_params(reference), _params(resumed), strict=True):

@@ -1,6 +1,6 @@
 """Benchmarks the detection ops on this machine's default JAX device.
 
-  python tools/bench_ops.py [--repeats 5]
+  python -m tools.bench_ops [--repeats 5]
 
 Prints, per op, the jit compile time and the median wall time of several runs after a warm-up.
 """
@@ -48,7 +48,7 @@ def main():
     fn = lambda b, s: nms_lib.nms(b, s, 0.5, 1000)
     rows.append((f"nms N={n} thr=0.5 max_output=1000", *_time(fn, (boxes, scores),
                                                               args.repeats)))
-    fn = lambda b, s: nms_lib.nms(b, s, 0.7, n)
+    fn = lambda b, s, n=n: nms_lib.nms(b, s, 0.7, n)
     rows.append((f"nms N={n} thr=0.7 max_output=N", *_time(fn, (boxes, scores), args.repeats)))
 
   feats = jnp.asarray(rng.normal(size=(2, 64, 64, 256)), jnp.float32)
