@@ -63,6 +63,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   c.loss.class_weights = ()  # Empty: unweighted. Else one weight per class.
+
+  c.init = ml_collections.ConfigDict()  # Transfer learning (training/pretrained.py).
+  c.init.checkpoint = ''  # '' (random init), a workdir of ours, or a torchvision .safetensors.
+  c.init.freeze_backbone = False  # Keep the loaded backbone fixed (else fine-tune it).
   return c
 
 

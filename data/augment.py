@@ -2,7 +2,11 @@
 
 An example is a dict with `image` float32 [H, W, 3], `mask` [H, W] (semantic, 255 = ignore) and
 optionally `instance_ids` [H, W] (k = instance k, 0 = none), `instance_masks` [K, H, W], `boxes`
-float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 = last pixel + 1) and `labels` [K].
+float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 = last pixel + 1), `labels` [K] and
+`keypoints` float32 [K, 14, 3] (y, x, v; see data/people.py).
+
+Keypoints move with the image; a flip also swaps left and right joints (the person's right hand
+becomes their left), and a joint pushed out of the crop becomes unlabelled (v = 0).
 
 Boxes are recomputed as the tight box of each augmented instance mask when masks are present (so a
 box cut by the crop hugs what is left of the object, not the clipped original box); otherwise they
@@ -13,6 +17,8 @@ from (seed, index), so results are deterministic however grain schedules the wor
 from __future__ import annotations
 
 import numpy as np
+
+from data.people import FLIP_PERMUTATION
 
 IGNORE = 255
 _MASK_KEYS = ('mask', 'instance_ids')
@@ -101,6 +107,19 @@ def _geometric_boxes(boxes, flip_w, sy, sx, oy, ox, out_h, out_w):
   return np.where(valid[:, None], boxes, 0).astype(np.float32), valid
 
 
+def _transform_keypoints(keypoints, flip_w, sy, sx, oy, ox, out_h, out_w):
+  """Flip (in a width `flip_w` image, or None), scale and shift keypoints [K, J, 3]."""
+  points, v = keypoints[..., :2].astype(np.float32), keypoints[..., 2]
+  if flip_w is not None:
+    points = np.stack([points[..., 0], flip_w - points[..., 1]], -1)[:, FLIP_PERMUTATION]
+    v = v[:, FLIP_PERMUTATION]
+  points = points * np.array([sy, sx], np.float32) - np.array([oy, ox], np.float32)
+  inside = np.all((points >= 0) & (points < np.array([out_h, out_w], np.float32)), axis=-1)
+  v = np.where(inside, v, 0)
+  points = np.where(v[..., None] > 0, points, 0)
+  return np.concatenate([points, v[..., None]], -1).astype(np.float32)
+
+
 def _finish_boxes(ex: dict, geometric) -> dict:
   """Sets `boxes` and `box_valid`: tight around instance masks if any, else geometric."""
   num = len(ex['boxes']) if 'boxes' in ex else 0
@@ -138,8 +157,10 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
   if 'instance_masks' in ex:
     ex['instance_masks'] = crop_or_pad(
         resize_nearest(ex['instance_masks'], nh, nw), oy, ox, ch, cw, 0, axes=(1, 2))
-  geometric = lambda b: _geometric_boxes(b, w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
-  return _finish_boxes(ex, geometric)
+  motion = (w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
+  if 'keypoints' in ex:
+    ex['keypoints'] = _transform_keypoints(ex['keypoints'], *motion)
+  return _finish_boxes(ex, lambda b: _geometric_boxes(b, *motion))
 
 
 def random_augment(ex: dict, rng: np.random.Generator, *, crop_hw: tuple[int, int],

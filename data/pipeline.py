@@ -19,6 +19,7 @@ from PIL import Image
 
 import data as data_lib
 from data import augment
+from data.people import NUM_JOINTS
 
 _PNG_KEYS = ('image', 'mask', 'instance_ids')
 
@@ -122,12 +123,15 @@ class DecodedSource(grain.RandomAccessDataSource):
     raw = self._source[index]
     where = f'{self._where} index {index}'
     objects = raw['objects']
+    boxes = np.asarray(objects['box'], np.float32).reshape(-1, 4)
+    # Datasets without joints get unlabelled ones, so every batch has the same keys.
+    keypoints = objects.get('keypoints', np.zeros((len(boxes), NUM_JOINTS, 3), np.float32))
     return dict(
         image=_decode_image(raw['image'], 3, where, 'image'),
         mask=_decode_image(raw['mask'], 1, where, 'mask'),
         instance_ids=_decode_image(raw['instance_ids'], 1, where, 'instance_ids'),
-        boxes=np.asarray(objects['box'], np.float32).reshape(-1, 4),
-        labels=np.asarray(objects['label'], np.int32).reshape(-1),
+        boxes=boxes, labels=np.asarray(objects['label'], np.int32).reshape(-1),
+        keypoints=np.asarray(keypoints, np.float32).reshape(-1, NUM_JOINTS, 3),
     )
 
   def __repr__(self) -> str:
@@ -150,9 +154,12 @@ def to_element(ex: dict, max_boxes: int) -> dict:
   boxes[:n], labels[:n], valid[:n] = ex['boxes'][keep], ex['labels'][keep], True
   masks = np.zeros((max_boxes, h, w), np.uint8)
   masks[:n] = ex['instance_ids'][None] == (keep + 1).astype(ex['instance_ids'].dtype)[:, None, None]
+  keypoints = np.zeros((max_boxes, NUM_JOINTS, 3), np.float32)
+  if 'keypoints' in ex:
+    keypoints[:n] = ex['keypoints'][keep]
   return dict(image=np.ascontiguousarray(image, np.float32),
               mask=np.ascontiguousarray(ex['mask'], np.int32), boxes=boxes, labels=labels,
-              instance_masks=masks, valid=valid)
+              instance_masks=masks, valid=valid, keypoints=keypoints)
 
 
 def _crop_hw(cfg) -> tuple[int, int]:
@@ -190,7 +197,7 @@ def _padding_element(cfg) -> dict:
               mask=np.full((size, size), augment.IGNORE, np.int32),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
-              example_valid=np.bool_(False))
+              keypoints=np.zeros((m, NUM_JOINTS, 3), np.float32), example_valid=np.bool_(False))
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:

@@ -49,6 +49,13 @@ def bench_load(players, seconds, flags):
     return r
 
   def run(i):
+    try:
+      play(i)
+    except httpx.HTTPError as e:  # a timeout is a result, recorded as a failed request
+      with lock:
+        lat.append((99.0, "?", f"{type(e).__name__} {e.request.url.path}", 599))
+
+  def play(i):
     with httpx.Client(base_url=server.url, timeout=30, follow_redirects=True) as c:
       c.get, c.post = (lambda f: lambda *a, **k: timed(f, *a, **k))(c.get), \
                       (lambda f: lambda *a, **k: timed(f, *a, **k))(c.post)
@@ -78,7 +85,7 @@ def bench_load(players, seconds, flags):
         f"Continue; latency p50 {secs[len(secs) // 2] * 1000:.0f} ms, p95 "
         f"{secs[int(len(secs) * 0.95)] * 1000:.0f} ms, max {secs[-1] * 1000:.0f} ms; "
         f"{sum(s >= 1.0 for s in secs)} requests >= 1 s; {len(bad)} server errors")
-  slow = sorted(lat, reverse=True)[:5]
+  slow = sorted(lat, key=lambda x: -x[0])[:5]
   print("slowest:", [(f"{s * 1000:.0f} ms", m, path) for s, m, path, _ in slow])
 
 

@@ -59,6 +59,14 @@ def make_dataset(seed, train_size=8500, val_size=1500, num_classes=10):
   rng = np.random.default_rng(seed)
   protos = _smooth(rng, num_classes, 4)
   protos /= np.abs(protos).max(axis=(1, 2, 3), keepdims=True)
-  train = _make_split(np.random.default_rng([seed, 1]), protos, train_size, knobs, num_classes)
-  val = _make_split(np.random.default_rng([seed, 2]), protos, val_size, knobs, num_classes)
+  train = _chunked(seed, 1, protos, train_size, knobs, num_classes)
+  val = _chunked(seed, 2, protos, val_size, knobs, num_classes)
   return {"train": train, "val": val, "knobs": knobs}
+
+
+def _chunked(seed, split, protos, n, knobs, num_classes, chunk=500):
+  """Generates a split in chunks: numpy's RNG holds the GIL, and the web server shares the
+  process with the worker generating data, so no single call may take long."""
+  parts = [_make_split(np.random.default_rng([seed, split, i]), protos, min(chunk, n - s),
+                       knobs, num_classes) for i, s in enumerate(range(0, n, chunk))]
+  return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])

@@ -48,7 +48,8 @@ class Engine:
       "VALUES (?, ?, 'stage1', ?, ?, ?)", (player_id, dataset, json.dumps(state), now, now))
 
   def configure(self, sid, width, lr, depth, dropout):
-    """Stage 1: fixes the initial configuration and queues the first epoch."""
+    """Stage 1: fixes the initial configuration and queues the first epoch (the network itself
+    is initialised by the worker, see run_pending)."""
     hp = {"width": int(width), "lr": float(lr), "depth": int(depth), "dropout": float(dropout),
           "wd": 0.0}
     for k, choices in STAGE1_CHOICES.items():
@@ -59,9 +60,6 @@ class Engine:
       if sess["status"] != "stage1":
         raise RuleError("this session is already configured")
       st = sess["state"]
-      state = trainer.fresh_state(hp, seed=st["seed"])
-      db.execute("INSERT INTO checkpoints VALUES (?, 0, ?, ?)",
-                 (sid, json.dumps(hp), trainer.to_blob(state)))
       aid = _add_action(db, sid, 0, "configure", None, hp)
       st.update(hp=hp, pending={"hp": hp, "action": aid})
       _save(db, sid, "queued", st)
@@ -150,8 +148,14 @@ class Engine:
       st = sess["state"]
       pend = st["pending"]
       row = self.store.checkpoint(sid, st["top"])
-      old_hp = json.loads(row["hparams"])
-      state = trainer.from_blob(row["blob"], old_hp)
+      initial = None
+      if row is None:  # first epoch: the untrained network is built here, not in the request
+        old_hp = pend["hp"]
+        state = trainer.fresh_state(old_hp, seed=st["seed"])
+        initial = trainer.to_blob(state)
+      else:
+        old_hp = json.loads(row["hparams"])
+        state = trainer.from_blob(row["blob"], old_hp)
       data = trainer.dataset(self.settings, sess["dataset"])
       t0 = time.time()
       seed = (st["seed"] * 1009 + st["epochs"]) % (2**31)
@@ -161,6 +165,9 @@ class Engine:
       blob = trainer.to_blob(state)
       with self.store.transaction() as db:
         st = _load(db, sid)["state"]  # re-read: nothing else may change a queued session
+        if initial is not None:
+          db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, 0, ?, ?)",
+                     (sid, json.dumps(old_hp), initial))
         number = st["epochs"] + 1
         eid = db.execute(
           "INSERT INTO epochs (session_id, number, hparams, metrics, created) "

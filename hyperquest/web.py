@@ -50,6 +50,8 @@ def create_app(data_dir, settings=None, num_workers=1):
 
   @contextlib.asynccontextmanager
   async def lifespan(_):
+    for name in templates.env.list_templates():  # compile templates before the first request
+      templates.env.get_template(name)
     pool.start()  # also re-queues every epoch and baseline left over by a killed server
     yield
     pool.stop(timeout=1)

@@ -1,6 +1,8 @@
 """Background worker pool: trains queued epochs and computes baselines, never in a request.
 
-Jobs are ('epoch', session_id) or ('baseline', dataset). The queue itself is not persisted: the
+Jobs are ('epoch', session_id) or ('baseline', dataset). Baselines take minutes (3 seeds x
+several epochs), so they have their own thread and queue: a player's epoch never waits behind
+one. The queues themselves are not persisted: the
 database is the source of truth, and start() re-enqueues every queued epoch and every missing
 baseline, which is what makes a killed server resume.
 """
@@ -23,6 +25,7 @@ class WorkerPool:
     self.engine = engine
     self.num_workers = num_workers
     self._queue = queue.Queue()
+    self._baseline_queue = queue.Queue()
     self._queued = set()
     self._running = {}
     self._guard = threading.Lock()
@@ -36,8 +39,9 @@ class WorkerPool:
       self.submit_epoch(sid)
     for ds in datasets:
       self.submit_baseline(ds)
-    for i in range(self.num_workers):
-      t = threading.Thread(target=self._loop, name=f"hq-worker-{i}", daemon=True)
+    queues = [self._queue] * self.num_workers + [self._baseline_queue]
+    for i, q in enumerate(queues):
+      t = threading.Thread(target=self._loop, args=(q,), name=f"hq-worker-{i}", daemon=True)
       t.start()
       self._threads.append(t)
     return self
@@ -46,6 +50,7 @@ class WorkerPool:
     self._stop.set()
     for _ in self._threads:
       self._queue.put(None)
+      self._baseline_queue.put(None)
     for t in self._threads:
       t.join(timeout)
 
@@ -54,7 +59,7 @@ class WorkerPool:
       if job in self._queued:
         return
       self._queued.add(job)
-    self._queue.put(job)
+    (self._queue if job[0] == "epoch" else self._baseline_queue).put(job)
 
   def submit_epoch(self, sid):
     self._submit(("epoch", sid))
@@ -78,10 +83,10 @@ class WorkerPool:
     with self._guard:
       return not self._queued and not self._running
 
-  def _loop(self):
+  def _loop(self, jobs):
     me = threading.current_thread().name
     while not self._stop.is_set():
-      job = self._queue.get()
+      job = jobs.get()
       if job is None:
         return
       with self._guard:

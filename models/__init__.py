@@ -2,7 +2,9 @@
 
 Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, H, W, num_classes]
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
-model takes num_classes, dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample.
+model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Regression
+models: `localizer` (images -> class logits + one box) and `deeppose` (images, person boxes ->
+joints); see their modules.
 """
 import functools
 from collections.abc import Callable
@@ -11,8 +13,12 @@ from flax import linen as nn
 
 from models.backbones import BACKBONES, get_backbone, lookup
 from models.deconvnet import DeconvNet
+from models.deeppose import DeepPose
 from models.fcn import FCN
+from models.localizer import Localizer
 from models.patch_classifier import PatchClassifier
+from models.ssd import SSD
+from models.yolo import YOLOv1
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'fcn32s': functools.partial(FCN, finest_stride=32),
@@ -20,6 +26,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'fcn8s': functools.partial(FCN, finest_stride=8),
     'deconvnet': DeconvNet,
     'patch_classifier': PatchClassifier,
+    'yolo': YOLOv1,
+    'ssd': SSD,
+    'localizer': Localizer,
+    'deeppose': DeepPose,
 }
 
 

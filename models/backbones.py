@@ -2,6 +2,7 @@
 import functools
 from collections.abc import Callable, Mapping
 
+import jax
 from flax import linen as nn
 
 from models.resnet import RESNET18, RESNET50, ResNet
@@ -24,3 +25,16 @@ def lookup(table: Mapping[str, Callable], name: str, what: str) -> Callable:
 def get_backbone(name: str, /, **kwargs) -> nn.Module:
   """Builds a backbone; kwargs (dtype, bn_axis_name, ...) go to its constructor."""
   return lookup(BACKBONES, name, 'backbone')(**kwargs)
+
+
+def backbone_features(name: str, images, *, train: bool, frozen: bool = False,
+                      module_name: str = 'backbone', **kwargs) -> dict:
+  """Runs backbone `name` as a submodule of the calling (compact) module; returns its features.
+
+  `frozen` (transfer learning with a fixed backbone): batch norm uses its running statistics and
+  no gradient flows into the backbone; the optimizer leaves its parameters alone as well
+  (`make_optimizer(..., frozen=...)`), so weight decay cannot shrink them either.
+  """
+  out = get_backbone(name, name=module_name, **kwargs)(images, train=train and not frozen)
+  features = out['features']
+  return jax.lax.stop_gradient(features) if frozen else features

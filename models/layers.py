@@ -38,3 +38,21 @@ class ConvBNReLU(nn.Module):
       x = nn.Conv(self.features, (k, k), padding='SAME', dtype=self.dtype, name='conv')(x)
     x = batch_norm(train, self.bn_axis_name, self.dtype)(name='bn')(x)
     return nn.relu(x)
+
+
+class RegressionHead(nn.Module):
+  """Flatten -> Dense(hidden) -> ReLU -> dropout -> Dense(outputs).
+
+  Flattening, not global pooling: the spatial layout of the features is what says *where*
+  (the fully connected layers of OverFeat's box regressor and of DeepPose).
+  """
+  outputs: int
+  hidden: int = 256
+  dropout_rate: float = 0.0
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(x.reshape(len(x), -1)))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(self.outputs, dtype=self.dtype, name='out')(x).astype(jax.numpy.float32)

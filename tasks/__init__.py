@@ -1,8 +1,14 @@
 """Tasks: the only code that knows what a task is. Looked up by `config.task` in one plain dict."""
+from tasks.detection import DetectionTask
+from tasks.localization import LocalizationTask
+from tasks.pose import PoseTask
 from tasks.segmentation import SegmentationTask
 
 TASKS = {
     'segmentation': SegmentationTask,
+    'detection': DetectionTask,
+    'localization': LocalizationTask,
+    'pose': PoseTask,
 }
 
 

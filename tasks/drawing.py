@@ -32,14 +32,76 @@ def blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.55) -> np.nda
   return np.where(on, mixed, image).round().astype(np.uint8)
 
 
-def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int = 4):
-  """Saves uint8 RGB tiles side by side, nearest-upscaled so small images stay readable."""
-  tiles = [np.kron(t, np.ones((scale, scale, 1), np.uint8)) for t in tiles]
+def upscale(tile: np.ndarray, scale: int) -> np.ndarray:
+  """Nearest-neighbour upscaling of an RGB uint8 tile by an integer factor."""
+  return np.kron(tile, np.ones((scale, scale, 1), np.uint8))
+
+
+def draw_boxes(image: np.ndarray, boxes, labels, class_names, scores=None,
+               scale: int = 4) -> np.ndarray:
+  """The image upscaled by `scale` with (y1, x1, y2, x2) pixel boxes in their class colours.
+
+  Each box is captioned with its class name (and score if given). Drawing after upscaling keeps
+  the captions readable on small images.
+  """
+  canvas = Image.fromarray(upscale(image, scale))
+  draw = ImageDraw.Draw(canvas)
+  colors = palette(len(class_names))
+  for k, (box, label) in enumerate(zip(np.asarray(boxes), np.asarray(labels), strict=True)):
+    y1, x1, y2, x2 = (float(v) * scale for v in box)
+    color = tuple(int(c) for c in colors[int(label)])
+    draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=color, width=2)
+    caption = class_names[int(label)] + ('' if scores is None else f' {float(scores[k]):.2f}')
+    left, top, right, bottom = draw.textbbox((0, 0), caption)
+    ty = y1 - (bottom - top) - 3 if y1 >= bottom - top + 3 else y1 + 2  # Above, or inside at top.
+    draw.rectangle([x1, ty, x1 + right - left + 3, ty + bottom - top + 2], fill=color)
+    draw.text((x1 + 2 - left, ty + 1 - top), caption, fill=(0, 0, 0))
+  return np.asarray(canvas)
+
+
+def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int = 4,
+               legend: list[str] | None = None):
+  """Saves uint8 RGB tiles side by side, nearest-upscaled so small images stay readable.
+
+  `legend`: class names drawn under the tiles in their `palette` colours.
+  """
+  tiles = [upscale(t, scale) for t in tiles]
   h, w = tiles[0].shape[:2]
   title_h, gap = 14, 4
-  canvas = Image.new('RGB', (len(tiles) * (w + gap) - gap, h + title_h), (255, 255, 255))
+  legend_h = 16 if legend else 0
+  canvas = Image.new('RGB', (len(tiles) * (w + gap) - gap, h + title_h + legend_h),
+                     (255, 255, 255))
   draw = ImageDraw.Draw(canvas)
   for i, (tile, title) in enumerate(zip(tiles, titles, strict=True)):
     canvas.paste(Image.fromarray(tile), (i * (w + gap), title_h))
     draw.text((i * (w + gap) + 2, 1), title, fill=(0, 0, 0))
+  x, y = 2, h + title_h + 3
+  for name, color in zip(legend or [], palette(len(legend or [])), strict=True):
+    draw.rectangle([x, y, x + 9, y + 9], fill=tuple(int(c) for c in color), outline=(0, 0, 0))
+    draw.text((x + 12, y - 1), name, fill=(0, 0, 0))
+    x += 12 + int(draw.textlength(name)) + 10
   canvas.save(path)
+
+
+def draw_skeleton(image: np.ndarray, points: np.ndarray, edges, labelled=None,
+                  scale: int = 4) -> np.ndarray:
+  """The image upscaled by `scale` with (y, x) pixel joints [J, 2] joined by `edges` (pairs).
+
+  Joints 0-5 and 6-11 of LSP are legs and arms, right then left: the person's right side is drawn
+  red, the left blue, the rest yellow, so swapped sides show at a glance. Unlabelled joints
+  (`labelled` False) and their sticks are left out.
+  """
+  canvas = Image.fromarray(upscale(image, scale))
+  draw = ImageDraw.Draw(canvas)
+  labelled = np.ones(len(points), bool) if labelled is None else np.asarray(labelled, bool)
+  side = lambda j: 'right' if j in (0, 1, 2, 6, 7, 8) else 'left' if j < 12 else 'centre'
+  colors = {'right': (240, 50, 50), 'left': (60, 110, 255), 'centre': (250, 220, 40)}
+  xy = lambda j: (float(points[j, 1]) * scale, float(points[j, 0]) * scale)
+  for a, b in edges:
+    if labelled[a] and labelled[b]:
+      color = colors[side(a)] if side(a) == side(b) else colors['centre']
+      draw.line([xy(a), xy(b)], fill=color, width=2)
+  for j in np.flatnonzero(labelled):
+    x, y = xy(j)
+    draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colors[side(j)], outline=(0, 0, 0))
+  return np.asarray(canvas)

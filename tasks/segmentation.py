@@ -58,9 +58,9 @@ class SegmentationTask:
       gt = drawing.colorize(batch['mask'][i], self.num_classes)
       pred = drawing.colorize(predictions['prediction'][i], self.num_classes)
       drawing.save_panel(
-          [image, drawing.blend(image, gt), drawing.blend(image, pred)],
-          ['image', 'ground truth', 'prediction'],
-          os.path.join(out_dir, f'overlay_{start + i:03d}.png'))
+          [image, gt, pred, drawing.blend(image, pred)],
+          ['image', 'ground truth', 'prediction', 'prediction over image'],
+          os.path.join(out_dir, f'overlay_{start + i:03d}.png'), legend=self.info['class_names'])
     return count
 
 

@@ -31,7 +31,21 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   batch['image'] = rng.random(batch['image'].shape, np.float32)
   batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.int32)
+  # One object per image with a box and labelled joints, so box and pose losses have gradients.
+  size = batch['image'].shape[1]
+  batch['boxes'][:, 0] = (size / 4, size / 4, 3 * size / 4, 3 * size / 4)
+  batch['labels'][:, 0], batch['valid'][:, 0] = 1, True
+  batch['keypoints'][:, 0, :, :2] = rng.uniform(size / 4, 3 * size / 4,
+                                                batch['keypoints'].shape[2:3] + (2,))
+  batch['keypoints'][:, 0, :, 2] = 2
   batch['example_valid'] = np.ones((batch_size,), bool)
+  # A few random valid boxes per image so that detection losses have something to match.
+  size, num = task.info['image_size'], min(3, batch['boxes'].shape[1])
+  yx = rng.uniform(0, size * 0.6, (batch_size, num, 2))
+  hw = rng.uniform(size * 0.15, size * 0.4, (batch_size, num, 2))
+  batch['boxes'][:, :num] = np.concatenate([yx, yx + hw], -1)
+  batch['labels'][:, :num] = rng.integers(1, task.num_classes, (batch_size, num))
+  batch['valid'][:, :num] = True
   return batch
 
 
@@ -55,7 +69,6 @@ def bench_config(config, steps: int) -> dict:
   tx = make_optimizer(config.optimizer, config.total_steps)
   batch = synthetic_batch(task, config.batch_size)
   state = init_state(task, model, tx, jax.random.PRNGKey(0), batch)
-  variables = state.variables
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   holder = {'state': parallel.put_state(state)}
   device_batch = parallel.put_batch(batch)
@@ -65,6 +78,8 @@ def bench_config(config, steps: int) -> dict:
     return metrics
 
   train_first, train_step_s = _time_calls(one_train_step, steps)
+  # The train step donates its input state, so evaluate the state it returned last.
+  variables = parallel.get_state(holder['state']).variables
   eval_step = jax.jit(make_eval_step(task))
   eval_first, eval_step_s = _time_calls(lambda: eval_step(variables, batch), steps)
   n = config.batch_size
@@ -84,8 +99,12 @@ def main():
   parser.add_argument('--config', action='append', required=True, help='path.py[:args]; repeat')
   parser.add_argument('--set', action='append', default=[], help='override key=value; repeat')
   parser.add_argument('--steps', type=int, default=10, help='timed steps after the first')
+  parser.add_argument('--compile_cache', action='store_true',
+                      help='use the persistent compilation cache (compile times then measure '
+                      'cache loads, not compiles)')
   args = parser.parse_args()
-  compile_cache.enable()
+  if args.compile_cache:
+    compile_cache.enable()
   print(f'# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}')
   print(HEADER)
   for spec in args.config:

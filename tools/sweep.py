@@ -134,6 +134,8 @@ def run_sweep(args) -> list[dict]:
     _, results = train_population([configs[i] for i in pending], [dirs[i] for i in pending],
                                   os.path.join(args.workdir, 'population'), pbt=pbt or None)
     for i, result in zip(pending, results, strict=True):
+      if not pbt:  # Without PBT, lineage and hyperparameters are the trial's own.
+        result = {k: result[k] for k in ('status', 'message')}
       _write_status(dirs[i], **result)
     return trials
   if args.vectorize and blockers:

@@ -132,6 +132,10 @@ class _Population:
     self.lineage = [[[i, 0]] for i in range(size)]
     self.diverged = [None] * size
 
+  def member(self, i: int) -> dict:
+    # 7 digits: float32 values without their binary noise (1e-4, not 9.999999747378752e-05).
+    return {k: float(f'{v[i]:.7g}') for k, v in self.hparams.items()}
+
   def to_json(self) -> dict:
     return {'hparams': {k: v.tolist() for k, v in self.hparams.items()},
             'lineage': self.lineage, 'diverged': self.diverged}
@@ -249,7 +253,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   checkpointer.close()
   return state, [{'status': 'diverged' if members.diverged[i] else 'done',
            'message': members.diverged[i] or '',
-           'hparams': {k: float(v[i]) for k, v in members.hparams.items()},
+           'hparams': members.member(i),
            'lineage': members.lineage_text(i)} for i in range(size)]
 
 
@@ -269,7 +273,7 @@ def _log_exploits(popdir: str, step: int, copies, losses, members: _Population):
   with open(os.path.join(popdir, 'pbt.jsonl'), 'a') as f:
     for dst, src in copies:
       members.copy_member(dst, src, step)
-      hparams = {k: float(v[dst]) for k, v in members.hparams.items()}
+      hparams = members.member(dst)
       logging.info('PBT step %d: member %d (loss %.4g) <- member %d (loss %.4g), now %s; '
                    'lineage %s', step, dst, losses[dst], src, losses[src],
                    ', '.join(f'{k}={v:.3g}' for k, v in hparams.items()),

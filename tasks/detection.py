@@ -1,0 +1,134 @@
+"""Object detection: YOLO v1 and SSD, their losses, decode + NMS, COCO and VOC AP, box overlays.
+
+A model family supplies its loss `loss(outputs, batch, **config.loss) -> (scalar, aux)` and its
+decoder `decode(outputs, image_hw) -> (boxes [N, K, 4] pixels, scores [N, K, C - 1])` (one
+class-agnostic box per candidate and a score per foreground class). Everything after decoding is
+shared: clipping, the top candidates over (box, class) pairs, a score threshold and per-class NMS
+to a fixed number of detections per image.
+"""
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import data
+from losses.ssd import ssd_loss
+from losses.yolo import yolo_loss
+from metrics import CocoEvaluator, VocEvaluator
+from models import ssd, yolo
+from ops.boxes import clip
+from ops.nms import batched_nms
+from tasks import drawing
+from tasks.segmentation import SegmentationTask
+
+# config.model.name -> (loss, decode).
+FAMILIES = {
+    'yolo': (yolo_loss, yolo.decode),
+    'ssd': (ssd_loss, ssd.decode),
+}
+
+
+def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: float,
+                      pre_nms_topk: int, max_detections: int) -> dict:
+  """One image: boxes [K, 4], scores [K, C] -> the fixed-size detections after per-class NMS.
+
+  The `pre_nms_topk` best (box, class) pairs above `score_threshold` enter NMS; returns 'boxes'
+  [D, 4], 'scores' [D], 'labels' [D] (1..C) and 'valid' [D] with D = max_detections, best first.
+  """
+  k, c = scores.shape
+  top_scores, top = jax.lax.top_k(scores.reshape(-1), min(pre_nms_topk, k * c))
+  cand_boxes, cand_labels = boxes[top // c], (top % c + 1).astype(jnp.int32)
+  keep, valid = batched_nms(cand_boxes, top_scores, cand_labels, iou_threshold, max_detections,
+                            valid_mask=top_scores > score_threshold)
+  return {'boxes': jnp.where(valid[:, None], cand_boxes[keep], 0.0),
+          'scores': jnp.where(valid, top_scores[keep], 0.0),
+          'labels': jnp.where(valid, cand_labels[keep], 0), 'valid': valid}
+
+
+class DetectionTask:
+  name = 'detection'
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.info = data.dataset_info(config.data)
+    self.num_classes = self.info['num_classes']
+    if config.model.name not in FAMILIES:
+      raise ValueError(f'config.model.name {config.model.name!r} is not a detector; valid: '
+                       f'{", ".join(sorted(FAMILIES))}')
+    loss, self._decode = FAMILIES[config.model.name]
+    self._loss = functools.partial(loss, **config.loss.to_dict())
+    self.model = self.build_model()
+
+  build_model = SegmentationTask.build_model  # The same config.model -> models.get_model call.
+
+  def model_inputs(self, batch):
+    return (batch['image'],), {}
+
+  def loss(self, outputs, batch):
+    return self._loss(outputs, batch)
+
+  def postprocess(self, outputs, batch):
+    image_hw = batch['image'].shape[1:3]
+    boxes, scores = self._decode(outputs, image_hw)
+    d = self.config.detect
+    select = functools.partial(
+        select_detections, score_threshold=d.score_threshold, iou_threshold=d.nms_iou_threshold,
+        pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections)
+    return jax.vmap(select)(clip(boxes, image_hw), scores)
+
+  def make_evaluator(self):
+    return DetectionEvaluator(self.info['class_names'])
+
+  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
+    """Writes image | ground truth | prediction (class, score) panels; returns how many."""
+    names = self.info['class_names']
+    count = min(max_images, int(np.sum(batch['example_valid'])))
+    for i in range(count):
+      image = drawing.to_uint8(batch['image'][i])
+      gt = batch['valid'][i]
+      shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
+      drawing.save_panel(
+          [drawing.upscale(image, 4),
+           drawing.draw_boxes(image, batch['boxes'][i][gt], batch['labels'][i][gt], names),
+           drawing.draw_boxes(image, predictions['boxes'][i][shown],
+                              predictions['labels'][i][shown], names,
+                              scores=predictions['scores'][i][shown])],
+          ['image', 'ground truth', 'prediction'],
+          os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1)
+    return count
+
+
+class DetectionEvaluator:
+  """COCO AP (pycocotools) and VOC AP50 over the eval set, from the fixed-size detections.
+
+  VOC 'difficult' boxes (batch key 'difficult', when the dataset has it) are ignored by both:
+  VOC's own rule, and COCO's crowd regions, which likewise neither count as misses nor make
+  detections false positives.
+  """
+
+  def __init__(self, class_names):
+    self.class_names = list(class_names)
+    self.coco = CocoEvaluator('bbox', category_ids=range(1, len(self.class_names)))
+    self.voc = VocEvaluator()
+    self.count = 0
+
+  def add(self, batch, predictions):
+    for i in np.flatnonzero(batch['example_valid']):
+      difficult = batch['difficult'][i] if 'difficult' in batch else None
+      kwargs = dict(gt_boxes=batch['boxes'][i], gt_labels=batch['labels'][i],
+                    gt_valid=batch['valid'][i], det_boxes=predictions['boxes'][i],
+                    det_scores=predictions['scores'][i], det_labels=predictions['labels'][i],
+                    det_valid=predictions['valid'][i])
+      self.coco.add(self.count, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3],
+                    **kwargs)
+      self.voc.add(self.count, gt_difficult=difficult, **kwargs)
+      self.count += 1
+
+  def result(self) -> dict:
+    voc = self.voc.compute()
+    per_class = {self.class_names[c]: (None if np.isnan(ap) else ap)
+                 for c, ap in voc['per_class'].items()}
+    return {**self.coco.compute(), 'voc_AP50': voc['AP50'], 'voc_AP50_per_class': per_class}

@@ -1,0 +1,78 @@
+"""Human pose by joint regression (DeepPose): 14 LSP joints of the first person of each image.
+
+The person box comes with the data (DeepPose's setting: a detector or the dataset gives it), the
+model regresses the joints in the box's normalised frame, and `postprocess` maps them back to
+pixels. Metrics: PCK@0.2 (torso and box references) and PCP (`metrics/pose.py`); overlays draw
+the true and the predicted skeleton.
+"""
+import os
+
+import ml_collections
+import numpy as np
+
+import data
+import models
+from data.people import NUM_JOINTS, SKELETON
+from losses.pose import pose_loss
+from metrics.pose import pose_metrics
+from ops.keypoints import from_frame
+from tasks import drawing
+from tasks.localization import frozen_backbone
+
+
+class PoseTask:
+  name = 'pose'
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.info = data.dataset_info(config.data)
+    self.num_classes = self.info['num_classes']
+    self.model = self.build_model()
+
+  def build_model(self, bn_axis_name=None):
+    kwargs = {k: v for k, v in self.config.model.items() if k != 'name'}
+    return models.get_model(self.config.model.name, num_joints=NUM_JOINTS,
+                            frozen_backbone=frozen_backbone(self.config),
+                            bn_axis_name=bn_axis_name, **kwargs)
+
+  def model_inputs(self, batch):
+    return (batch['image'], batch['boxes'][:, 0]), {}
+
+  def loss(self, outputs, batch):
+    return pose_loss(outputs, batch)
+
+  def postprocess(self, outputs, batch):
+    del batch
+    return {'keypoints': from_frame(outputs['joints'][:, -1], outputs['frame'])}
+
+  def make_evaluator(self):
+    return PoseEvaluator()
+
+  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
+    """Writes the true | predicted skeleton over the image; returns how many were written."""
+    count = min(max_images, int(np.sum(batch['example_valid'])))
+    for i in range(count):
+      image = drawing.to_uint8(batch['image'][i])
+      truth = batch['keypoints'][i, 0]
+      gt = drawing.draw_skeleton(image, truth[:, :2], SKELETON, labelled=truth[:, 2] > 0)
+      pred = drawing.draw_skeleton(image, predictions['keypoints'][i], SKELETON)
+      drawing.save_panel([gt, pred], ['ground truth', 'prediction'],
+                         os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1)
+    return count
+
+
+class PoseEvaluator:
+  """Collects predicted and true joints of every image with a person; metrics at the end."""
+
+  def __init__(self):
+    self.pred, self.keypoints, self.boxes = [], [], []
+
+  def add(self, batch, predictions):
+    keep = np.asarray(batch['example_valid']) & np.asarray(batch['valid'][:, 0])
+    self.pred.append(np.asarray(predictions['keypoints'])[keep])
+    self.keypoints.append(np.asarray(batch['keypoints'][:, 0])[keep])
+    self.boxes.append(np.asarray(batch['boxes'][:, 0])[keep])
+
+  def result(self) -> dict:
+    return pose_metrics(np.concatenate(self.pred), np.concatenate(self.keypoints),
+                        np.concatenate(self.boxes))
