@@ -24,8 +24,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Segmentation speed table of BENCHMARKS.md: every FCN x upsampling kind, DeconvNet, and the
+# sliding-window patch classifier at the same 128x128 resolution.
+UPSAMPLE_KINDS := nearest bed_of_nails max_unpool transpose_conv resize_conv
+SEG_BENCH := $(foreach m,fcn32s fcn16s fcn8s,$(foreach k,$(UPSAMPLE_KINDS),\
+	--config configs/seg/$(m)_shapes.py:upsample=$(k))) --config configs/seg/deconvnet_shapes.py
 bench: $(STAMP)
-	$(BIN)/python tools/bench.py --config configs/seg/fcn8s_shapes.py
+	$(BIN)/python tools/bench.py $(SEG_BENCH)
+	$(BIN)/python tools/bench.py --config configs/seg/patch_classifier_shapes.py --steps 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

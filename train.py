@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 import data
 import tasks
-from training import compile_cache
+from training import compile_cache, pretrained
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
@@ -75,7 +75,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       config.data, global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
   model = task.build_model(bn_axis_name=parallel.axis_name)
-  tx = make_optimizer(config.optimizer, config.total_steps)
+  tx = make_optimizer(config.optimizer, config.total_steps,
+                      frozen=pretrained.frozen_modules(config))
   state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
 
   checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
@@ -86,6 +87,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if data_state:
       train_iter.set_state(data_state)
     log.info('Resumed from step %d in %s', int(state.step), workdir)
+  elif config.get('init', {}).get('checkpoint'):
+    state = pretrained.load_backbone(state, config.init.checkpoint)
+    log.info('Backbone loaded from %s', config.init.checkpoint)
   last_good_step = checkpointer.latest_step()
 
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))

@@ -80,7 +80,9 @@ def dataset_info(cfg) -> dict:
   None until the dataset is prepared.
   """
   builder = _builder(cfg)
-  names = list(builder.info.features['objects']['label'].names)
+  adapter = data_lib.ADAPTERS.get(cfg.name)
+  names = (adapter.class_names(builder) if adapter
+           else list(builder.info.features['objects']['label'].names))
   prepared = builder.is_prepared()
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
@@ -111,10 +113,13 @@ class DecodedSource(grain.RandomAccessDataSource):
   def __init__(self, cfg, split: str):
     builder = ensure_prepared(cfg)
     self._where = f'dataset {cfg.name}/{builder.builder_config.name} split {split!r}'
+    # Datasets read through tfds's own builders (data/detection.py) convert their records.
+    self._adapter = data_lib.ADAPTERS.get(cfg.name)
+    keys = ('image',) if self._adapter else _PNG_KEYS
     self._source = tfds.data_source(
-        f'{cfg.name}/{builder.builder_config.name}', split=split,
+        f'{builder.name}/{builder.builder_config.name}', split=split,
         data_dir=_get(cfg, 'data_dir', None), download=False,
-        decoders={k: tfds.decode.SkipDecoding() for k in _PNG_KEYS})
+        decoders={k: tfds.decode.SkipDecoding() for k in keys})
 
   def __len__(self) -> int:
     return len(self._source)
@@ -122,6 +127,8 @@ class DecodedSource(grain.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict:
     raw = self._source[index]
     where = f'{self._where} index {index}'
+    if self._adapter:
+      return self._adapter.to_example(_decode_image(raw['image'], 3, where, 'image'), raw)
     objects = raw['objects']
     boxes = np.asarray(objects['box'], np.float32).reshape(-1, 4)
     # Datasets without joints get unlabelled ones, so every batch has the same keys.
@@ -153,13 +160,19 @@ def to_element(ex: dict, max_boxes: int) -> dict:
   valid = np.zeros((max_boxes,), bool)
   boxes[:n], labels[:n], valid[:n] = ex['boxes'][keep], ex['labels'][keep], True
   masks = np.zeros((max_boxes, h, w), np.uint8)
-  masks[:n] = ex['instance_ids'][None] == (keep + 1).astype(ex['instance_ids'].dtype)[:, None, None]
+  if 'instance_ids' in ex:  # Detection-only datasets have none: their masks stay empty.
+    ids = ex['instance_ids']
+    masks[:n] = ids[None] == (keep + 1).astype(ids.dtype)[:, None, None]
   keypoints = np.zeros((max_boxes, NUM_JOINTS, 3), np.float32)
   if 'keypoints' in ex:
     keypoints[:n] = ex['keypoints'][keep]
-  return dict(image=np.ascontiguousarray(image, np.float32),
-              mask=np.ascontiguousarray(ex['mask'], np.int32), boxes=boxes, labels=labels,
-              instance_masks=masks, valid=valid, keypoints=keypoints)
+  out = dict(image=np.ascontiguousarray(image, np.float32),
+             mask=np.ascontiguousarray(ex['mask'], np.int32), boxes=boxes, labels=labels,
+             instance_masks=masks, valid=valid, keypoints=keypoints)
+  if 'difficult' in ex:  # Boxes that evaluation ignores (VOC 'difficult', COCO crowds).
+    out['difficult'] = np.zeros((max_boxes,), bool)
+    out['difficult'][:n] = ex['difficult'][keep]
+  return out
 
 
 def _crop_hw(cfg) -> tuple[int, int]:
@@ -197,7 +210,8 @@ def _padding_element(cfg) -> dict:
               mask=np.full((size, size), augment.IGNORE, np.int32),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
-              keypoints=np.zeros((m, NUM_JOINTS, 3), np.float32), example_valid=np.bool_(False))
+              keypoints=np.zeros((m, NUM_JOINTS, 3), np.float32), example_valid=np.bool_(False),
+              **({'difficult': np.zeros((m,), bool)} if cfg.name in data_lib.ADAPTERS else {}))
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:

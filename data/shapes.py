@@ -220,7 +220,8 @@ def render_people(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str, np.n
   """One stick figure in a random pose, size, place and colour; sometimes partly occluded.
 
   The occluder is a Shapes object drawn over the figure: joints under it are labelled but
-  occluded (v = 1), the rest visible (v = 2). Adds `keypoints` [1, 14, 3] to the example.
+  occluded (v = 1), the rest visible (v = 2). The mask and instance ids keep the whole figure
+  (amodal), so the person box spans every joint. Adds `keypoints` [1, 14, 3] to the example.
   """
   size = cfg.image_size
   image = _background(rng, size)
@@ -238,7 +239,6 @@ def render_people(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str, np.n
     occluder = _shape_mask(rng, int(rng.integers(1, len(CLASS_NAMES))), cy, cx,
                            rng.uniform(0.1, 0.2) * height, size)
     image[occluder] = _contrasting_colour(rng, np.stack([colour, image[occluder].mean(0)]))
-    figure &= ~occluder
     rows, cols = np.clip(joints.astype(int), 0, size - 1).T
     visible = ~occluder[rows, cols]
   ex = finalize_instances(image.astype(np.uint8), figure.astype(np.uint8),

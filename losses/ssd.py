@@ -33,7 +33,7 @@ def hard_negatives(losses, positive, neg_pos_ratio: int = 3):
   """
   num_pos = jnp.sum(positive)
   num_neg = jnp.minimum(neg_pos_ratio * num_pos, positive.shape[0] - num_pos)
-  rank = jnp.argsort(jnp.argsort(jnp.where(positive, -jnp.inf, -losses)))
+  rank = jnp.argsort(jnp.argsort(jnp.where(positive, jnp.inf, -losses)))  # Positives last.
   return ~positive & (rank < num_neg)
 
 

@@ -1,4 +1,4 @@
-"""The YOLO v1 loss (Redmon et al. 2016, eq. 3): sum-squared error with lambda_coord and lambda_noobj.
+"""The YOLO v1 loss (Redmon et al. 2016, eq. 3): sum-squared error, lambda_coord, lambda_noobj.
 
 Per image, the cell containing an object's centre is responsible for it; of that cell's B
 predictors, the one whose box has the highest IoU with the object is "responsible" and gets the

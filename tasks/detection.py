@@ -97,7 +97,7 @@ class DetectionTask:
                               predictions['labels'][i][shown], names,
                               scores=predictions['scores'][i][shown])],
           ['image', 'ground truth', 'prediction'],
-          os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1)
+          os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1, legend=names)
     return count
 
 

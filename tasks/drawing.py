@@ -76,7 +76,7 @@ def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int
     canvas.paste(Image.fromarray(tile), (i * (w + gap), title_h))
     draw.text((i * (w + gap) + 2, 1), title, fill=(0, 0, 0))
   x, y = 2, h + title_h + 3
-  for name, color in zip(legend or [], palette(len(legend or [])), strict=True):
+  for name, color in zip(legend or [], palette(len(legend)) if legend else [], strict=True):
     draw.rectangle([x, y, x + 9, y + 9], fill=tuple(int(c) for c in color), outline=(0, 0, 0))
     draw.text((x + 12, y - 1), name, fill=(0, 0, 0))
     x += 12 + int(draw.textlength(name)) + 10

@@ -30,6 +30,7 @@ def _check_batch(b, batch, size=64, eval_batch=False):
       'image': (np.float32, (batch, size, size, 3)), 'mask': (np.int32, (batch, size, size)),
       'boxes': (np.float32, (batch, M, 4)), 'labels': (np.int32, (batch, M)),
       'instance_masks': (np.uint8, (batch, M, size, size)), 'valid': (np.bool_, (batch, M)),
+      'keypoints': (np.float32, (batch, M, 14, 3)),  # Unlabelled (all 0) for Shapes scenes.
   }
   if eval_batch:
     expect['example_valid'] = (np.bool_, (batch,))
@@ -134,7 +135,7 @@ def test_bad_names_and_sizes_fail_clearly(cfg):
   with pytest.raises(ValueError, match='valid names'):
     data.get_dataset('coco')
   cfg.name, cfg.variant = 'shapes', 'huge'
-  with pytest.raises(ValueError, match=r"valid variants: \['default', 'small'\]"):
+  with pytest.raises(ValueError, match=r"valid variants: \['default', 'small', "):
     pipeline.dataset_info(cfg)
   cfg.variant = 'small'
   with pytest.raises(ValueError, match='not divisible'):

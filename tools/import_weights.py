@@ -83,6 +83,15 @@ def save_safetensors(variables: dict, path: str):
   save_file(flax_to_torchvision(variables), path)
 
 
+def mismatches(want: dict, got: dict) -> list[str]:
+  """Missing, unexpected and misshapen entries of {path tuple: shape} `got` against `want`."""
+  problems = [f'missing {"/".join(k)}' for k in want.keys() - got.keys()]
+  problems += [f'unexpected {"/".join(k)}' for k in got.keys() - want.keys()]
+  problems += [f'{"/".join(k)}: {got[k]} != {want[k]}' for k in want.keys() & got.keys()
+               if tuple(got[k]) != tuple(want[k])]
+  return sorted(problems)
+
+
 def check_against_model(variables: dict, arch: str, num_classes: int | None = None):
   """Raises ValueError naming every missing, extra or misshapen entry against our `arch`."""
   import jax
@@ -95,10 +104,7 @@ def check_against_model(variables: dict, arch: str, num_classes: int | None = No
                                                train=False))
   want = {k: v.shape for k, v in traverse_util.flatten_dict(expected).items()}
   got = {k: v.shape for k, v in traverse_util.flatten_dict(variables).items()}
-  problems = [f'missing {"/".join(k)}' for k in want.keys() - got.keys()]
-  problems += [f'unexpected {"/".join(k)}' for k in got.keys() - want.keys()]
-  problems += [f'{"/".join(k)}: {got[k]} != {want[k]}' for k in want.keys() & got.keys()
-               if got[k] != want[k]]
+  problems = mismatches(want, got)
   if problems:
     raise ValueError(f'weights do not fit our {arch}: ' + '; '.join(sorted(problems)))
   return len(want)

@@ -13,7 +13,9 @@ non-finite loss) and resumes the others from their last checkpoint.
 - `--parallel N`: N `train.py` processes at a time (their logs: `W/trial_<i>/train.log`);
 - `--vectorize`: when the swept fields leave shapes alone (training/population.py: learning rate,
   weight decay, seed), all pending trials train as one population in one jitted step (`vmap`),
-  sharded over the devices; otherwise it says why and runs the trials one by one;
+  sharded over the devices; otherwise it says why and runs the trials one by one. It pays off
+  on accelerators: on CPU, XLA runs the vmapped (grouped) convolutions ~3x slower than K
+  separate ones, so a CPU population is slower than sequential trials (BENCHMARKS.md);
 - `--pbt-every N`: population-based training on the vectorised population.
 
 Finally `W/results.csv` gets one row per trial (swept values, status, final/ and best/ metrics)

@@ -35,5 +35,14 @@ class Checkpointer:
         state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
     return state.replace(**restored['state']), (restored['data'] or None)
 
+  def restore_arrays(self, step: int | None = None):
+    """The saved state fields ({'params': ..., 'batch_stats': ...}) as saved, with no target
+    structure (to take parts of another model, e.g. its backbone); None if empty."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    return self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))['state']
+
   def close(self):
     self.manager.close()

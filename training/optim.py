@@ -3,6 +3,8 @@
 Hyperparameters are injected (`optax.inject_hyperparams`) so that the learning rate is logged from
 the optimizer state and sweeps can change it without rebuilding the optimizer.
 """
+import functools
+
 import jax
 import ml_collections
 import optax
@@ -39,17 +41,22 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
   return lambda count: peak * multiplier(count)
 
 
+def _module_mask(params, frozen):
+  return {k: jax.tree.map(lambda _, f=k in frozen: f, v) for k, v in params.items()}
+
+
 def _decay_mask(params):
   # Weight decay on kernels only: biases and norm scales are not decayed (standard practice).
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int, *,
-                   scheduled: bool = True):
+                   scheduled: bool = True, frozen: tuple[str, ...] = ()):
   """Returns an optax GradientTransformation with injected learning_rate and weight_decay.
 
   `scheduled=False` injects the learning rate as a plain value that the caller sets before every
-  update (a population sets each member's peak x `lr_multiplier(count)` itself).
+  update (a population sets each member's peak x `lr_multiplier(count)` itself). `frozen` names
+  top-level parameter modules (e.g. 'backbone') whose updates are zero, weight decay included.
   """
   if opt.name not in OPTIMIZERS:
     raise ValueError(f'unknown optimizer.name {opt.name!r}; valid: {", ".join(OPTIMIZERS)}')
@@ -64,6 +71,9 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int, *,
                          mask=_decay_mask)
     if opt.grad_clip_norm:
       base = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), base)
+    if frozen:
+      base = optax.chain(base, optax.masked(optax.set_to_zero(), functools.partial(
+          _module_mask, frozen=frozen)))
     return base
 
   return optax.inject_hyperparams(build)(

@@ -16,6 +16,8 @@ def get_config(arg=None):
   c.model.backbone = 'vgg_small'  # DeconvNet mirrors a VGG encoder (VGG16 in the paper).
   c.model.head_features = 256
 
+  c.data.variant = 'large'  # The same 128x128 data as the FCN configs, for comparison.
+  c.data.image_size = 128
   c.batch_size = 16
   c.total_steps = 3000
   c.optimizer.learning_rate = 3e-3

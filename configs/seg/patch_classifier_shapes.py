@@ -18,6 +18,8 @@ def get_config(arg=None):
   c.model.patch_size = 16  # Context around each pixel; a 64x64 image yields 4096 patches.
   c.model.train_pixels = 64
 
+  c.data.variant = 'large'  # The same 128x128 data as the FCN configs, for comparison.
+  c.data.image_size = 128
   c.batch_size = 16
   c.total_steps = 3000
   c.optimizer.learning_rate = 3e-3
