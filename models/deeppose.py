@@ -6,10 +6,11 @@ bilinear RoIAlign, runs a backbone and regresses all joints, normalised to that 
 `refine_scale` x the frame around each stage-1 joint and regresses that joint's displacement in
 the window's normalised coordinates, which sees the joint at a higher resolution.
 
-Differences from the paper: any of our backbones instead of AlexNet; the stage-2 network is
-shared by all joints (each window predicts every joint's displacement and keeps its own, as the
-paper's single network per stage does); both stages train together, with stage 2 fed the
-stop-gradient stage-1 output rather than the paper's separately trained stages on simulated
+Differences from the paper: any of our backbones instead of AlexNet; a square frame instead of
+normalising y and x by the box height and width separately; the stage-2 network is shared by all
+joints' windows (it outputs every joint's displacement and each window keeps its own joint's, so
+the network knows which joint it looks at); both stages train together, stage 2 seeing the
+stop-gradient stage-1 output instead of the paper's separately trained stages on simulated
 stage-1 predictions.
 """
 from typing import Any
