@@ -5,17 +5,17 @@ with the list of valid names. The pipeline API the trainer calls lives in `data.
 """
 from __future__ import annotations
 
-from data.detection import ADAPTERS
+from data.coco import Coco2017
 from data.lsp import Lsp
 from data.shapes import Shapes
-from data.voc import Voc2012Segmentation
+from data.voc import Voc2012Segmentation, VocDetection
 
 DATASETS = {
     'shapes': Shapes,
     'voc2012_segmentation': Voc2012Segmentation,
     'lsp': Lsp,
-    'voc_detection': ADAPTERS['voc_detection'].builder_cls,
-    'coco_detection': ADAPTERS['coco_detection'].builder_cls,
+    'voc_detection': VocDetection,
+    'coco2017': Coco2017,
 }
 
 
@@ -41,5 +41,5 @@ from data.pipeline import (  # noqa: E402
     make_train_iterator,
 )
 
-__all__ = ['ADAPTERS', 'DATASETS', 'get_dataset', 'variants', 'dataset_info', 'default_config',
+__all__ = ['DATASETS', 'get_dataset', 'variants', 'dataset_info', 'default_config',
            'ensure_prepared', 'make_eval_batches', 'make_train_iterator']

@@ -10,9 +10,10 @@ becomes their left), and a joint pushed out of the crop becomes unlabelled (v = 
 
 Boxes are recomputed as the tight box of each augmented instance mask when masks are present (so a
 box cut by the crop hugs what is left of the object, not the clipped original box); otherwise they
-are transformed geometrically and clipped. Either way `box_valid` [K] says which boxes survived.
-All randomness comes from the `np.random.Generator` the caller passes, which the pipeline derives
-from (seed, index), so results are deterministic however grain schedules the work.
+are transformed geometrically and clipped (also when `annotated_boxes` is set: datasets whose
+boxes are annotated, not the tight box of the stored mask). Either way `box_valid` [K] says which
+boxes survived. All randomness comes from the `np.random.Generator` the caller passes, which the
+pipeline derives from (seed, index), so results are deterministic however grain schedules the work.
 """
 from __future__ import annotations
 
@@ -123,7 +124,9 @@ def _transform_keypoints(keypoints, flip_w, sy, sx, oy, ox, out_h, out_w):
 def _finish_boxes(ex: dict, geometric) -> dict:
   """Sets `boxes` and `box_valid`: tight around instance masks if any, else geometric."""
   num = len(ex['boxes']) if 'boxes' in ex else 0
-  if 'instance_ids' in ex and 'boxes' in ex:
+  if ex.get('annotated_boxes'):  # COCO: its boxes, not the visible pixels of overlapping masks.
+    ex['boxes'], ex['box_valid'] = geometric(ex['boxes'])
+  elif 'instance_ids' in ex and 'boxes' in ex:
     ex['boxes'], ex['box_valid'] = tight_boxes_from_masks(ids_to_masks(ex['instance_ids'], num))
   elif 'instance_masks' in ex:
     ex['boxes'], ex['box_valid'] = tight_boxes_from_masks(ex['instance_masks'])

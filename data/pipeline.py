@@ -80,9 +80,7 @@ def dataset_info(cfg) -> dict:
   None until the dataset is prepared.
   """
   builder = _builder(cfg)
-  adapter = data_lib.ADAPTERS.get(cfg.name)
-  names = (adapter.class_names(builder) if adapter
-           else list(builder.info.features['objects']['label'].names))
+  names = list(builder.info.features['objects']['label'].names)
   prepared = builder.is_prepared()
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
@@ -113,13 +111,14 @@ class DecodedSource(grain.RandomAccessDataSource):
   def __init__(self, cfg, split: str):
     builder = ensure_prepared(cfg)
     self._where = f'dataset {cfg.name}/{builder.builder_config.name} split {split!r}'
-    # Datasets read through tfds's own builders (data/detection.py) convert their records.
-    self._adapter = data_lib.ADAPTERS.get(cfg.name)
-    keys = ('image',) if self._adapter else _PNG_KEYS
+    features = builder.info.features
+    # Box-only datasets (VOC detection) store no masks; difficult flags only some datasets have.
+    self._keys = [k for k in _PNG_KEYS if k in features]
+    self.has_difficult = 'difficult' in features['objects'].feature
     self._source = tfds.data_source(
         f'{builder.name}/{builder.builder_config.name}', split=split,
         data_dir=_get(cfg, 'data_dir', None), download=False,
-        decoders={k: tfds.decode.SkipDecoding() for k in keys})
+        decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
 
   def __len__(self) -> int:
     return len(self._source)
@@ -127,19 +126,20 @@ class DecodedSource(grain.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict:
     raw = self._source[index]
     where = f'{self._where} index {index}'
-    if self._adapter:
-      return self._adapter.to_example(_decode_image(raw['image'], 3, where, 'image'), raw)
+    ex = {k: _decode_image(raw[k], 3 if k == 'image' else 1, where, k) for k in self._keys}
+    if 'mask' not in ex:  # No semantic labels: every pixel is 'ignore'.
+      ex['mask'] = np.full(ex['image'].shape[:2], augment.IGNORE, np.uint8)
     objects = raw['objects']
     boxes = np.asarray(objects['box'], np.float32).reshape(-1, 4)
     # Datasets without joints get unlabelled ones, so every batch has the same keys.
     keypoints = objects.get('keypoints', np.zeros((len(boxes), NUM_JOINTS, 3), np.float32))
-    return dict(
-        image=_decode_image(raw['image'], 3, where, 'image'),
-        mask=_decode_image(raw['mask'], 1, where, 'mask'),
-        instance_ids=_decode_image(raw['instance_ids'], 1, where, 'instance_ids'),
-        boxes=boxes, labels=np.asarray(objects['label'], np.int32).reshape(-1),
-        keypoints=np.asarray(keypoints, np.float32).reshape(-1, NUM_JOINTS, 3),
-    )
+    ex.update(boxes=boxes, labels=np.asarray(objects['label'], np.int32).reshape(-1),
+              keypoints=np.asarray(keypoints, np.float32).reshape(-1, NUM_JOINTS, 3))
+    if self.has_difficult:
+      ex['difficult'] = np.asarray(objects['difficult'], bool).reshape(-1)
+      # These datasets' boxes are annotated, not tight around (possibly overlapped) instance ids.
+      ex['annotated_boxes'] = True
+    return ex
 
   def __repr__(self) -> str:
     return f'DecodedSource({self._where})'
@@ -204,14 +204,14 @@ def _eval_element(ex: dict, *, cfg) -> dict:
   return out
 
 
-def _padding_element(cfg) -> dict:
+def _padding_element(cfg, difficult: bool) -> dict:
   size, m = int(cfg.image_size), int(cfg.max_boxes)
   return dict(image=np.zeros((size, size, 3), np.float32),
               mask=np.full((size, size), augment.IGNORE, np.int32),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
               keypoints=np.zeros((m, NUM_JOINTS, 3), np.float32), example_valid=np.bool_(False),
-              **({'difficult': np.zeros((m,), bool)} if cfg.name in data_lib.ADAPTERS else {}))
+              **({'difficult': np.zeros((m,), bool)} if difficult else {}))
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
@@ -266,7 +266,7 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   source = DecodedSource(cfg, split or _get(cfg, 'eval_split', 'validation'))
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
-  pad = _padding_element(cfg)
+  pad = _padding_element(cfg, source.has_difficult)
   n = len(shard)
 
   def element(i):

@@ -273,20 +273,27 @@ class LocalBuilderMixin:
     return epath.Path(inspect.getfile(cls))
 
 
-def example_features(class_names, image_format: str = 'png',
-                     keypoints: bool = False) -> tfds.features.FeaturesDict:
-  """The feature spec shared by Shapes, VOC segmentation and LSP (`keypoints`: pose data)."""
+def example_features(class_names, image_format: str = 'png', keypoints: bool = False,
+                     difficult: bool = False, masks: bool = True) -> tfds.features.FeaturesDict:
+  """The feature spec shared by every builder of ours.
+
+  `keypoints`: pose data. `difficult`: a bool per object that evaluation ignores (VOC
+  'difficult', COCO crowds). `masks=False`: box-only data, without `mask` and `instance_ids`.
+  """
   objects = {'box': tfds.features.Tensor(shape=(4,), dtype=np.float32),
              'label': tfds.features.ClassLabel(names=class_names)}
   if keypoints:
     objects['keypoints'] = tfds.features.Tensor(shape=(people.NUM_JOINTS, 3), dtype=np.float32)
-  return tfds.features.FeaturesDict({
+  if difficult:
+    objects['difficult'] = tfds.features.Tensor(shape=(), dtype=np.bool_)
+  png = lambda: tfds.features.Image(shape=(None, None, 1), encoding_format='png')
+  features = {
       'id': tfds.features.Text(),
       'image': tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
-      'mask': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
-      'instance_ids': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
+      **({'mask': png(), 'instance_ids': png()} if masks else {}),
       'objects': tfds.features.Sequence(objects),
-  })
+  }
+  return tfds.features.FeaturesDict(features)
 
 
 class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):

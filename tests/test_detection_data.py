@@ -1,68 +1,157 @@
-"""VOC / COCO detection through tfds's own builders, mapped to our batch format.
+"""COCO 2017 and VOC detection builders on tiny fake copies of the official files (no TensorFlow).
 
-`tfds.testing.mock_data` drives `tfds.data_source` without TensorFlow, but its random example
-generator draws every field of a `Sequence({...})` with its own length (VOC's and COCO's
-`objects`), which fails to encode. So the records come from `as_data_source_fn`: a few hand-made
-records in the decoded form tfds returns (image bytes, objects with fractional boxes).
-
-tfds 4.9.10's COCO builder needs TensorFlow even for its metadata (`_info` uses `tf.int64`), so
-the COCO case only runs where TensorFlow is installed. (VOC reads without it; preparing VOC from
-its tars needs TensorFlow's gfile in tfds' builder.)
+Each test writes the raw files (COCO: annotation JSON in the official zip + extracted image
+folders; VOC: the official trainval tar), prepares the builder into a tmp data_dir through the
+pipeline and checks the batches: box conversion, labels, difficult flags and masks.
 """
-import importlib.util
 import io
+import itertools
+import json
+import os
+import tarfile
+import zipfile
 
 import numpy as np
-import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
+from pycocotools import mask as mask_api
 
 import data
 from data import pipeline
 
-# Two objects per image: (ymin, xmin, ymax, xmax) fractions, label 0-based, difficult/crowd flag.
-_OBJECTS = (np.asarray([[0.1, 0.2, 0.5, 0.6], [0.5, 0.5, 1.0, 0.9]], np.float32),
-            np.asarray([4, 0]), np.asarray([False, True]))
 
-
-def _jpeg(h, w, seed):
-  buf = io.BytesIO()
-  Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), np.uint8)).save(
-      buf, format='JPEG')
-  return buf.getvalue()
-
-
-def _records(flag_key):
-  def as_data_source(builder, split, decoders=None, **kwargs):
-    del builder, decoders, kwargs
-    count = 3 if split == 'train' else 2
-    boxes, labels, flags = _OBJECTS
-    return [{'image': _jpeg(40, 50, i), 'image/filename': f'{split}_{i}.jpg',
-             'objects': {'bbox': boxes, 'label': labels, flag_key: flags}} for i in range(count)]
-  return as_data_source
-
-
-@pytest.mark.parametrize('name,variant,flag_key,num_classes', [
-    ('voc_detection', '2007', 'is_difficult', 21),
-    pytest.param('coco_detection', '2017', 'is_crowd', 81, marks=pytest.mark.skipif(
-        importlib.util.find_spec('tensorflow') is None,
-        reason="tfds' COCO builder needs TensorFlow for its metadata")),
-])
-def test_tfds_detection_batches(tmp_path, name, variant, flag_key, num_classes):
+def _config(tmp_path, name, variant):
   cfg = pipeline.default_config()
-  cfg.name, cfg.variant, cfg.data_dir = name, variant, str(tmp_path)
+  cfg.name, cfg.variant = name, variant
+  cfg.data_dir, cfg.manual_dir = str(tmp_path / 'data'), str(tmp_path / 'manual')
   cfg.image_size, cfg.max_boxes = 64, 4
-  with tfds.testing.mock_data(as_data_source_fn=_records(flag_key)):
-    info = data.dataset_info(cfg)
-    assert info['num_classes'] == num_classes and info['class_names'][0] == 'background'
-    batch = next(iter(data.make_eval_batches(cfg, batch_size=4)))
-    train = next(data.make_train_iterator(cfg, global_batch_size=2, seed=0))
-  # 40 x 50 images are padded (not scaled) into 64 x 64: boxes are the fractions x (40, 50).
-  np.testing.assert_allclose(batch['boxes'][0, :2], _OBJECTS[0] * [40, 50, 40, 50], atol=1e-4)
-  np.testing.assert_array_equal(batch['labels'][0], [5, 1, 0, 0])  # +1: 0 is the background.
-  np.testing.assert_array_equal(batch['valid'][0], [True, True, False, False])
-  np.testing.assert_array_equal(batch['difficult'][0], [False, True, False, False])
-  np.testing.assert_array_equal(batch['example_valid'], [True, True, False, False])
-  assert batch['image'].shape == (4, 64, 64, 3) and np.all(batch['mask'] == 255)
-  assert train['boxes'].shape == (2, 4, 4) and train['difficult'].shape == (2, 4)
-  assert np.all(train['valid'].sum(1) == 2)  # Flips and crops keep both boxes here.
+  return cfg
+
+
+def _save_image(path, h, w, seed, mode='RGB'):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  shape = (h, w, 3) if mode == 'RGB' else (h, w)
+  pixels = np.random.default_rng(seed).integers(0, 255, shape, np.uint8)
+  Image.fromarray(pixels, mode).save(path, format='JPEG')
+
+
+def _rect(h, w, y1, x1, y2, x2):
+  m = np.zeros((h, w), np.uint8)
+  m[y1:y2, x1:x2] = 1
+  return m
+
+
+def _uncompressed_rle(m):
+  """COCO's crowd format: run lengths over the column-major pixels, starting with zeros."""
+  flat = m.ravel(order='F')
+  counts = [len(list(run)) for _, run in itertools.groupby(flat)]
+  return {'counts': ([0] if flat[0] else []) + counts, 'size': list(m.shape)}
+
+
+# Image 1 (40 x 50, RGB): a person polygon (x 10..30, y 5..25) over part of a crowd of dogs
+# (uncompressed RLE, x 25..50, y 0..20). Image 2 (30 x 40, grayscale): a bicycle (compressed RLE)
+# and a zero-area car box, which the builder drops.
+_CROWD = _rect(40, 50, 0, 25, 20, 50)
+_BIKE = _rect(30, 40, 3, 4, 13, 24)
+
+
+def _coco_json(folder):
+  bike_rle = mask_api.encode(np.asfortranarray(_BIKE))
+  bike_rle['counts'] = bike_rle['counts'].decode()
+  return {
+      'images': [{'id': 7, 'file_name': f'{7:012d}.jpg', 'height': 40, 'width': 50},
+                 {'id': 3, 'file_name': f'{3:012d}.jpg', 'height': 30, 'width': 40}],
+      'categories': [{'id': 1, 'name': 'person'}, {'id': 2, 'name': 'bicycle'},
+                     {'id': 3, 'name': 'car'}, {'id': 18, 'name': 'dog'}],
+      'annotations': [
+          {'id': 1, 'image_id': 7, 'category_id': 1, 'iscrowd': 0, 'area': 400.0,
+           'bbox': [10, 5, 20, 20], 'segmentation': [[10, 5, 30, 5, 30, 25, 10, 25]]},
+          {'id': 2, 'image_id': 7, 'category_id': 18, 'iscrowd': 1, 'area': 500.0,
+           'bbox': [25, 0, 25, 20], 'segmentation': _uncompressed_rle(_CROWD)},
+          {'id': 3, 'image_id': 3, 'category_id': 2, 'iscrowd': 0, 'area': 200.0,
+           'bbox': [4, 3, 20, 10], 'segmentation': bike_rle},
+          {'id': 4, 'image_id': 3, 'category_id': 3, 'iscrowd': 0, 'area': 0.0,
+           'bbox': [5, 5, 0, 4], 'segmentation': []},
+      ],
+      'info': {'folder': folder},
+  }
+
+
+def _write_coco(manual):
+  os.makedirs(manual)
+  with zipfile.ZipFile(manual / 'annotations_trainval2017.zip', 'w') as z:
+    for folder in ('train2017', 'val2017'):
+      z.writestr(f'annotations/instances_{folder}.json', json.dumps(_coco_json(folder)))
+      _save_image(str(manual / folder / f'{7:012d}.jpg'), 40, 50, seed=0)
+      _save_image(str(manual / folder / f'{3:012d}.jpg'), 30, 40, seed=1, mode='L')
+
+
+def test_coco2017_batches(tmp_path):
+  _write_coco(tmp_path / 'manual')
+  cfg = _config(tmp_path, 'coco2017', 'default')
+  batch = next(iter(data.make_eval_batches(cfg, batch_size=3)))
+  info = data.dataset_info(cfg)
+  assert info['num_classes'] == 81 and info['class_names'][17] == 'dog'
+  assert (info['num_train'], info['num_eval']) == (2, 2)
+  # Records are in image id order: the bicycle image (id 3) first. Images are padded into 64 x 64.
+  np.testing.assert_array_equal(batch['example_valid'], [True, True, False])
+  np.testing.assert_allclose(batch['boxes'][0, :1], [[3, 4, 13, 24]])  # (x, y, w, h) -> yxyx.
+  np.testing.assert_array_equal(batch['labels'][0], [2, 0, 0, 0])  # The zero-area car is gone.
+  np.testing.assert_allclose(batch['boxes'][1, :2], [[5, 10, 25, 30], [0, 25, 20, 50]])
+  np.testing.assert_array_equal(batch['labels'][1], [1, 17, 0, 0])  # Contiguous ids 1..80.
+  np.testing.assert_array_equal(batch['difficult'][:2], [[False] * 4, [False, True, False, False]])
+  masks = batch['instance_masks']
+  np.testing.assert_array_equal(masks[0, 0, :30, :40], _BIKE)  # RLE, exactly.
+  person, crowd = masks[1, 0, :40, :50].astype(bool), masks[1, 1, :40, :50].astype(bool)
+  assert person[5:25, 10:30].all() and not person[:, 31:].any() and not person[26:].any()
+  np.testing.assert_array_equal(crowd, _CROWD.astype(bool) & ~person)  # The smaller one wins.
+  semantic = batch['mask'][1, :40, :50]
+  assert np.all(semantic[person] == 1) and np.all(semantic[crowd] == 255)
+  assert np.all(semantic[~person & ~crowd] == 0) and np.all(batch['mask'][0, :30, :40][_BIKE > 0]
+                                                            == 2)
+  train = next(data.make_train_iterator(cfg, global_batch_size=2, seed=0))
+  assert train['difficult'].shape == (2, 4) and sorted(train['valid'].sum(1)) == [1, 2]
+
+
+def _voc_xml(objects):
+  parts = []
+  for name, (xmin, ymin, xmax, ymax), difficult in objects:
+    flag = '' if difficult is None else f'<difficult>{difficult}</difficult>'
+    parts.append(f'<object><name>{name}</name><pose>Left</pose>{flag}<bndbox><xmin>{xmin}</xmin>'
+                 f'<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>')
+  return f'<annotation><folder>VOC2007</folder>{"".join(parts)}</annotation>'
+
+
+def _tar_add(tar, name, payload):
+  info = tarfile.TarInfo(name)
+  info.size = len(payload)
+  tar.addfile(info, io.BytesIO(payload))
+
+
+def test_voc_detection_batches(tmp_path):
+  manual = tmp_path / 'manual'
+  os.makedirs(manual)
+  base = 'VOCdevkit/VOC2007'
+  annotations = {  # VOC boxes: 1-based inclusive (xmin, ymin, xmax, ymax).
+      '000005': [('chair', (2, 3, 20, 30), None)],  # No <difficult> tag: not difficult.
+      '000007': [('dog', (11, 6, 30, 25), 0), ('person', (1, 1, 50, 40), 1)],
+  }
+  with tarfile.open(manual / 'VOCtrainval_06-Nov-2007.tar', 'w') as tar:
+    for seed, (image_id, objects) in enumerate(annotations.items()):
+      _tar_add(tar, f'{base}/Annotations/{image_id}.xml', _voc_xml(objects).encode())
+      buf = io.BytesIO()
+      Image.fromarray(np.full((40, 50, 3), 40 * seed, np.uint8)).save(buf, format='JPEG')
+      _tar_add(tar, f'{base}/JPEGImages/{image_id}.jpg', buf.getvalue())
+    for split, ids in (('train', '000005\n000007\n'), ('val', '000007\n')):
+      _tar_add(tar, f'{base}/ImageSets/Main/{split}.txt', ids.encode())
+    _tar_add(tar, f'{base}/SegmentationClass/000007.png', b'not extracted for detection')
+  cfg = _config(tmp_path, 'voc_detection', '2007')
+  batch = next(iter(data.make_eval_batches(cfg, batch_size=2)))
+  assert data.dataset_info(cfg)['num_classes'] == 21
+  np.testing.assert_array_equal(batch['example_valid'], [True, False])
+  np.testing.assert_allclose(batch['boxes'][0, :2], [[5, 10, 25, 30], [0, 0, 40, 50]])
+  np.testing.assert_array_equal(batch['labels'][0], [12, 15, 0, 0])  # dog, person.
+  np.testing.assert_array_equal(batch['difficult'], [[False, True, False, False], [False] * 4])
+  assert np.all(batch['mask'] == 255) and not batch['instance_masks'].any()  # No masks in VOC.
+  train = next(data.make_train_iterator(cfg, global_batch_size=2, seed=0))
+  assert train['difficult'].shape == (2, 4) and sorted(train['valid'].sum(1)) == [1, 2]
+  assert sorted(train['difficult'].sum(1)) == [0, 1]

@@ -137,7 +137,8 @@ def test_bn_axis_name_gives_one_device_batch_stats():
 
 
 def test_bad_names_list_valid_ones():
-  with pytest.raises(ValueError, match=r'unknown model fcn99s; valid: deconvnet, .*fcn16s, fcn32s, fcn8s'):
+  with pytest.raises(ValueError,
+                     match=r'unknown model fcn99s; valid: deconvnet, .*fcn16s, fcn32s, fcn8s'):
     models.get_model('fcn99s', num_classes=C)
   with pytest.raises(ValueError, match='valid: resnet18, resnet50, vgg16, vgg_small'):
     models.get_backbone('alexnet')

@@ -12,8 +12,9 @@ crops.
 Our recipe differs: VGG16-BN levels at strides 8, 16, 32 (37, 18, 9 for 300x300) plus three
 extra maps (5, 3, 2 with 'SAME' padding), conv4_3 at scale 0.2 with the rest, no ImageNet init
 unless a backbone checkpoint is imported, flips + scale/crop only, and VOC 2007 trainval only
-(07+12 needs two sources in the pipeline). Needs the prepared tfds `voc/2007` (preparing it needs
-TensorFlow). Arguments: `runlocal` (a tiny model on 64x64 inputs, for tests).
+(07+12 needs two sources in the pipeline). Reads `voc_detection/2007` (data/voc.py), prepared
+from the VOC 2007 tars in the manual dir on first use. Arguments: `runlocal` (a tiny model on
+64x64 inputs, for tests).
 """
 from configs import common
 from configs.det import defaults

@@ -10,7 +10,8 @@ scaling/translation of up to 20%.
 
 Our recipe differs: VGG16-BN (not the Darknet-24 backbone), no ImageNet init unless a backbone
 checkpoint is imported, and VOC 2007 trainval only (the pipeline reads one tfds variant; 07+12
-needs two sources). Needs the prepared tfds `voc/2007` (preparing it needs TensorFlow).
+needs two sources). Reads `voc_detection/2007` (data/voc.py), prepared from the VOC 2007 tars
+in the manual dir on first use.
 Arguments: `runlocal` (a tiny model on 112x112 inputs, for tests).
 """
 from configs import common

@@ -1,0 +1,174 @@
+"""COCO 2017 as a tfds builder (`coco2017`): boxes, crowd flags and instance masks, no TensorFlow.
+
+tfds' own `coco` builder needs TensorFlow even for its metadata, so this one reads the official
+files from the manual dir, zipped (`annotations_trainval2017.zip`, `train2017.zip`,
+`val2017.zip`) or extracted (`annotations/`, `train2017/`, `val2017/`), with pycocotools. Examples
+have the Shapes format (see `data/shapes.py`) plus a `difficult` flag per object:
+  image         the JPEG as stored
+  objects       box (y1, x1, y2, x2) absolute pixels from COCO's (x, y, w, h); label 1..80 (the 80
+                categories in id order, contiguous); difficult = iscrowd
+  instance_ids  k = pixels of objects[k - 1] (annToMask: polygons and RLE); where instances
+                overlap the smaller one wins, so small objects in front keep their pixels
+  mask          the class of each instance's pixels, 255 over crowd regions, 0 elsewhere
+A config names its annotation files, so e.g. a person-keypoints variant reuses the builder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+from pycocotools import coco as coco_api
+
+from data import shapes
+
+CLASS_NAMES = (
+    'background', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck',
+    'boat', 'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
+    'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack',
+    'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball',
+    'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket',
+    'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
+    'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair',
+    'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book',
+    'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+_SPLITS = {'train': 'train2017', 'validation': 'val2017'}  # tfds split -> image folder.
+_ZIPS = {'annotations': 'annotations_trainval2017.zip', 'train2017': 'train2017.zip',
+         'val2017': 'val2017.zip'}
+
+
+@dataclasses.dataclass
+class CocoConfig(tfds.core.BuilderConfig):
+  """`annotations`: the files are annotations/<annotations>_{train,val}2017.json."""
+  annotations: str = 'instances'
+  class_names: tuple[str, ...] = CLASS_NAMES  # Matched by name to the file's categories.
+
+
+class _ManualFiles:
+  """Reads <folder>/<name> from the manual dir: the extracted folder if there, else its zip."""
+
+  def __init__(self, manual_dir: epath.Path):
+    self._dir = manual_dir
+    self._zips = {}
+
+  def _zip(self, folder: str) -> zipfile.ZipFile | None:
+    if folder not in self._zips:
+      path = self._dir / _ZIPS[folder]
+      self._zips[folder] = zipfile.ZipFile(os.fspath(path)) if path.exists() else None
+    return self._zips[folder]
+
+  def exists(self, folder: str, name: str) -> bool:
+    if (self._dir / folder / name).exists():
+      return True
+    archive = self._zip(folder)
+    return archive is not None and f'{folder}/{name}' in archive.NameToInfo
+
+  def read(self, folder: str, name: str) -> bytes:
+    path = self._dir / folder / name
+    if path.exists():
+      return path.read_bytes()
+    if self._zip(folder) is None:
+      raise FileNotFoundError(f'{folder}/{name} not found in manual dir {self._dir} (neither '
+                              f'extracted nor in {_ZIPS[folder]})')
+    return self._zips[folder].read(f'{folder}/{name}')
+
+  def close(self) -> None:
+    for archive in self._zips.values():
+      if archive is not None:
+        archive.close()
+
+
+def load_coco(files: _ManualFiles, name: str) -> coco_api.COCO:
+  """A pycocotools COCO index of annotations/<name> (COCO(path) cannot read from a zip)."""
+  coco = coco_api.COCO()
+  coco.dataset = json.loads(files.read('annotations', name))
+  coco.createIndex()
+  return coco
+
+
+def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int]) -> dict:
+  """boxes, labels, difficult (crowd), instance_ids and mask of one image."""
+  info = coco.imgs[image_id]
+  h, w = int(info['height']), int(info['width'])
+  # Zero-area boxes (a few in COCO) carry no object and break IoU computations.
+  anns = [a for a in coco.imgToAnns[image_id] if a['bbox'][2] > 0 and a['bbox'][3] > 0]
+  if len(anns) > 255:
+    raise ValueError(f'COCO image {image_id} has {len(anns)} objects; instance ids are uint8')
+  ids = np.zeros((h, w), np.uint8)
+  for k in sorted(range(len(anns)), key=lambda k: -anns[k]['area']):  # Larger first, see above.
+    if anns[k].get('segmentation'):
+      ids[coco.annToMask(anns[k]) > 0] = k + 1
+  labels = np.asarray([label_of[a['category_id']] for a in anns], np.int64)
+  crowd = np.asarray([bool(a.get('iscrowd', 0)) for a in anns], bool)
+  x, y, bw, bh = np.asarray([a['bbox'] for a in anns], np.float32).reshape(-1, 4).T
+  boxes = np.stack([y, x, y + bh, x + bw], axis=1).clip(0, np.asarray([h, w, h, w], np.float32))
+  lut = np.zeros(256, np.uint8)
+  lut[1:len(anns) + 1] = np.where(crowd, 255, labels)  # Crowd masks are loose: ignore them.
+  return dict(boxes=boxes.astype(np.float32), labels=labels, difficult=crowd, instance_ids=ids,
+              mask=lut[ids])
+
+
+class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+  """COCO 2017 (train 118k / validation 5k) with boxes, crowd flags and instance masks."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Instances from the official files via pycocotools.'}
+  BUILDER_CONFIGS = [CocoConfig(name='default', description='The 80 object categories.')]
+  DEFAULT_CONFIG_NAME = 'default'
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      f'Download {", ".join(_ZIPS.values())} from https://cocodataset.org/#download and place '
+      'them (or the extracted annotations/, train2017/, val2017/ folders) in the manual dir.')
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault('file_format', 'array_record')
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=shapes.example_features(self.builder_config.class_names, image_format='jpeg',
+                                         difficult=True),
+        disable_shuffling=True,  # Record order = ascending image id.
+        homepage='https://cocodataset.org/',
+    )
+
+  def _annotation_name(self, folder: str) -> str:
+    return f'{self.builder_config.annotations}_{folder}.json'
+
+  def _split_generators(self, dl_manager):
+    manual_dir = epath.Path(dl_manager.manual_dir)
+    files = _ManualFiles(manual_dir)
+    try:
+      out = {split: self._generate_examples(manual_dir, folder) for split, folder in
+             _SPLITS.items() if files.exists('annotations', self._annotation_name(folder))}
+    finally:
+      files.close()
+    if not out:
+      raise FileNotFoundError(f'No annotations/{self._annotation_name("*")} in manual dir '
+                              f'{manual_dir}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+    return out
+
+  def _generate_examples(self, manual_dir: epath.Path, folder: str):
+    files = _ManualFiles(manual_dir)
+    try:
+      coco = load_coco(files, self._annotation_name(folder))
+      names = self.builder_config.class_names
+      unknown = [c['name'] for c in coco.dataset['categories'] if c['name'] not in names]
+      if unknown:
+        raise ValueError(f'COCO categories {unknown} are not in the config class names {names}')
+      label_of = {c['id']: names.index(c['name']) for c in coco.dataset['categories']}
+      for i, image_id in enumerate(sorted(coco.imgs)):
+        ex = coco_example(coco, image_id, label_of)
+        yield i, {
+            'id': str(image_id),
+            'image': files.read(folder, coco.imgs[image_id]['file_name']),
+            'mask': shapes.encode_png(ex['mask']),
+            'instance_ids': shapes.encode_png(ex['instance_ids']),
+            'objects': {'box': ex['boxes'], 'label': ex['labels'], 'difficult': ex['difficult']},
+        }
+    finally:
+      files.close()
