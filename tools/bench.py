@@ -27,39 +27,40 @@ from training.step import make_eval_step, make_train_step  # noqa: E402
 
 
 def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
+  """A random batch of the task's shapes: every loss (pixels, boxes, joints) gets gradients."""
   batch = example_batch(task.info, batch_size)
   rng = np.random.default_rng(seed)
   batch['image'] = rng.random(batch['image'].shape, np.float32)
   batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.int32)
-  # One object per image with a box and labelled joints, so box and pose losses have gradients.
-  size = batch['image'].shape[1]
-  batch['boxes'][:, 0] = (size / 4, size / 4, 3 * size / 4, 3 * size / 4)
-  batch['labels'][:, 0], batch['valid'][:, 0] = 1, True
-  batch['keypoints'][:, 0, :, :2] = rng.uniform(size / 4, 3 * size / 4,
-                                                batch['keypoints'].shape[2:3] + (2,))
-  batch['keypoints'][:, 0, :, 2] = 2
-  batch['example_valid'] = np.ones((batch_size,), bool)
-  # A few random valid boxes per image so that detection losses have something to match.
   size, num = task.info['image_size'], min(3, batch['boxes'].shape[1])
   yx = rng.uniform(0, size * 0.6, (batch_size, num, 2))
   hw = rng.uniform(size * 0.15, size * 0.4, (batch_size, num, 2))
   batch['boxes'][:, :num] = np.concatenate([yx, yx + hw], -1)
   batch['labels'][:, :num] = rng.integers(1, task.num_classes, (batch_size, num))
   batch['valid'][:, :num] = True
+  # Labelled joints inside each image's first box.
+  joints = batch['keypoints'].shape[2]
+  box = batch['boxes'][:, :1, None]
+  batch['keypoints'][:, :1, :, :2] = rng.uniform(box[..., :2], box[..., 2:],
+                                                 (batch_size, 1, joints, 2))
+  batch['keypoints'][:, :1, :, 2] = 2
+  batch['example_valid'] = np.ones((batch_size,), bool)
   return batch
 
 
-def _time_calls(fn, steps: int):
-  """(first-call seconds incl. compile, median seconds of the following calls)."""
+def _time_calls(jitted, args, steps: int, *, rebind=None):
+  """(compile seconds, median seconds per call). `rebind(out)` -> next args (donated inputs)."""
   start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
+  compiled = jitted.lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  out = jax.block_until_ready(compiled(*args))  # Warm-up.
   times = []
   for _ in range(steps):
+    args = rebind(out) if rebind else args
     start = time.perf_counter()
-    jax.block_until_ready(fn())
+    out = jax.block_until_ready(compiled(*args))
     times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
+  return compile_s, statistics.median(times), out
 
 
 def bench_config(config, steps: int) -> dict:
@@ -70,23 +71,18 @@ def bench_config(config, steps: int) -> dict:
   batch = synthetic_batch(task, config.batch_size)
   state = init_state(task, model, tx, jax.random.PRNGKey(0), batch)
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
-  holder = {'state': parallel.put_state(state)}
-  device_batch = parallel.put_batch(batch)
-
-  def one_train_step():
-    holder['state'], metrics = train_step(holder['state'], device_batch)
-    return metrics
-
-  train_first, train_step_s = _time_calls(one_train_step, steps)
-  # The train step donates its input state, so evaluate the state it returned last.
-  variables = parallel.get_state(holder['state']).variables
+  args = (parallel.put_state(state), parallel.put_batch(batch))
+  # The train step donates its input state: each call gets the state the previous one returned.
+  train_compile, train_s, (state, _) = _time_calls(
+      train_step, args, steps, rebind=lambda out: (out[0], args[1]))
   eval_step = jax.jit(make_eval_step(task))
-  eval_first, eval_step_s = _time_calls(lambda: eval_step(variables, batch), steps)
+  infer_compile, infer_s, _ = _time_calls(
+      eval_step, (parallel.get_state(state).variables, batch), steps)
   n = config.batch_size
   return {
-      'train_compile_s': train_first - train_step_s, 'train_step_ms': 1e3 * train_step_s,
-      'train_images_per_s': n / train_step_s, 'infer_compile_s': eval_first - eval_step_s,
-      'infer_step_ms': 1e3 * eval_step_s, 'infer_images_per_s': n / eval_step_s,
+      'train_compile_s': train_compile, 'train_step_ms': 1e3 * train_s,
+      'train_images_per_s': n / train_s, 'infer_compile_s': infer_compile,
+      'infer_step_ms': 1e3 * infer_s, 'infer_images_per_s': n / infer_s,
   }
 
 
