@@ -151,6 +151,7 @@ def test_bad_names_list_valid_ones():
     _init_shapes(models.get_model('fcn8s', num_classes=C), (1, 48, 64, 3))
 
 
-def test_every_model_is_a_flax_module():
-  for name in models.MODELS:
+def test_every_dense_model_is_a_flax_module():
+  # Models of the other tasks take other arguments; tests/test_configs.py builds every model.
+  for name in ('fcn32s', 'fcn16s', 'fcn8s', 'deconvnet', 'patch_classifier'):
     assert isinstance(models.get_model(name, num_classes=C), nn.Module)
