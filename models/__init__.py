@@ -2,9 +2,9 @@
 
 Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, H, W, num_classes]
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
-model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Regression
-models: `localizer` (images -> class logits + one box) and `deeppose` (images, person boxes ->
-joints); see their modules.
+model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Detectors:
+`yolo`, `ssd`, `faster_rcnn` (see tasks/detection.py). Regression models: `localizer` (images ->
+class logits + one box) and `deeppose` (images, person boxes -> joints); see their modules.
 """
 import functools
 from collections.abc import Callable
@@ -14,6 +14,7 @@ from flax import linen as nn
 from models.backbones import BACKBONES, get_backbone, lookup
 from models.deconvnet import DeconvNet
 from models.deeppose import DeepPose
+from models.faster_rcnn import FasterRCNN
 from models.fcn import FCN
 from models.localizer import Localizer
 from models.patch_classifier import PatchClassifier
@@ -28,6 +29,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'patch_classifier': PatchClassifier,
     'yolo': YOLOv1,
     'ssd': SSD,
+    'faster_rcnn': FasterRCNN,
     'localizer': Localizer,
     'deeppose': DeepPose,
 }

@@ -1,13 +1,17 @@
-"""Object detection: YOLO v1 and SSD, their losses, decode + NMS, COCO and VOC AP, box overlays.
+"""Object detection: YOLO v1, SSD, Faster R-CNN; their losses, decode + NMS, COCO and VOC AP.
 
 A model family supplies its loss `loss(outputs, batch, **config.loss) -> (scalar, aux)` and its
-decoder `decode(outputs, image_hw) -> (boxes [N, K, 4] pixels, scores [N, K, C - 1])` (one
-class-agnostic box per candidate and a score per foreground class). Everything after decoding is
-shared: clipping, the top candidates over (box, class) pairs, a score threshold and per-class NMS
-to a fixed number of detections per image.
+decoder `decode(outputs, image_hw) -> (boxes, scores [N, K, C - 1])`, with boxes [N, K, 4] pixels
+(one class-agnostic box per candidate: YOLO, SSD) or [N, K, C - 1, 4] (one box per candidate and
+class: Faster R-CNN). Two-stage families assign their targets inside the model, so in training
+they also take the ground truth. Everything after decoding is shared: clipping, the top
+candidates over (box, class) pairs, a score threshold and per-class NMS to a fixed number of
+detections per image.
 """
 import functools
 import os
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,32 +19,41 @@ import ml_collections
 import numpy as np
 
 import data
+from losses.faster_rcnn import faster_rcnn_loss
 from losses.ssd import ssd_loss
 from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
-from models import ssd, yolo
+from models import faster_rcnn, ssd, yolo
 from ops.boxes import clip
 from ops.nms import batched_nms
 from tasks import drawing
 from tasks.segmentation import SegmentationTask
 
-# config.model.name -> (loss, decode).
-FAMILIES = {
-    'yolo': (yolo_loss, yolo.decode),
-    'ssd': (ssd_loss, ssd.decode),
+
+class Family(NamedTuple):
+  loss: Callable
+  decode: Callable
+  takes_ground_truth: bool = False  # The model assigns its own targets in training.
+
+
+FAMILIES = {  # config.model.name -> Family.
+    'yolo': Family(yolo_loss, yolo.decode),
+    'ssd': Family(ssd_loss, ssd.decode),
+    'faster_rcnn': Family(faster_rcnn_loss, faster_rcnn.decode, takes_ground_truth=True),
 }
 
 
 def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: float,
                       pre_nms_topk: int, max_detections: int) -> dict:
-  """One image: boxes [K, 4], scores [K, C] -> the fixed-size detections after per-class NMS.
+  """One image: boxes [K, 4] or [K, C, 4], scores [K, C] -> the detections after per-class NMS.
 
   The `pre_nms_topk` best (box, class) pairs above `score_threshold` enter NMS; returns 'boxes'
   [D, 4], 'scores' [D], 'labels' [D] (1..C) and 'valid' [D] with D = max_detections, best first.
   """
   k, c = scores.shape
   top_scores, top = jax.lax.top_k(scores.reshape(-1), min(pre_nms_topk, k * c))
-  cand_boxes, cand_labels = boxes[top // c], (top % c + 1).astype(jnp.int32)
+  cand_boxes = boxes[top // c] if boxes.ndim == 2 else boxes[top // c, top % c]
+  cand_labels = (top % c + 1).astype(jnp.int32)
   keep, valid = batched_nms(cand_boxes, top_scores, cand_labels, iou_threshold, max_detections,
                             valid_mask=top_scores > score_threshold)
   return {'boxes': jnp.where(valid[:, None], cand_boxes[keep], 0.0),
@@ -58,13 +71,16 @@ class DetectionTask:
     if config.model.name not in FAMILIES:
       raise ValueError(f'config.model.name {config.model.name!r} is not a detector; valid: '
                        f'{", ".join(sorted(FAMILIES))}')
-    loss, self._decode = FAMILIES[config.model.name]
-    self._loss = functools.partial(loss, **config.loss.to_dict())
+    self.family = FAMILIES[config.model.name]
+    self._loss = functools.partial(self.family.loss, **config.loss.to_dict())
     self.model = self.build_model()
 
   build_model = SegmentationTask.build_model  # The same config.model -> models.get_model call.
 
   def model_inputs(self, batch):
+    if self.family.takes_ground_truth:  # Used in training only.
+      return (batch['image'],), {'gt_boxes': batch['boxes'], 'gt_labels': batch['labels'],
+                                 'gt_valid': batch['valid']}
     return (batch['image'],), {}
 
   def loss(self, outputs, batch):
@@ -72,7 +88,7 @@ class DetectionTask:
 
   def postprocess(self, outputs, batch):
     image_hw = batch['image'].shape[1:3]
-    boxes, scores = self._decode(outputs, image_hw)
+    boxes, scores = self.family.decode(outputs, image_hw)
     d = self.config.detect
     select = functools.partial(
         select_detections, score_threshold=d.score_threshold, iou_threshold=d.nms_iou_threshold,

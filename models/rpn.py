@@ -1,0 +1,71 @@
+"""Region Proposal Network (Ren et al., NeurIPS 2015, sec. 3.1): anchors, head, targets, proposals.
+
+At every cell of a feature map, A anchors (sizes x aspect ratios, `ops.anchors`) get an
+objectness logit and box deltas from a 3x3 conv followed by two sibling 1x1 convs. Training
+labels an anchor positive at IoU >= 0.7 with a ground-truth box (plus each box's best anchors),
+negative below 0.3, and samples 256 anchors per image with at most half positives. Proposals are
+the decoded top-scoring anchors after NMS at IoU 0.7, a fixed number per image (padded, with a
+validity mask) so that shapes stay static.
+"""
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from ops import boxes as box_ops
+from ops.matching import match, sample_balanced_mask
+from ops.nms import nms
+
+RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # The paper's RPN parameterisation (no scaling).
+
+
+class RPNHead(nn.Module):
+  """features [B, H, W, C] -> objectness logits [B, H*W*A], deltas [B, H*W*A, 4]."""
+  num_anchors: int
+  width: int = 256
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = nn.relu(nn.Conv(self.width, (3, 3), dtype=self.dtype, name='conv')(features))
+    init = nn.initializers.normal(0.01)  # The paper's N(0, 0.01) for the new layers.
+    logits = nn.Conv(self.num_anchors, (1, 1), kernel_init=init, dtype=self.dtype,
+                     name='objectness')(x)
+    deltas = nn.Conv(self.num_anchors * 4, (1, 1), kernel_init=init, dtype=self.dtype,
+                     name='deltas')(x)
+    b = len(features)
+    return (logits.reshape(b, -1).astype(jnp.float32),
+            deltas.reshape(b, -1, 4).astype(jnp.float32))
+
+
+def rpn_targets(anchors, gt_boxes, gt_valid, rng, *, pos_iou: float = 0.7, neg_iou: float = 0.3,
+                batch_size: int = 256, positive_fraction: float = 0.5) -> dict:
+  """One image: the sampled anchors' labels and regression targets.
+
+  Returns 'positive' [N] and 'negative' [N] bool (the sampled minibatch; everything else does not
+  enter the loss) and 'deltas' [N, 4] (meaningful where positive).
+  """
+  matched, labels = match(box_ops.iou(anchors, gt_boxes), gt_valid, pos_iou, neg_iou,
+                          allow_low_quality=True)
+  positive, negative = sample_balanced_mask(labels, batch_size, positive_fraction, rng)
+  deltas = box_ops.encode(gt_boxes[matched], anchors, RPN_BOX_WEIGHTS)
+  return {'positive': positive, 'negative': negative, 'deltas': deltas}
+
+
+def propose(logits, deltas, anchors, image_hw, *, pre_nms_topk: int, post_nms_topk: int,
+            nms_iou: float = 0.7, min_size: float = 0.0) -> tuple[jax.Array, jax.Array]:
+  """One image: the `post_nms_topk` proposals [P, 4] (best first) and their validity [P].
+
+  The `pre_nms_topk` highest-scoring anchors are decoded, clipped to the image and suppressed at
+  `nms_iou`; boxes with a side below `min_size` pixels are dropped. No gradient flows through
+  proposals (the paper's approximate joint training).
+  """
+  logits, deltas = jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas)
+  k = min(pre_nms_topk, logits.shape[0])
+  scores, top = jax.lax.top_k(logits, k)
+  boxes = box_ops.clip(box_ops.decode(deltas[top], anchors[top], RPN_BOX_WEIGHTS), image_hw)
+  big_enough = ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
+  keep, valid = nms(boxes, scores, nms_iou, post_nms_topk, valid_mask=big_enough)
+  return jnp.where(valid[:, None], boxes[keep], 0.0), valid
+
