@@ -12,8 +12,10 @@ Boxes are recomputed as the tight box of each augmented instance mask when masks
 box cut by the crop hugs what is left of the object, not the clipped original box); otherwise they
 are transformed geometrically and clipped (also when `annotated_boxes` is set: datasets whose
 boxes are annotated, not the tight box of the stored mask). Either way `box_valid` [K] says which
-boxes survived. All randomness comes from the `np.random.Generator` the caller passes, which the
-pipeline derives from (seed, index), so results are deterministic however grain schedules the work.
+boxes survived. Region `proposals` [P, 4] (data/proposals.py) always move geometrically, like
+annotated boxes, and `proposal_valid` [P] says which survived the crop. All randomness comes from
+the `np.random.Generator` the caller passes, which the pipeline derives from (seed, index), so
+results are deterministic however grain schedules the work.
 """
 from __future__ import annotations
 
@@ -163,6 +165,8 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
   motion = (w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
   if 'keypoints' in ex:
     ex['keypoints'] = _transform_keypoints(ex['keypoints'], *motion)
+  if 'proposals' in ex:
+    ex['proposals'], ex['proposal_valid'] = _geometric_boxes(ex['proposals'], *motion)
   return _finish_boxes(ex, lambda b: _geometric_boxes(b, *motion))
 
 

@@ -18,7 +18,7 @@ from absl import flags, logging
 from PIL import Image
 
 import data as data_lib
-from data import augment
+from data import augment, proposals
 from data.people import NUM_JOINTS
 
 _PNG_KEYS = ('image', 'mask', 'instance_ids')
@@ -41,6 +41,10 @@ def default_config() -> ml_collections.ConfigDict:
       max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
       # crop_size: train crop/pad size; None = image_size.
       augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int)),
+      # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
+      # method: None (none; batches have no proposal keys), 'selective_search_fast' or
+      # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
+      proposals=dict(method=placeholder(str), max_proposals=2000),
       worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
       read_threads=2,  # Threads that prepare batches ahead in-process.
   ))
@@ -48,6 +52,19 @@ def default_config() -> ml_collections.ConfigDict:
 
 def _get(cfg, key, default):
   return cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
+
+
+def _num_proposals(cfg) -> int:
+  """P, the proposals per batch element (data.proposals.max_proposals); 0 when they are off."""
+  block = _get(cfg, 'proposals', None)
+  method = _get(block, 'method', None) if block is not None else None
+  if method is None:
+    return 0
+  proposals.mode_of(method)  # Fails early, listing the valid methods.
+  if int(block.max_proposals) < 1:
+    raise ValueError('config.data.proposals.max_proposals must be >= 1, got '
+                     f'{block.max_proposals}')
+  return int(block.max_proposals)
 
 
 def _builder(cfg) -> tfds.core.DatasetBuilder:
@@ -74,7 +91,8 @@ def ensure_prepared(cfg) -> tfds.core.DatasetBuilder:
 
 
 def dataset_info(cfg) -> dict:
-  """num_classes (incl. background), class_names, image_size, max_boxes, num_train, num_eval.
+  """num_classes (incl. background), class_names, image_size, max_boxes, max_proposals (0: no
+  proposals), num_train, num_eval.
 
   Needs no prepared data (models can be built before the data exists); the example counts are
   None until the dataset is prepared.
@@ -84,7 +102,8 @@ def dataset_info(cfg) -> dict:
   prepared = builder.is_prepared()
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
-              max_boxes=int(cfg.max_boxes), num_train=count(_get(cfg, 'train_split', 'train')),
+              max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg),
+              num_train=count(_get(cfg, 'train_split', 'train')),
               num_eval=count(_get(cfg, 'eval_split', 'validation')))
 
 
@@ -108,7 +127,7 @@ def _decode_image(data: bytes, channels: int, where: str, key: str) -> np.ndarra
 class DecodedSource(grain.RandomAccessDataSource):
   """A tfds data source whose records come out decoded to numpy (errors name the record)."""
 
-  def __init__(self, cfg, split: str):
+  def __init__(self, cfg, split: str, *, with_proposals: bool = True):
     builder = ensure_prepared(cfg)
     self._where = f'dataset {cfg.name}/{builder.builder_config.name} split {split!r}'
     features = builder.info.features
@@ -119,6 +138,17 @@ class DecodedSource(grain.RandomAccessDataSource):
         f'{builder.name}/{builder.builder_config.name}', split=split,
         data_dir=_get(cfg, 'data_dir', None), download=False,
         decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
+    self._proposals = None
+    if with_proposals and _num_proposals(cfg):
+      boxes, count = proposals.load_or_compute(cfg, split)
+      if len(count) != len(self._source):
+        raise ValueError(f'{proposals.cache_path(cfg, split)} holds proposals of {len(count)} '
+                         f'examples but {self._where} has {len(self._source)}; delete the file '
+                         'to recompute it.')
+      # Only the real boxes (views of one flat array): far smaller than the padded cache, also
+      # when grain pickles the source to its worker processes.
+      self._proposals = np.split(boxes[np.arange(boxes.shape[1]) < count[:, None]],
+                                 np.cumsum(count)[:-1])
 
   def __len__(self) -> int:
     return len(self._source)
@@ -139,6 +169,8 @@ class DecodedSource(grain.RandomAccessDataSource):
       ex['difficult'] = np.asarray(objects['difficult'], bool).reshape(-1)
       # These datasets' boxes are annotated, not tight around (possibly overlapped) instance ids.
       ex['annotated_boxes'] = True
+    if self._proposals is not None:
+      ex['proposals'] = self._proposals[index]
     return ex
 
   def __repr__(self) -> str:
@@ -148,8 +180,11 @@ class DecodedSource(grain.RandomAccessDataSource):
 # ---------------------------------------------------------------------------------- elements ---
 
 
-def to_element(ex: dict, max_boxes: int) -> dict:
-  """Decoded/augmented example -> one batch element with CONTRACTS.md dtypes, padded to M."""
+def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
+  """Decoded/augmented example -> one batch element with CONTRACTS.md dtypes, padded to M.
+
+  Proposals, if the example has them, are padded or truncated to `max_proposals`.
+  """
   image = ex['image']
   image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
   h, w = image.shape[:2]
@@ -172,6 +207,12 @@ def to_element(ex: dict, max_boxes: int) -> dict:
   if 'difficult' in ex:  # Boxes that evaluation ignores (VOC 'difficult', COCO crowds).
     out['difficult'] = np.zeros((max_boxes,), bool)
     out['difficult'][:n] = ex['difficult'][keep]
+  if 'proposals' in ex:
+    props = ex['proposals']
+    kept = props[ex.get('proposal_valid', np.ones(len(props), bool))][:max_proposals]
+    out['proposals'] = np.zeros((max_proposals, 4), np.float32)
+    out['proposals'][:len(kept)] = kept
+    out['proposal_valid'] = np.arange(max_proposals) < len(kept)
   return out
 
 
@@ -193,25 +234,27 @@ def _train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) 
   ex = augment.random_augment(
       _to_float(ex), rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
       scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)))
-  return to_element(ex, cfg.max_boxes)
+  return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
 
 
 def _eval_element(ex: dict, *, cfg) -> dict:
   size = int(cfg.image_size)
   ex = augment.fit(_to_float(ex), (size, size))
-  out = to_element(ex, cfg.max_boxes)
+  out = to_element(ex, cfg.max_boxes, _num_proposals(cfg))
   out['example_valid'] = np.bool_(True)
   return out
 
 
 def _padding_element(cfg, difficult: bool) -> dict:
-  size, m = int(cfg.image_size), int(cfg.max_boxes)
+  size, m, p = int(cfg.image_size), int(cfg.max_boxes), _num_proposals(cfg)
+  proposal_keys = dict(proposals=np.zeros((p, 4), np.float32), proposal_valid=np.zeros((p,), bool))
   return dict(image=np.zeros((size, size, 3), np.float32),
               mask=np.full((size, size), augment.IGNORE, np.int32),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
               keypoints=np.zeros((m, NUM_JOINTS, 3), np.float32), example_valid=np.bool_(False),
-              **({'difficult': np.zeros((m,), bool)} if difficult else {}))
+              **({'difficult': np.zeros((m,), bool)} if difficult else {}),
+              **(proposal_keys if p else {}))
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:

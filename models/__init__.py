@@ -3,8 +3,9 @@
 Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, H, W, num_classes]
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
 model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Detectors:
-`yolo`, `ssd`, `faster_rcnn` (see tasks/detection.py). Regression models: `localizer` (images ->
-class logits + one box) and `deeppose` (images, person boxes -> joints); see their modules.
+`yolo`, `ssd`, `sliding_window`, `rcnn`, `fast_rcnn`, `faster_rcnn` (tasks/detection.py).
+Regression models: `localizer` (images -> class logits + one box) and `deeppose` (images, person
+boxes -> joints); see their modules.
 """
 import functools
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from models.faster_rcnn import FasterRCNN
 from models.fcn import FCN
 from models.localizer import Localizer
 from models.patch_classifier import PatchClassifier
+from models.rcnn import RCNN, FastRCNN, SlidingWindow
 from models.ssd import SSD
 from models.yolo import YOLOv1
 
@@ -29,6 +31,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'patch_classifier': PatchClassifier,
     'yolo': YOLOv1,
     'ssd': SSD,
+    'sliding_window': SlidingWindow,
+    'rcnn': RCNN,
+    'fast_rcnn': FastRCNN,
     'faster_rcnn': FasterRCNN,
     'localizer': Localizer,
     'deeppose': DeepPose,

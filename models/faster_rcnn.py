@@ -3,13 +3,9 @@
 The four losses (RPN objectness and box, RoI classification and box) train jointly ("approximate
 joint training": no gradient through the proposal coordinates). Target assignment needs the
 ground truth and a random minibatch, so in training the model takes the batch's boxes and draws
-from the 'sample' rng; its outputs carry the targets and `losses.faster_rcnn` stays a pure
-function of them.
-
-Training outputs: 'rpn_logits' [B, N], 'rpn_deltas' [B, N, 4], 'rpn_targets' (positive,
-negative, deltas), 'roi_logits' [B, R, C], 'roi_deltas' [B, R, C - 1, 4], 'roi_targets'
-(valid, classes, deltas). Inference outputs: 'proposals' [B, P, 4], 'proposal_valid' [B, P],
-'roi_logits', 'roi_deltas' for every proposal.
+from the 'sample' rng; its outputs carry the targets and `losses.rcnn` stays a pure function of
+them. Outputs: those of `RoIDetector` plus, in training, 'rpn_logits' [B, N], 'rpn_deltas'
+[B, N, 4] and 'rpn_targets' (positive, negative, deltas) over the N anchors.
 
 Differences from the paper: a single feature level of any of our backbones (the paper: VGG16
 conv5_3 at stride 16) with BatchNorm, so no layers are frozen; RoIAlign is available besides RoI
@@ -18,22 +14,18 @@ every IoU below 0.5, not [0.1, 0.5)).
 """
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import backbone_features
-from models.roi_heads import ROI_BOX_WEIGHTS, BoxHead, label_and_sample, pool_rois
+from models.roi_heads import RoIDetector, pool_rois
 from models.rpn import RPNHead, propose, rpn_targets
-from ops import boxes as box_ops
 from ops.anchors import grid_anchors, num_anchors_per_cell
 
 
-class FasterRCNN(nn.Module):
-  num_classes: int  # Including the background.
-  backbone: str = 'vgg16'
+class FasterRCNN(RoIDetector):
   feature_stride: int = 16  # VGG16 conv5_3.
   anchor_sizes: Sequence[float] = (128.0, 256.0, 512.0)  # The paper: 3 scales x 3 ratios.
   anchor_ratios: Sequence[float] = (0.5, 1.0, 2.0)
@@ -44,13 +36,8 @@ class FasterRCNN(nn.Module):
   pre_nms_topk_test: int = 6000
   post_nms_topk_test: int = 300
   rpn_nms_iou: float = 0.7
-  roi_batch_size: int = 128
-  roi_positive_fraction: float = 0.25
   roi_pooling: str = 'pool'  # 'pool' (RoI max pooling) or 'align' (RoIAlign).
   roi_size: int = 7
-  head_hidden: int = 4096
-  dtype: Any = None
-  bn_axis_name: str | None = None
 
   def anchors(self, feature_hw) -> jax.Array:
     # Anchors centred on the cells: with few cells per image, offset 0 leaves the last row and
@@ -62,45 +49,20 @@ class FasterRCNN(nn.Module):
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, *, train: bool):
     features = backbone_features(self.backbone, images, train=train, dtype=self.dtype,
                                  bn_axis_name=self.bn_axis_name)[self.feature_stride]
-    image_hw = images.shape[1:3]
     anchors = self.anchors(features.shape[1:3])
     rpn_logits, rpn_deltas = RPNHead(num_anchors_per_cell(self.anchor_sizes, self.anchor_ratios),
                                      self.rpn_width, self.dtype, name='rpn')(features)
     proposals, proposal_valid = jax.vmap(functools.partial(
-        propose, anchors=anchors, image_hw=image_hw, nms_iou=self.rpn_nms_iou,
+        propose, anchors=anchors, image_hw=images.shape[1:3], nms_iou=self.rpn_nms_iou,
         pre_nms_topk=self.pre_nms_topk_train if train else self.pre_nms_topk_test,
         post_nms_topk=self.post_nms_topk_train if train else self.post_nms_topk_test))(
             rpn_logits, rpn_deltas)
-    box_head = BoxHead(self.num_classes, self.head_hidden, self.dtype, name='box_head')
-    pool = functools.partial(pool_rois, output_size=self.roi_size, stride=self.feature_stride,
-                             method=self.roi_pooling)
-    if not train:
-      roi_logits, roi_deltas = box_head(pool(features, proposals))
-      return {'proposals': proposals, 'proposal_valid': proposal_valid,
-              'roi_logits': roi_logits, 'roi_deltas': roi_deltas}
-
-    if gt_boxes is None:
-      raise ValueError('FasterRCNN needs gt_boxes, gt_labels and gt_valid when train=True '
-                       '(the RPN and RoI targets are assigned inside the model).')
-    b = len(images)
-    rpn_rng, roi_rng = jax.random.split(self.make_rng('sample'))
-    rpn = jax.vmap(functools.partial(rpn_targets, anchors, batch_size=self.rpn_batch_size))(
-        gt_boxes, gt_valid, jax.random.split(rpn_rng, b))
-    rois = jax.vmap(functools.partial(
-        label_and_sample, batch_size=self.roi_batch_size,
-        positive_fraction=self.roi_positive_fraction))(
-            proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, jax.random.split(roi_rng, b))
-    rois = jax.lax.stop_gradient(rois)
-    roi_logits, roi_deltas = box_head(pool(features, rois['boxes']))
-    return {'rpn_logits': rpn_logits, 'rpn_deltas': rpn_deltas, 'rpn_targets': rpn,
-            'roi_logits': roi_logits, 'roi_deltas': roi_deltas,
-            'roi_targets': {k: rois[k] for k in ('valid', 'classes', 'deltas')}}
-
-
-def decode(outputs: dict, image_hw: tuple[int, int]):
-  """-> class-specific boxes [B, P, C - 1, 4] pixels and scores [B, P, C - 1] (softmax)."""
-  del image_hw  # Proposals are in pixels; the detection task clips.
-  boxes = box_ops.decode(outputs['roi_deltas'], outputs['proposals'][:, :, None, :],
-                         ROI_BOX_WEIGHTS)
-  scores = jax.nn.softmax(outputs['roi_logits'], axis=-1)[..., 1:]
-  return boxes, jnp.where(outputs['proposal_valid'][..., None], scores, 0.0)
+    roi_features = functools.partial(pool_rois, features, output_size=self.roi_size,
+                                     stride=self.feature_stride, method=self.roi_pooling)
+    out = self.roi_outputs(roi_features, proposals, proposal_valid, gt_boxes, gt_labels,
+                           gt_valid, train=train)
+    if train:
+      rpn = jax.vmap(functools.partial(rpn_targets, anchors, batch_size=self.rpn_batch_size))(
+          gt_boxes, gt_valid, jax.random.split(self.make_rng('sample'), len(images)))
+      out.update(rpn_logits=rpn_logits, rpn_deltas=rpn_deltas, rpn_targets=rpn)
+    return out

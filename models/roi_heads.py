@@ -1,12 +1,20 @@
-"""Fast R-CNN's RoI heads (Girshick, ICCV 2015): proposal sampling, RoI pooling, box head.
+"""The RoI heads shared by R-CNN, Fast R-CNN and Faster R-CNN: sampling, pooling, box head.
 
 Training labels each proposal (ground-truth boxes are added to the proposals, as detectron2 does,
 so every object has a perfect RoI from step 0) foreground at IoU >= 0.5 with a ground-truth box,
 background below, and samples 64 RoIs per image with at most 25% foreground (the paper: 128 RoIs
 from 2 images). Each RoI is pooled to 7x7 from the feature map (RoI max pooling as in the paper,
 or RoIAlign from Mask R-CNN) and a two-layer MLP predicts C class scores (0 = background) and
-class-specific box deltas for the C - 1 foreground classes.
+class-specific box deltas for the C - 1 foreground classes. The classifier is a softmax
+(Fast R-CNN) or one-vs-rest linear SVMs trained with a hinge loss (R-CNN, `classifier='svm'`).
+
+`RoIDetector` is the base of the region-based detectors: a subclass finds proposals and says
+how a batch of RoIs becomes features (pooled from one shared feature map, or crops of the
+image through their own CNN pass), and `roi_outputs` does the rest, so the four detectors differ
+exactly where the papers do.
 """
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -64,6 +72,7 @@ class BoxHead(nn.Module):
   """pooled RoIs [..., s, s, C] -> class logits [..., C], class-specific deltas [..., C - 1, 4]."""
   num_classes: int  # Including the background.
   hidden: int = 256
+  box_regression: bool = True  # False: zero deltas (the sliding-window baseline).
   dtype: Any = None
 
   @nn.compact
@@ -74,7 +83,62 @@ class BoxHead(nn.Module):
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='fc7')(x))
     logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
                       dtype=self.dtype, name='class_logits')(x)
+    if not self.box_regression:
+      return logits.astype(jnp.float32), jnp.zeros((*lead, self.num_classes - 1, 4), jnp.float32)
     deltas = nn.Dense((self.num_classes - 1) * 4, kernel_init=nn.initializers.normal(0.001),
                       dtype=self.dtype, name='box_deltas')(x)
     return (logits.astype(jnp.float32),
             deltas.reshape(*lead, self.num_classes - 1, 4).astype(jnp.float32))
+
+
+class RoIDetector(nn.Module):
+  """Base of the region-based detectors (no __call__ of its own); see the module docstring.
+
+  Training outputs: 'roi_logits' [B, R, C], 'roi_deltas' [B, R, C - 1, 4] and 'roi_targets'
+  (valid, classes, deltas) of the R = roi_batch_size sampled RoIs. Inference outputs, for every
+  proposal: 'proposals' [B, P, 4], 'proposal_valid' [B, P], 'roi_scores' [B, P, C] (softmax, or
+  the SVMs' sigmoid margins) and 'roi_deltas'.
+  """
+  num_classes: int  # Including the background.
+  backbone: str = 'vgg16'
+  roi_batch_size: int = 128
+  roi_positive_fraction: float = 0.25
+  head_hidden: int = 4096
+  classifier: str = 'softmax'  # 'softmax' (Fast R-CNN) or 'svm' (R-CNN's linear SVMs).
+  box_regression: bool = True
+  dtype: Any = None
+  bn_axis_name: str | None = None
+
+  def roi_outputs(self, roi_features: Callable[[jax.Array], jax.Array], proposals,
+                  proposal_valid, gt_boxes, gt_labels, gt_valid, *, train: bool) -> dict:
+    if self.classifier not in ('softmax', 'svm'):
+      raise ValueError(f"Unknown classifier {self.classifier!r}; valid: 'softmax', 'svm'.")
+    box_head = BoxHead(self.num_classes, self.head_hidden, self.box_regression, self.dtype,
+                       name='box_head')
+    if not train:
+      logits, deltas = box_head(roi_features(proposals))
+      scores = (jax.nn.softmax(logits, -1) if self.classifier == 'softmax'
+                else jax.nn.sigmoid(logits))
+      return {'proposals': proposals, 'proposal_valid': proposal_valid, 'roi_scores': scores,
+              'roi_deltas': deltas}
+    if gt_boxes is None:
+      raise ValueError(f'{type(self).__name__} needs gt_boxes, gt_labels and gt_valid when '
+                       'train=True (the RoI targets are assigned inside the model).')
+    b = len(proposals)
+    rngs = jax.random.split(self.make_rng('sample'), b)
+    rois = jax.lax.stop_gradient(jax.vmap(functools.partial(
+        label_and_sample, batch_size=self.roi_batch_size,
+        positive_fraction=self.roi_positive_fraction))(
+            proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, rngs))
+    logits, deltas = box_head(roi_features(rois['boxes']))
+    return {'roi_logits': logits, 'roi_deltas': deltas,
+            'roi_targets': {k: rois[k] for k in ('valid', 'classes', 'deltas')}}
+
+
+def decode(outputs: dict, image_hw: tuple[int, int]):
+  """-> class-specific boxes [B, P, C - 1, 4] pixels and scores [B, P, C - 1]."""
+  del image_hw  # Proposals are in pixels; the detection task clips.
+  boxes = box_ops.decode(outputs['roi_deltas'], outputs['proposals'][:, :, None, :],
+                         ROI_BOX_WEIGHTS)
+  scores = outputs['roi_scores'][..., 1:]
+  return boxes, jnp.where(outputs['proposal_valid'][..., None], scores, 0.0)

@@ -1,12 +1,12 @@
-"""Object detection: YOLO v1, SSD, Faster R-CNN; their losses, decode + NMS, COCO and VOC AP.
+"""Object detection: YOLO, SSD and the R-CNN family; losses, decode + NMS, COCO and VOC AP.
 
 A model family supplies its loss `loss(outputs, batch, **config.loss) -> (scalar, aux)` and its
 decoder `decode(outputs, image_hw) -> (boxes, scores [N, K, C - 1])`, with boxes [N, K, 4] pixels
 (one class-agnostic box per candidate: YOLO, SSD) or [N, K, C - 1, 4] (one box per candidate and
-class: Faster R-CNN). Two-stage families assign their targets inside the model, so in training
-they also take the ground truth. Everything after decoding is shared: clipping, the top
-candidates over (box, class) pairs, a score threshold and per-class NMS to a fixed number of
-detections per image.
+class: the R-CNN family). Region-based families assign their targets inside the model, so in
+training they also take the ground truth, and some take external proposals from the batch.
+Everything after decoding is shared: clipping, the top candidates over (box, class) pairs, a
+score threshold and per-class NMS to a fixed number of detections per image.
 """
 import functools
 import os
@@ -19,11 +19,11 @@ import ml_collections
 import numpy as np
 
 import data
-from losses.faster_rcnn import faster_rcnn_loss
+from losses.rcnn import rcnn_loss
 from losses.ssd import ssd_loss
 from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
-from models import faster_rcnn, ssd, yolo
+from models import roi_heads, ssd, yolo
 from ops.boxes import clip
 from ops.nms import batched_nms
 from tasks import drawing
@@ -33,13 +33,19 @@ from tasks.segmentation import SegmentationTask
 class Family(NamedTuple):
   loss: Callable
   decode: Callable
-  takes_ground_truth: bool = False  # The model assigns its own targets in training.
+  inputs: dict = {}  # Model keyword -> batch key, besides the image.
 
+
+GROUND_TRUTH = {'gt_boxes': 'boxes', 'gt_labels': 'labels', 'gt_valid': 'valid'}  # Training only.
+PROPOSALS = {'proposals': 'proposals', 'proposal_valid': 'proposal_valid'}
 
 FAMILIES = {  # config.model.name -> Family.
     'yolo': Family(yolo_loss, yolo.decode),
     'ssd': Family(ssd_loss, ssd.decode),
-    'faster_rcnn': Family(faster_rcnn_loss, faster_rcnn.decode, takes_ground_truth=True),
+    'sliding_window': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
+    'rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
+    'fast_rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
+    'faster_rcnn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
 }
 
 
@@ -78,10 +84,11 @@ class DetectionTask:
   build_model = SegmentationTask.build_model  # The same config.model -> models.get_model call.
 
   def model_inputs(self, batch):
-    if self.family.takes_ground_truth:  # Used in training only.
-      return (batch['image'],), {'gt_boxes': batch['boxes'], 'gt_labels': batch['labels'],
-                                 'gt_valid': batch['valid']}
-    return (batch['image'],), {}
+    missing = sorted(set(self.family.inputs.values()) - set(batch))
+    if missing:
+      raise ValueError(f'{self.config.model.name} needs batch keys {missing}; for external '
+                       'proposals set --config.data.proposals.method (see data/proposals.py).')
+    return (batch['image'],), {k: batch[v] for k, v in self.family.inputs.items()}
 
   def loss(self, outputs, batch):
     return self._loss(outputs, batch)

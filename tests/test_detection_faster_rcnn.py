@@ -10,7 +10,7 @@ import pytest
 import tasks
 import train
 from configs import loader
-from losses.faster_rcnn import faster_rcnn_loss
+from losses.rcnn import rcnn_loss
 from models import faster_rcnn, roi_heads, rpn
 from ops.boxes import encode
 from tasks.detection import select_detections
@@ -88,19 +88,19 @@ def test_loss_is_zero_for_perfect_predictions_and_counts_each_term():
       'valid': jnp.asarray([True, True, False]), 'classes': jnp.asarray([2, 0, 1]),
       'deltas': jnp.full((3, 4), 0.5)})
   perfect = _outputs(rpn_t, roi_t)
-  loss, aux = faster_rcnn_loss(perfect, None)
+  loss, aux = rcnn_loss(perfect, None)
   assert float(loss) < 1e-6 and float(aux['roi_accuracy']) == 1.0
   # An error of 2 in 4 coordinates of the one positive anchor: smooth L1 with beta 1/9 is
   # 4 * (2 - 1/18), over 3 sampled anchors.
   off = {**perfect, 'rpn_deltas': perfect['rpn_deltas'] + 2.0}
-  np.testing.assert_allclose(faster_rcnn_loss(off, None)[1]['rpn_box_loss'],
+  np.testing.assert_allclose(rcnn_loss(off, None)[1]['rpn_box_loss'],
                              4 * (2 - 1 / 18) / 3, rtol=1e-5)
   # The box loss uses the true class's deltas only: changing the other class's costs nothing,
   # and the background RoI has no box loss.
   other = perfect['roi_deltas'].at[:, :, 0].add(5.0)  # Class 1's deltas (index 0).
-  assert float(faster_rcnn_loss({**perfect, 'roi_deltas': other}, None)[0]) < 1e-6
+  assert float(rcnn_loss({**perfect, 'roi_deltas': other}, None)[0]) < 1e-6
   own = perfect['roi_deltas'].at[:, 0, 1].add(1.0)  # RoI 0 is class 2 (index 1).
-  np.testing.assert_allclose(faster_rcnn_loss({**perfect, 'roi_deltas': own}, None)[1][
+  np.testing.assert_allclose(rcnn_loss({**perfect, 'roi_deltas': own}, None)[1][
       'roi_box_loss'], 4 * 0.5 / 2, rtol=1e-5)
 
 
@@ -110,8 +110,8 @@ def test_decode_gives_class_specific_boxes_and_select_picks_them():
   deltas = encode(target, proposals[0, 0], roi_heads.ROI_BOX_WEIGHTS)  # [2, 4]
   outputs = {'proposals': proposals, 'proposal_valid': jnp.asarray([[True, False]]),
              'roi_deltas': jnp.stack([deltas, deltas])[None],
-             'roi_logits': jnp.asarray([[[0.0, 3.0, 0.0], [0.0, 5.0, 0.0]]])}
-  boxes, scores = faster_rcnn.decode(outputs, (64, 64))
+             'roi_scores': jnp.asarray([[[0.1, 0.6, 0.3], [0.0, 0.9, 0.1]]])}
+  boxes, scores = roi_heads.decode(outputs, (64, 64))
   assert boxes.shape == (1, 2, 2, 4) and scores.shape == (1, 2, 2)
   np.testing.assert_allclose(boxes[0, 0], target, atol=1e-3)
   assert float(scores[0, 1].max()) == 0.0  # The padded proposal scores nothing.
@@ -172,7 +172,7 @@ def test_roi_pool_option_and_missing_ground_truth_error(runlocal_config):
   images = jnp.asarray(_toy_batch(1)['image'])
   variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(images)
   out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
-  assert out['roi_logits'].shape == (1, runlocal_config.model.post_nms_topk_test, 5)
+  assert out['roi_scores'].shape == (1, runlocal_config.model.post_nms_topk_test, 5)
   with pytest.raises(ValueError, match='needs gt_boxes'):
     model.apply(variables, images, train=True, rngs={'sample': jax.random.PRNGKey(0)},
                 mutable=['batch_stats'])

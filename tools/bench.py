@@ -44,6 +44,12 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch['keypoints'][:, :1, :, :2] = rng.uniform(box[..., :2], box[..., 2:],
                                                  (batch_size, 1, joints, 2))
   batch['keypoints'][:, :1, :, 2] = 2
+  if 'proposals' in batch:  # Random boxes; with static shapes their number sets the cost.
+    p = batch['proposals'].shape[1]
+    yx = rng.uniform(0, size * 0.7, (batch_size, p, 2))
+    batch['proposals'] = np.concatenate(
+        [yx, yx + rng.uniform(size * 0.1, size * 0.3, (batch_size, p, 2))], -1).astype(np.float32)
+    batch['proposal_valid'][:] = True
   batch['example_valid'] = np.ones((batch_size,), bool)
   return batch
 

@@ -49,8 +49,8 @@ def init_state(task, model, tx, rng, batch) -> TrainState:
 
 def example_batch(info: dict, batch_size: int = 1) -> dict:
   """A zero batch with the shapes of CONTRACTS.md, for initialising parameters."""
-  size, boxes = info['image_size'], info['max_boxes']
-  return {
+  size, boxes, proposals = info['image_size'], info['max_boxes'], info.get('max_proposals', 0)
+  batch = {
       'image': np.zeros((batch_size, size, size, 3), np.float32),
       'mask': np.zeros((batch_size, size, size), np.int32),
       'boxes': np.zeros((batch_size, boxes, 4), np.float32),
@@ -59,3 +59,7 @@ def example_batch(info: dict, batch_size: int = 1) -> dict:
       'valid': np.zeros((batch_size, boxes), bool),
       'keypoints': np.zeros((batch_size, boxes, NUM_JOINTS, 3), np.float32),
   }
+  if proposals:
+    batch['proposals'] = np.zeros((batch_size, proposals, 4), np.float32)
+    batch['proposal_valid'] = np.zeros((batch_size, proposals), bool)
+  return batch

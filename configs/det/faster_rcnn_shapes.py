@@ -4,7 +4,8 @@ r"""Faster R-CNN (Ren, He, Girshick, Sun, NeurIPS 2015) on the procedural Shapes
   python train.py --config configs/det/faster_rcnn_shapes.py:runlocal --workdir /tmp/frcnn
 
 Arguments after ':' (comma-separated): `runlocal` (seconds, for tests), `demo` (a few minutes),
-`backbone=NAME` (vgg_small, vgg16, resnet18, resnet50), `roi=align|pool`.
+`backbone=NAME` (vgg_small, vgg16, resnet18, resnet50), `roi=align|pool`,
+`classifier=softmax|svm`.
 
 Scaled to Shapes: the stride-8 map (8x8 cells) instead of the paper's stride 16, anchors of 3
 scales x 3 ratios (the paper's 128, 256, 512 px on ~600 px images are ~1/5 to 5/6 of the image;
@@ -17,10 +18,9 @@ from configs.det import defaults
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, runlocal=False, demo=False, backbone='vgg_small', roi='align')
-  c = defaults.base_detection_config()
-  c.model.name = 'faster_rcnn'
-  c.model.backbone = arg.backbone
+  arg = common.parse_arg(arg, runlocal=False, demo=False, backbone='vgg_small', roi='align',
+                         classifier='softmax')
+  c = defaults.shapes_region_detector('faster_rcnn', arg)
   c.model.feature_stride = 8
   c.model.anchor_sizes = (12.0, 20.0, 32.0)
   c.model.anchor_ratios = (0.5, 1.0, 2.0)  # Height / width.
@@ -31,28 +31,8 @@ def get_config(arg=None):
   c.model.pre_nms_topk_test = 300
   c.model.post_nms_topk_test = 50
   c.model.rpn_nms_iou = 0.7
-  c.model.roi_batch_size = 64
-  c.model.roi_positive_fraction = 0.25
   c.model.roi_pooling = arg.roi
   c.model.roi_size = 7
-  c.model.head_hidden = 256
-  c.detect.nms_iou_threshold = 0.5  # Fast R-CNN's per-class NMS.
-
-  c.batch_size = 16
-  c.total_steps = 2000
-  c.optimizer.name = 'adamw'
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.warmup_steps = 200
-  c.optimizer.weight_decay = 1e-4
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 500
-  c.eval_every_steps = 1000
-  c.data.augment.flip = True
-
-  if arg.demo:
-    c.total_steps = 800
   if arg.runlocal:
-    common.runlocal(c)
     c.model.rpn_width = 32
-    c.model.head_hidden = 32
   return c

@@ -1,0 +1,90 @@
+"""Sliding window, R-CNN and Fast R-CNN: windows, the SVM loss, one train step of each."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tasks
+import train
+from configs import loader
+from data import proposals
+from losses.rcnn import rcnn_loss, svm_hinge
+from models.rcnn import SlidingWindow
+from training.optim import make_optimizer
+from training.state import init_state
+from training.step import make_train_step
+
+
+def test_sliding_window_grid_covers_the_image():
+  model = SlidingWindow(num_classes=5, window_stride=8, window_sizes=(16.0, 24.0, 32.0),
+                        window_ratios=(0.5, 1.0, 2.0))
+  windows = np.asarray(model.windows((64, 64)))
+  assert windows.shape == (8 * 8 * 9, 4)  # 576 windows for 64x64.
+  assert windows.min() >= 0 and windows.max() <= 64
+  # Cell (0, 0), size 16, ratio 1: centred at (4, 4), clipped at the image border.
+  np.testing.assert_allclose(windows[1], [0, 0, 12, 12], atol=1e-5)
+
+
+def test_svm_hinge_matches_hand_computed_margins():
+  logits = jnp.asarray([[2.0, -0.5, 0.3]])
+  # True class 0: max(0, 1 - 2) + max(0, 1 - 0.5) + max(0, 1 + 0.3) = 0 + 0.5 + 1.3.
+  np.testing.assert_allclose(svm_hinge(logits, jnp.asarray([0])), [1.8], rtol=1e-6)
+  roi = {'valid': jnp.asarray([[True, False]]), 'classes': jnp.asarray([[0, 1]]),
+         'deltas': jnp.zeros((1, 2, 4))}
+  outputs = {'roi_logits': jnp.concatenate([logits, logits])[None],
+             'roi_deltas': jnp.zeros((1, 2, 2, 4)), 'roi_targets': roi}
+  np.testing.assert_allclose(rcnn_loss(outputs, None, classifier='svm')[1]['roi_cls_loss'], 1.8,
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="valid: 'softmax', 'svm'"):
+    rcnn_loss(outputs, None, classifier='hinge')
+
+
+def _batch(n=2, size=64, num_proposals=12):
+  rng = np.random.default_rng(0)
+  image = rng.uniform(0, 0.3, (n, size, size, 3)).astype(np.float32)
+  boxes = np.zeros((n, 4, 4), np.float32)
+  labels = np.zeros((n, 4), np.int32)
+  for i in range(n):
+    for j, (y, x, s, c) in enumerate([(8 + 20 * i, 10, 18, 1), (36, 30 - 10 * i, 22, 2)]):
+      image[i, y:y + s, x:x + s, c - 1] = 1.0
+      boxes[i, j], labels[i, j] = (y, x, y + s, x + s), c
+  # Proposals: the objects, jittered, and random boxes; the last two are padding.
+  yx = rng.uniform(0, 40, (n, num_proposals, 2))
+  proposals = np.concatenate([yx, yx + rng.uniform(8, 24, (n, num_proposals, 2))], -1)
+  proposals[:, :2] = boxes[:, :2] + rng.normal(0, 2, (n, 2, 4))
+  proposal_valid = np.arange(num_proposals)[None].repeat(n, 0) < num_proposals - 2
+  return {'image': image, 'boxes': boxes, 'labels': labels, 'valid': labels > 0,
+          'proposals': proposals.astype(np.float32), 'proposal_valid': proposal_valid}
+
+
+@pytest.mark.parametrize('name', ['sliding_window', 'rcnn', 'fast_rcnn'])
+def test_one_train_step_and_inference(name):
+  config = loader.load(f'configs/det/{name}_shapes.py:runlocal')
+  config.optimizer.warmup_steps = 0  # Else the first step's learning rate is 0.
+  task = tasks.get_task(config)
+  batch = _batch()
+  state = init_state(task, task.model, make_optimizer(config.optimizer, 2),
+                     jax.random.PRNGKey(0), batch)
+  new_state, metrics = jax.jit(make_train_step(task))(state, jax.tree.map(jnp.asarray, batch))
+  assert np.isfinite(float(metrics['loss'])) and float(metrics['roi_cls_loss']) > 0
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new_state.params)
+  assert any(jax.tree.leaves(changed))
+  args, kwargs = task.model_inputs(batch)
+  predictions = jax.jit(lambda v, b: task.postprocess(
+      task.model.apply(v, *args, train=False, **kwargs), b))(state.variables, batch)
+  assert predictions['boxes'].shape == (2, config.detect.max_detections, 4)
+  if name != 'sliding_window':
+    with pytest.raises(ValueError, match='needs batch keys'):
+      task.model_inputs({k: v for k, v in batch.items() if k != 'proposals'})
+
+
+def test_fast_rcnn_trains_and_evaluates_on_cached_selective_search(tfds_dir, tmp_path):
+  config = loader.load('configs/det/fast_rcnn_shapes.py:runlocal')
+  config.data.data_dir = tfds_dir
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
+  assert {'AP', 'AP50', 'voc_AP50'} <= set(saved)
+  assert os.path.exists(proposals.cache_path(config.data, 'train'))  # Next to the dataset.
