@@ -14,6 +14,7 @@ from losses.rcnn import rcnn_loss
 from models import faster_rcnn, roi_heads, rpn
 from ops.boxes import encode
 from tasks.detection import select_detections
+from tests.toy_data import toy_detection_batch
 from training.optim import make_optimizer
 from training.state import init_state
 from training.step import make_train_step
@@ -122,19 +123,6 @@ def test_decode_gives_class_specific_boxes_and_select_picks_them():
   np.testing.assert_allclose(out['boxes'][1], target[1], atol=1e-3)
 
 
-def _toy_batch(n=2, size=64):
-  """Coloured squares on noise: the boxes are exact, so a few steps must fit them."""
-  rng = np.random.default_rng(0)
-  image = rng.uniform(0, 0.3, (n, size, size, 3)).astype(np.float32)
-  boxes = np.zeros((n, 4, 4), np.float32)
-  labels = np.zeros((n, 4), np.int32)
-  for i in range(n):
-    for j, (y, x, s, c) in enumerate([(8 + 20 * i, 10, 18, 1), (36, 30 - 10 * i, 22, 2)]):
-      image[i, y:y + s, x:x + s, c - 1] = 1.0
-      boxes[i, j], labels[i, j] = (y, x, y + s, x + s), c
-  return {'image': image, 'boxes': boxes, 'labels': labels, 'valid': labels > 0}
-
-
 @pytest.fixture(scope='module')
 def runlocal_config():
   return loader.load('configs/det/faster_rcnn_shapes.py:runlocal')
@@ -144,7 +132,7 @@ def test_losses_fall_on_a_tiny_overfit_batch(runlocal_config):
   config = runlocal_config.copy_and_resolve_references()
   config.optimizer.learning_rate, config.optimizer.warmup_steps = 3e-3, 0
   task = tasks.get_task(config)
-  batch = jax.tree.map(jnp.asarray, _toy_batch())
+  batch = jax.tree.map(jnp.asarray, toy_detection_batch())
   state = init_state(task, task.model, make_optimizer(config.optimizer, 40),
                      jax.random.PRNGKey(0), jax.tree.map(np.asarray, batch))
   step = jax.jit(make_train_step(task))
@@ -169,7 +157,7 @@ def test_train_and_evaluate_writes_ap_and_overlays(runlocal_config, tfds_dir, tm
 
 def test_roi_pool_option_and_missing_ground_truth_error(runlocal_config):
   model = tasks.get_task(runlocal_config).model.clone(roi_pooling='pool')
-  images = jnp.asarray(_toy_batch(1)['image'])
+  images = jnp.asarray(toy_detection_batch(1)['image'])
   variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(images)
   out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
   assert out['roi_scores'].shape == (1, runlocal_config.model.post_nms_topk_test, 5)

@@ -13,6 +13,7 @@ from configs import loader
 from data import proposals
 from losses.rcnn import rcnn_loss, svm_hinge
 from models.rcnn import SlidingWindow
+from tests.toy_data import toy_detection_batch
 from training.optim import make_optimizer
 from training.state import init_state
 from training.step import make_train_step
@@ -42,30 +43,12 @@ def test_svm_hinge_matches_hand_computed_margins():
     rcnn_loss(outputs, None, classifier='hinge')
 
 
-def _batch(n=2, size=64, num_proposals=12):
-  rng = np.random.default_rng(0)
-  image = rng.uniform(0, 0.3, (n, size, size, 3)).astype(np.float32)
-  boxes = np.zeros((n, 4, 4), np.float32)
-  labels = np.zeros((n, 4), np.int32)
-  for i in range(n):
-    for j, (y, x, s, c) in enumerate([(8 + 20 * i, 10, 18, 1), (36, 30 - 10 * i, 22, 2)]):
-      image[i, y:y + s, x:x + s, c - 1] = 1.0
-      boxes[i, j], labels[i, j] = (y, x, y + s, x + s), c
-  # Proposals: the objects, jittered, and random boxes; the last two are padding.
-  yx = rng.uniform(0, 40, (n, num_proposals, 2))
-  proposals = np.concatenate([yx, yx + rng.uniform(8, 24, (n, num_proposals, 2))], -1)
-  proposals[:, :2] = boxes[:, :2] + rng.normal(0, 2, (n, 2, 4))
-  proposal_valid = np.arange(num_proposals)[None].repeat(n, 0) < num_proposals - 2
-  return {'image': image, 'boxes': boxes, 'labels': labels, 'valid': labels > 0,
-          'proposals': proposals.astype(np.float32), 'proposal_valid': proposal_valid}
-
-
 @pytest.mark.parametrize('name', ['sliding_window', 'rcnn', 'fast_rcnn'])
 def test_one_train_step_and_inference(name):
   config = loader.load(f'configs/det/{name}_shapes.py:runlocal')
   config.optimizer.warmup_steps = 0  # Else the first step's learning rate is 0.
   task = tasks.get_task(config)
-  batch = _batch()
+  batch = toy_detection_batch(num_proposals=12)
   state = init_state(task, task.model, make_optimizer(config.optimizer, 2),
                      jax.random.PRNGKey(0), batch)
   new_state, metrics = jax.jit(make_train_step(task))(state, jax.tree.map(jnp.asarray, batch))
