@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from ops import boxes as box_ops
-from ops.matching import POSITIVE, match, sample_balanced
+from ops.matching import IGNORE, POSITIVE, match, sample_balanced
 from ops.roi import roi_align, roi_pool
 
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # The Fast R-CNN code's target normalisation (0.1, 0.2).
@@ -39,7 +39,7 @@ def label_and_sample(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, r
   boxes = jnp.concatenate([proposals, gt_boxes])
   valid = jnp.concatenate([proposal_valid, gt_valid])
   matched, labels = match(box_ops.iou(boxes, gt_boxes), gt_valid, fg_iou, fg_iou)
-  labels = jnp.where(valid, labels, -1)  # Padding is never sampled.
+  labels = jnp.where(valid, labels, IGNORE)  # Padding is never sampled.
   index, sampled = sample_balanced(labels, batch_size, positive_fraction, rng)
   rois, gt = boxes[index], gt_boxes[matched[index]]
   foreground = sampled & (labels[index] == POSITIVE)
