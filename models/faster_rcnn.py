@@ -7,10 +7,14 @@ from the 'sample' rng; its outputs carry the targets and `losses.rcnn` stays a p
 them. Outputs: those of `RoIDetector` plus, in training, 'rpn_logits' [B, N], 'rpn_deltas'
 [B, N, 4] and 'rpn_targets' (positive, negative, deltas) over the N anchors.
 
-Differences from the paper: a single feature level of any of our backbones (the paper: VGG16
-conv5_3 at stride 16) with BatchNorm, so no layers are frozen; RoIAlign is available besides RoI
-max pooling; detectron2's sampling details (ground truth added to the proposals; background is
-every IoU below 0.5, not [0.1, 0.5)).
+With `fpn_strides` the RPN and the RoI heads work on a Feature Pyramid (`models/fpn.py`, Lin et
+al. 2017): one anchor size per pyramid level (P2..P6), one RPN head shared by the levels, and each
+RoI pooled from the level its size selects (P2..P5). Without it, one feature level.
+
+Differences from the paper: any of our backbones (the paper: VGG16 conv5_3 at stride 16) with
+BatchNorm, so no layers are frozen; RoIAlign is available besides RoI max pooling; detectron2's
+sampling details (ground truth added to the proposals; background is every IoU below 0.5, not
+[0.1, 0.5)); with FPN, pre-NMS top-k over all levels together (detectron2: per level).
 """
 import functools
 from collections.abc import Sequence
@@ -20,14 +24,18 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import backbone_features
-from models.roi_heads import RoIDetector, pool_rois
+from models.fpn import FPN, pool_pyramid
+from models.roi_heads import RoIDetector
 from models.rpn import RPNHead, propose, rpn_targets
-from ops.anchors import grid_anchors, num_anchors_per_cell
+from ops.anchors import multilevel_anchors
 
 
 class FasterRCNN(RoIDetector):
-  feature_stride: int = 16  # VGG16 conv5_3.
-  anchor_sizes: Sequence[float] = (128.0, 256.0, 512.0)  # The paper: 3 scales x 3 ratios.
+  feature_stride: int = 16  # VGG16 conv5_3; unused with FPN.
+  fpn_strides: Sequence[int] = ()  # E.g. (4, 8, 16, 32): FPN on these backbone levels, plus P6.
+  fpn_width: int = 256
+  # Without FPN: 3 scales x 3 ratios at every cell (the paper). With FPN: one size per level.
+  anchor_sizes: Sequence[float] = (128.0, 256.0, 512.0)
   anchor_ratios: Sequence[float] = (0.5, 1.0, 2.0)
   rpn_width: int = 512
   rpn_batch_size: int = 256
@@ -39,26 +47,41 @@ class FasterRCNN(RoIDetector):
   roi_pooling: str = 'pool'  # 'pool' (RoI max pooling) or 'align' (RoIAlign).
   roi_size: int = 7
 
-  def anchors(self, feature_hw) -> jax.Array:
+  def anchors(self, level_hw: dict[int, tuple[int, int]]) -> jax.Array:
+    """The anchors of every level {stride: (H, W)}, level by level, cells row-major."""
+    strides = sorted(level_hw)
+    if self.fpn_strides and len(self.anchor_sizes) != len(strides):
+      raise ValueError(f'With FPN, give one anchor size per pyramid level: {len(strides)} levels '
+                       f'(strides {strides}) but anchor_sizes={tuple(self.anchor_sizes)}.')
+    sizes = [(s,) for s in self.anchor_sizes] if self.fpn_strides else [self.anchor_sizes]
     # Anchors centred on the cells: with few cells per image, offset 0 leaves the last row and
     # column of the image without a centred anchor.
-    return jnp.asarray(grid_anchors(feature_hw, self.feature_stride, self.anchor_sizes,
-                                    self.anchor_ratios, offset=0.5))
+    anchors, _ = multilevel_anchors([level_hw[s] for s in strides], strides, sizes,
+                                    self.anchor_ratios, offset=0.5)
+    return jnp.asarray(anchors)
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, *, train: bool):
     features = backbone_features(self.backbone, images, train=train, dtype=self.dtype,
-                                 bn_axis_name=self.bn_axis_name)[self.feature_stride]
-    anchors = self.anchors(features.shape[1:3])
-    rpn_logits, rpn_deltas = RPNHead(num_anchors_per_cell(self.anchor_sizes, self.anchor_ratios),
-                                     self.rpn_width, self.dtype, name='rpn')(features)
+                                 bn_axis_name=self.bn_axis_name)
+    if self.fpn_strides:
+      pyramid = FPN(self.fpn_strides, self.fpn_width, dtype=self.dtype, name='fpn')(features)
+      roi_strides = tuple(self.fpn_strides)
+    else:
+      pyramid = {self.feature_stride: features[self.feature_stride]}
+      roi_strides = (self.feature_stride,)
+    anchors = self.anchors({s: p.shape[1:3] for s, p in pyramid.items()})
+    per_cell = len(self.anchor_ratios) * (1 if self.fpn_strides else len(self.anchor_sizes))
+    rpn_head = RPNHead(per_cell, self.rpn_width, self.dtype, name='rpn')  # Shared by levels.
+    rpn_logits, rpn_deltas = (jnp.concatenate(x, axis=1) for x in zip(
+        *(rpn_head(pyramid[s]) for s in sorted(pyramid)), strict=True))
     proposals, proposal_valid = jax.vmap(functools.partial(
         propose, anchors=anchors, image_hw=images.shape[1:3], nms_iou=self.rpn_nms_iou,
         pre_nms_topk=self.pre_nms_topk_train if train else self.pre_nms_topk_test,
         post_nms_topk=self.post_nms_topk_train if train else self.post_nms_topk_test))(
             rpn_logits, rpn_deltas)
-    roi_features = functools.partial(pool_rois, features, output_size=self.roi_size,
-                                     stride=self.feature_stride, method=self.roi_pooling)
+    roi_features = functools.partial(pool_pyramid, pyramid, strides=roi_strides,
+                                     output_size=self.roi_size, method=self.roi_pooling)
     out = self.roi_outputs(roi_features, proposals, proposal_valid, gt_boxes, gt_labels,
                            gt_valid, train=train)
     if train:

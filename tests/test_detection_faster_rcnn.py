@@ -11,7 +11,7 @@ import tasks
 import train
 from configs import loader
 from losses.rcnn import rcnn_loss
-from models import faster_rcnn, roi_heads, rpn
+from models import faster_rcnn, fpn, roi_heads, rpn
 from ops.boxes import encode
 from tasks.detection import select_detections
 from tests.toy_data import toy_detection_batch
@@ -33,13 +33,34 @@ GT_LABELS, GT_VALID = jnp.asarray([2, 4, 0]), jnp.asarray([True, True, False])
 def test_anchors_are_centred_on_the_cells():
   model = faster_rcnn.FasterRCNN(num_classes=3, feature_stride=16, anchor_sizes=(16.0,),
                                  anchor_ratios=(1.0, 2.0))
-  anchors = np.asarray(model.anchors((2, 2)))
+  anchors = np.asarray(model.anchors({16: (2, 2)}))
   # Cell (0, 1) is centred at (8, 24); ratio 2 (height / width) of area 16**2: h = 16 sqrt 2.
   h = 16 * np.sqrt(2.0)
   np.testing.assert_allclose(anchors[2], [0, 16, 16, 32], atol=1e-5)
   np.testing.assert_allclose(anchors[3], [8 - h / 2, 24 - h / 4, 8 + h / 2, 24 + h / 4],
                              atol=1e-4)
   assert anchors.shape == (2 * 2 * 2, 4)
+
+
+def test_fpn_levels_anchor_sizes_and_roi_assignment():
+  features = {s: jnp.zeros((1, 64 // s, 64 // s, 8)) for s in (4, 8, 16, 32)}
+  module = fpn.FPN(strides=(4, 8, 16, 32), width=16)
+  pyramid = jax.eval_shape(lambda f: module.init_with_output(jax.random.PRNGKey(0), f)[0],
+                           features)
+  assert {s: p.shape for s, p in pyramid.items()} == {
+      4: (1, 16, 16, 16), 8: (1, 8, 8, 16), 16: (1, 4, 4, 16), 32: (1, 2, 2, 16),
+      64: (1, 1, 1, 16)}
+  # FPN eq. 1 with k0 = 4 (stride 16) at 224 px: 224 -> P4, 112 -> P3, 448 -> P5, 20 -> P2 (the
+  # finest given), 2000 -> P5 (the coarsest given).
+  sides = jnp.asarray([224.0, 112.0, 448.0, 20.0, 2000.0])
+  rois = jnp.stack([jnp.zeros(5), jnp.zeros(5), sides, sides], axis=-1)
+  np.testing.assert_array_equal(fpn.assign_levels(rois, (4, 8, 16, 32)), [2, 1, 3, 0, 3])
+  model = faster_rcnn.FasterRCNN(num_classes=3, fpn_strides=(4, 8), anchor_sizes=(8.0, 16.0, 32.0),
+                                 anchor_ratios=(1.0,))
+  anchors = np.asarray(model.anchors({4: (2, 2), 8: (1, 1), 16: (1, 1)}))
+  np.testing.assert_allclose(anchors[:, 2] - anchors[:, 0], [8, 8, 8, 8, 16, 32])
+  with pytest.raises(ValueError, match='one anchor size per pyramid level'):
+    model.anchors({4: (2, 2), 8: (1, 1)})
 
 
 def test_rpn_targets_match_hand_computed_labels():

@@ -1,0 +1,72 @@
+r"""Faster R-CNN, ResNet-50 FPN, COCO 2017 (Lin et al., "Feature Pyramid Networks", CVPR 2017).
+
+Paper (Table 3): 33.9 AP / 56.9 AP50 on COCO test-dev with ResNet-50 FPN; detectron2's
+R50-FPN 1x schedule reaches 37.9 box AP on val2017. Recipe (detectron2 1x): ImageNet ResNet-50,
+P2-P6 of width 256, one anchor size per level (32, 64, 128, 256, 512) x 3 ratios, RPN 2000
+proposals per image in training and 1000 at test time, 512 RoIs per image with 25% foreground,
+7x7 RoIAlign, two 1024-d FC layers, batch 16, SGD momentum 0.9, weight decay 1e-4, learning rate
+0.02 for 90k iterations (x0.1 at 60k and 80k), 1000 warmup iterations, flips, shorter side 800.
+
+  python train.py --config configs/det/faster_rcnn_r50_fpn_coco.py --workdir runs/frcnn_coco \
+      --config.init.checkpoint=resnet50.safetensors   # tools/import_weights.py
+
+Our differences: square 800x800 padded inputs (static shapes) instead of an 800 px shorter side
+up to 1333, BatchNorm trained instead of frozen, pre-NMS top-k over all levels together. Reads
+`coco2017` (data/coco.py) from the official zips in the manual dir.
+Arguments: `runlocal` (a tiny model on 64x64 inputs, for tests).
+"""
+from configs import common
+from configs.det import defaults
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, runlocal=False)
+  c = defaults.base_detection_config()
+  c.model.name = 'faster_rcnn'
+  c.model.backbone = 'resnet50'
+  c.model.fpn_strides = (4, 8, 16, 32)  # P2-P5 (+ P6 for the RPN).
+  c.model.fpn_width = 256
+  c.model.anchor_sizes = (32.0, 64.0, 128.0, 256.0, 512.0)  # One per level, P2..P6.
+  c.model.anchor_ratios = (0.5, 1.0, 2.0)
+  c.model.rpn_width = 256
+  c.model.rpn_batch_size = 256
+  c.model.pre_nms_topk_train = c.model.post_nms_topk_train = 2000
+  c.model.pre_nms_topk_test = c.model.post_nms_topk_test = 1000
+  c.model.roi_batch_size = 512
+  c.model.roi_positive_fraction = 0.25
+  c.model.roi_pooling = 'align'
+  c.model.roi_size = 7
+  c.model.head_hidden = 1024
+
+  c.data.name = 'coco2017'
+  c.data.train_split = 'train'
+  c.data.eval_split = 'validation'
+  c.data.image_size = 800
+  c.data.max_boxes = 100
+  c.data.augment.flip = True
+
+  c.batch_size = 16
+  c.total_steps = 90_000
+  c.optimizer.name = 'sgd'
+  c.optimizer.learning_rate = 0.02
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.schedule = 'step'
+  c.optimizer.warmup_steps = 1000
+  c.optimizer.step_boundaries = (59 / 89, 79 / 89)  # Steps 60k and 80k (89k after warmup).
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 5000
+  c.eval_every_steps = 30_000
+  c.eval_batch_size = 8
+  if arg.runlocal:
+    common.runlocal(c)
+    c.data.variant = 'default'  # COCO has no small variant; runlocal only shrinks the model.
+    c.model.backbone = 'resnet18'
+    c.model.fpn_width = 16
+    c.model.anchor_sizes = (8.0, 16.0, 32.0, 64.0, 128.0)
+    c.model.rpn_width = 16
+    c.model.pre_nms_topk_train = c.model.pre_nms_topk_test = 200
+    c.model.post_nms_topk_train = c.model.post_nms_topk_test = 32
+    c.model.roi_batch_size = 16
+    c.model.head_hidden = 32
+  return c

@@ -1,0 +1,68 @@
+"""Feature Pyramid Network (Lin et al., CVPR 2017) and its RoI-to-level assignment.
+
+A top-down pathway upsamples the coarser map 2x (nearest) and adds a 1x1 lateral projection of
+the backbone map of the same stride; a 3x3 conv then smooths each sum. P6 (for the RPN's largest
+anchors) is P5 subsampled by 2, as in the paper. Every level has the same width so one RPN head
+and one box head serve them all.
+"""
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from models.roi_heads import pool_rois
+
+
+class FPN(nn.Module):
+  """{stride: backbone map} -> {stride: P map} for `strides` (+ 2 * the last one if `extra`)."""
+  strides: Sequence[int] = (4, 8, 16, 32)
+  width: int = 256
+  extra: bool = True  # P6 = stride-2 subsampling of the coarsest level.
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, features: dict[int, jax.Array]) -> dict[int, jax.Array]:
+    out, top = {}, None
+    for s in sorted(self.strides, reverse=True):
+      x = nn.Conv(self.width, (1, 1), dtype=self.dtype, name=f'lateral{s}')(features[s])
+      if top is not None:
+        b, h, w, c = top.shape
+        top = jax.image.resize(top, (b, 2 * h, 2 * w, c), 'nearest')[:, :x.shape[1], :x.shape[2]]
+        x = x + top
+      top = x
+      out[s] = nn.Conv(self.width, (3, 3), dtype=self.dtype, name=f'output{s}')(x)
+    if self.extra:
+      coarsest = max(self.strides)
+      out[2 * coarsest] = out[coarsest][:, ::2, ::2]
+    return dict(sorted(out.items()))
+
+
+def assign_levels(rois, strides: Sequence[int], canonical_size: float = 224.0,
+                  canonical_stride: int = 16):
+  """The level index (into `strides`) each RoI [..., 4] is pooled from (FPN eq. 1).
+
+  k = floor(k0 + log2(sqrt(w h) / 224)) with k0 the canonical level (stride 16, P4), clipped to
+  the given levels: a 224x224 RoI pools from P4, one half that size from P3.
+  """
+  area = jnp.maximum((rois[..., 2] - rois[..., 0]) * (rois[..., 3] - rois[..., 1]), 1e-6)
+  k0 = jnp.log2(float(canonical_stride))
+  k = jnp.floor(k0 + jnp.log2(jnp.sqrt(area) / canonical_size + 1e-8))
+  levels = jnp.log2(jnp.asarray(strides, jnp.float32))
+  return jnp.argmin(jnp.abs(levels[:, None] - jnp.clip(k, levels[0], levels[-1]).reshape(-1)),
+                    axis=0).reshape(rois.shape[:-1])
+
+
+def pool_pyramid(pyramid: dict[int, jax.Array], rois, strides: Sequence[int], *,
+                 output_size: int, method: str):
+  """Pools each RoI [B, R, 4] from its assigned level of `pyramid` -> [B, R, s, s, C].
+
+  Static shapes: every level pools every RoI and a one-hot of the assignment picks one; the
+  extra pooling is small next to the backbone at the sizes we train.
+  """
+  level = jax.nn.one_hot(assign_levels(rois, strides), len(strides),
+                         dtype=pyramid[strides[0]].dtype)
+  pooled = jnp.stack([pool_rois(pyramid[s], rois, output_size=output_size, stride=s,
+                                method=method) for s in strides], axis=-1)
+  return jnp.einsum('brhwcl,brl->brhwc', pooled, level)
