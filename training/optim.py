@@ -26,7 +26,7 @@ def lr_multiplier(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
   elif opt.schedule == 'cosine':
     main = optax.cosine_decay_schedule(1.0, decay_steps)
   elif opt.schedule == 'step':
-    boundaries = {int(f * decay_steps): opt.step_factor for f in opt.step_boundaries}
+    boundaries = {round(f * decay_steps): opt.step_factor for f in opt.step_boundaries}
     main = optax.piecewise_constant_schedule(1.0, boundaries)
   else:
     raise ValueError(f'unknown optimizer.schedule {opt.schedule!r}; valid: {", ".join(SCHEDULES)}')
