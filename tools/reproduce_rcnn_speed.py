@@ -113,7 +113,7 @@ def chart(rows: dict, path: str):
     ax.set_yscale('log')
     ax.tick_params(axis='x', labelsize=8)
     for patch in ax.patches:
-      ax.annotate(f'{patch.get_height():.2g}', (patch.get_x() + patch.get_width() / 2,
+      ax.annotate(f'{patch.get_height():.3g}', (patch.get_x() + patch.get_width() / 2,
                                                  patch.get_height()), ha='center', va='bottom',
                   fontsize=7)
   fig.suptitle(f'64x64 Shapes, vgg_small, {jax.devices()[0].platform} (log scale)')
