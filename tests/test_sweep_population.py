@@ -9,7 +9,7 @@ import pytest
 
 import train
 from configs import loader
-from training.population import PBT, exploit_and_explore, train_population
+from training.population import MODES, PBT, exploit_and_explore, train_population
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = 'configs/seg/fcn8s_shapes.py:runlocal'
@@ -46,25 +46,28 @@ def _configs(config, overrides):
 
 def test_population_of_four_learning_rates_matches_four_separate_runs(config, tmp_path):
   configs = _configs(config, [[f'optimizer.learning_rate={lr}'] for lr in LEARNING_RATES])
-  dirs = [str(tmp_path / f'member{i}') for i in range(4)]
-  # Two members per device, vmapped together.
-  state, results = train_population(configs, dirs, str(tmp_path / 'pop'),
-                                    devices=jax.devices()[:2])
-  assert all(len(x.sharding.device_set) == 2 for x in jax.tree.leaves(state.params))
-  assert [r['status'] for r in results] == ['done'] * 4
-  # Tolerance: vmap's grouped convolutions sum in another order (~3e-5 after 5 steps at lr 1e-2).
-  for i, member_config in enumerate(configs):
-    single, _ = train.train_and_evaluate(member_config, str(tmp_path / f'single{i}'),
-                                         devices=jax.devices()[:1])
-    _assert_trees_close(_member(state.params, i), jax.device_get(single.params),
-                        rtol=1e-3, atol=1e-4, err_msg=f'lr={LEARNING_RATES[i]}')
-    _assert_trees_close(_member(state.batch_stats, i), jax.device_get(single.batch_stats),
-                        rtol=1e-3, atol=1e-4)
-    eval_metrics = json.load(open(os.path.join(dirs[i], 'eval', 'metrics.json')))
-    assert eval_metrics['step'] == config.total_steps
-    logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
-    lrs = [x['train/learning_rate'] for x in logged if 'train/learning_rate' in x]
-    assert lrs[-1] == pytest.approx(LEARNING_RATES[i] * float(np.cos(np.pi * 2 / 3) + 1) / 2)
+  singles = [train.train_and_evaluate(c, str(tmp_path / f'single{i}'), devices=jax.devices()[:1])[0]
+             for i, c in enumerate(configs)]
+  for mode in MODES:
+    dirs = [str(tmp_path / f'{mode}{i}') for i in range(4)]
+    # Two members per device, stepped together.
+    state, results = train_population(configs, dirs, str(tmp_path / f'pop_{mode}'),
+                                      devices=jax.devices()[:2], mode=mode)
+    assert all(len(x.sharding.device_set) == 2 for x in jax.tree.leaves(state.params))
+    assert [r['status'] for r in results] == ['done'] * 4
+    # Tolerance: vmap's grouped convolutions sum in another order (~3e-5 after 5 steps at 1e-2).
+    for i, single in enumerate(singles):
+      _assert_trees_close(_member(state.params, i), jax.device_get(single.params),
+                          rtol=1e-3, atol=1e-4, err_msg=f'{mode} lr={LEARNING_RATES[i]}')
+      _assert_trees_close(_member(state.batch_stats, i), jax.device_get(single.batch_stats),
+                          rtol=1e-3, atol=1e-4)
+      eval_metrics = json.load(open(os.path.join(dirs[i], 'eval', 'metrics.json')))
+      assert eval_metrics['step'] == config.total_steps
+      logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
+      lrs = [x['train/learning_rate'] for x in logged if 'train/learning_rate' in x]
+      assert lrs[-1] == pytest.approx(LEARNING_RATES[i] * float(np.cos(np.pi * 2 / 3) + 1) / 2)
+  with pytest.raises(ValueError, match='valid: vmap, map'):
+    train_population(configs, dirs, str(tmp_path / 'pop_bad'), mode='scan')
 
 
 def test_pbt_replaces_the_worst_and_diverged_members_with_perturbed_copies_of_the_best():

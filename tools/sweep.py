@@ -12,10 +12,12 @@ non-finite loss) and resumes the others from their last checkpoint.
 - default: trials one after the other, in this process;
 - `--parallel N`: N `train.py` processes at a time (their logs: `W/trial_<i>/train.log`);
 - `--vectorize`: when the swept fields leave shapes alone (training/population.py: learning rate,
-  weight decay, seed), all pending trials train as one population in one jitted step (`vmap`),
-  sharded over the devices; otherwise it says why and runs the trials one by one. It pays off
-  on accelerators: on CPU, XLA runs the vmapped (grouped) convolutions ~3x slower than K
-  separate ones, so a CPU population is slower than sequential trials (BENCHMARKS.md);
+  weight decay, seed), all pending trials train as one population in one jitted step, sharded
+  over the devices; otherwise it says why and runs the trials one by one. `--population-mode`
+  picks how the step covers the members: `vmap` (accelerators: one grouped convolution for all)
+  or `map` (`lax.map`, the CPU default: XLA:CPU runs grouped convolutions ~3x slower than K
+  separate ones). Either way there is one compile, one process and one data pipeline for all
+  trials (BENCHMARKS.md);
 - `--pbt-every N`: population-based training on the vectorised population.
 
 Finally `W/results.csv` gets one row per trial (swept values, status, final/ and best/ metrics)
@@ -45,7 +47,7 @@ import train  # noqa: E402
 from configs import loader  # noqa: E402
 from sweeps import hyper  # noqa: E402
 from training import compile_cache  # noqa: E402
-from training.population import PBT, non_vectorizable, train_population  # noqa: E402
+from training.population import MODES, PBT, non_vectorizable, train_population  # noqa: E402
 
 FINISHED = ('done', 'diverged')  # A rerun skips these; 'error' and unstarted trials run.
 
@@ -134,7 +136,8 @@ def run_sweep(args) -> list[dict]:
   if pending and (args.vectorize or args.pbt_every) and not blockers:
     pbt = args.pbt_every and PBT(args.pbt_every, args.pbt_fraction, tuple(args.pbt_perturb))
     _, results = train_population([configs[i] for i in pending], [dirs[i] for i in pending],
-                                  os.path.join(args.workdir, 'population'), pbt=pbt or None)
+                                  os.path.join(args.workdir, 'population'), pbt=pbt or None,
+                                  mode=args.population_mode)
     for i, result in zip(pending, results, strict=True):
       if not pbt:  # Without PBT, lineage and hyperparameters are the trial's own.
         result = {k: result[k] for k in ('status', 'message')}
@@ -254,7 +257,9 @@ def main(argv=None):
                       help='overrides applied to every trial (e.g. total_steps=200)')
   parser.add_argument('--parallel', type=int, default=1, help='trials at a time (processes)')
   parser.add_argument('--vectorize', action='store_true',
-                      help='train vectorisable sweeps as one vmapped population')
+                      help='train vectorisable sweeps as one population in one jitted step')
+  parser.add_argument('--population-mode', choices=MODES, default=None,
+                      help='vmap or map over the members (default: map on CPU, else vmap)')
   parser.add_argument('--pbt-every', type=int, default=0, help='PBT interval in steps (0: off)')
   parser.add_argument('--pbt-fraction', type=float, default=0.25)
   parser.add_argument('--pbt-perturb', type=float, nargs='+', default=[0.8, 1.25])

@@ -2,10 +2,14 @@
 
 Hyperparameters that leave every shape alone (peak learning rate, weight decay, seed) become
 arrays with a leading population axis. Parameters, batch statistics, optimizer state and RNG get
-the same axis, and the trainer's pure step runs under `jax.vmap`, so a population step computes
-exactly what K separate steps would. Each member's hyperparameters live in its optimizer state
-(`optax.inject_hyperparams`): before every update the member's learning rate is set to
-`peak * lr_multiplier(step)`, which is the config's schedule with the member's own peak. All
+the same axis, and the trainer's pure step runs over that axis in one jitted program, so a
+population step computes exactly what K separate steps would: under `jax.vmap` (`mode='vmap'`,
+for accelerators, where per-member weights become one grouped convolution) or `jax.lax.map`
+(`mode='map'`, the default on CPU: XLA:CPU runs grouped convolutions ~3x slower than the K
+separate ones, so the members run one after another inside the step). Each member's
+hyperparameters live in its optimizer state (`optax.inject_hyperparams`): before every update
+the member's learning rate is set to `peak * lr_multiplier(step)`, which is the config's
+schedule with the member's own peak. All
 members see the same batches, like separate runs with the same seed; when seeds differ, each
 member reads its own data order. The population axis is sharded over a device mesh axis `pop`.
 
@@ -82,12 +86,22 @@ def init_population(task, model, tx, seeds, batch):
   return jax.vmap(lambda key: init_state(task, model, tx, key, batch))(keys)
 
 
-def make_population_step(task, multiplier, *, per_member_batch: bool):
-  """`step(state, hparams, batch) -> (state, metrics)`, the trainer's step vmapped over members.
+MODES = ('vmap', 'map')
 
-  Vmapped per-member conv weights become grouped convolutions: fast on accelerators, but on
-  XLA:CPU a population step costs ~3x as much as its K separate steps (measured on fcn8s).
+
+def default_mode() -> str:
+  return 'map' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str = 'vmap'):
+  """`step(state, hparams, batch) -> (state, metrics)`, the trainer's step over all members.
+
+  'vmap': per-member conv weights become grouped convolutions, fast on accelerators; on XLA:CPU a
+  population step then costs ~3x its K separate steps (measured on fcn8s). 'map': `lax.map`
+  runs the members one after another in the same program, each with ordinary convolutions.
   """
+  if mode not in MODES:
+    raise ValueError(f'Unknown population mode {mode!r}; valid: {", ".join(MODES)}')
   train_step = make_train_step(task)
 
   def member_step(state, hparams, batch):
@@ -97,7 +111,15 @@ def make_population_step(task, multiplier, *, per_member_batch: bool):
                 'weight_decay': hparams['weight_decay']}
     return train_step(state.replace(opt_state=opt_state._replace(hyperparams=injected)), batch)
 
-  return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member_batch else None))
+  if mode == 'vmap':
+    return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member_batch else None))
+
+  def mapped(state, hparams, batch):
+    if per_member_batch:
+      return jax.lax.map(lambda x: member_step(*x), (state, hparams, batch))
+    return jax.lax.map(lambda x: member_step(*x, batch), (state, hparams))
+
+  return mapped
 
 
 def population_mesh(size: int, devices=None) -> Mesh:
@@ -157,13 +179,13 @@ class _Population:
 
 
 def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, devices=None,
-                     progress: bool = False):
+                     progress: bool = False, mode: str | None = None):
   """Trains one member per config (members differ only in CONFIG_KEYS), one jitted step for all.
 
   Every member writes metrics.jsonl, TensorBoard events, config.json and eval/ into its own
   workdir, as `train.train_and_evaluate` would; `popdir` holds the population's checkpoints and
   the PBT log, so a rerun resumes. Returns (state with a leading member axis, per member
-  {'status', 'message', 'hparams', 'lineage'}).
+  {'status', 'message', 'hparams', 'lineage'}). `mode`: 'vmap' or 'map' (None: `default_mode()`).
   """
   _check_same_config(configs)
   config, size = configs[0], len(configs)
@@ -196,12 +218,12 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
     members.load_json(saved['population'])
     logging.info('Population resumed from step %d in %s', int(state.step[0]), popdir)
 
-  # shard_map: each device vmaps over its own members. (Letting jit partition the vmapped step
+  # shard_map: each device steps its own members. (Letting jit partition the vmapped step
   # instead fails in XLA's partitioner for the grouped convolutions that vmap creates.)
   batch_spec = P('pop') if per_member_batch else P()
   step_fn = jax.jit(jax.shard_map(
       make_population_step(task, lr_multiplier(config.optimizer, config.total_steps),
-                           per_member_batch=per_member_batch),
+                           per_member_batch=per_member_batch, mode=mode or default_mode()),
       mesh=mesh, in_specs=(P('pop'), P('pop'), batch_spec), out_specs=(P('pop'), P('pop'))),
       donate_argnums=0)
   copy_fn = jax.jit(lambda s, src: jax.tree.map(lambda x: x[src], s).replace(rng=s.rng),
