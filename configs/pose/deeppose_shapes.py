@@ -35,7 +35,7 @@ def get_config(arg=None):
   c.data.augment.scale_max = 1.1
 
   c.batch_size = 32
-  c.total_steps = 2000
+  c.total_steps = 4000  # Fine-tuned from runs/loc_shapes: torso PCK@0.2 0.77 at 2000, 0.82 at 4000.
   c.optimizer.name = 'adamw'
   c.optimizer.learning_rate = 2e-3
   c.optimizer.warmup_steps = 100
