@@ -79,7 +79,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                       frozen=pretrained.frozen_modules(config))
   state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
 
-  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
                               max_to_keep=config.max_checkpoints)
   restored = checkpointer.restore(state)
   if restored is not None:

@@ -65,11 +65,12 @@ def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, mon
     sweep.main(_args(tfds_dir, other, workdir))
 
 
-def test_vectorized_sweep_with_pbt_logs_lineage(tfds_dir, tmp_path):
+def test_vectorized_sweep_with_pbt_logs_lineage(tfds_dir, tmp_path, monkeypatch):
   # Seeds are swept too, so each member also reads its own data order.
   sweep_file = _sweep_file(tmp_path, "hyper.zipit([hyper.sweep('optimizer.learning_rate', "
                                      "[1e-3, 1e-2]), hyper.sweep('seed', [0, 1])])")
-  workdir = str(tmp_path / 'pbt')
+  monkeypatch.chdir(tmp_path)
+  workdir = 'pbt'  # Relative, as typed on a command line (orbax needs absolute paths).
   args = _args(tfds_dir, sweep_file, workdir, 'total_steps=4', '--vectorize', '--pbt-every', '2',
                '--pbt-fraction', '0.5')
   assert sweep.main(args) == 0

@@ -3,6 +3,8 @@
 Orbax writes each step into a temporary directory and renames it when complete, so a crash or a
 kill mid-save never corrupts the last good checkpoint; `latest_step` only sees finished ones.
 """
+import os
+
 import jax
 import orbax.checkpoint as ocp
 
@@ -11,8 +13,9 @@ _STATE_FIELDS = ('step', 'params', 'batch_stats', 'opt_state', 'rng')
 
 class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 3):
+    # Orbax's array writer rejects relative paths (at the first save, not here).
     self.manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(
+        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
 
   def latest_step(self):
