@@ -2,10 +2,11 @@
 
 Training labels each proposal (ground-truth boxes are added to the proposals, as detectron2 does,
 so every object has a perfect RoI from step 0) foreground at IoU >= 0.5 with a ground-truth box,
-background below, and samples 64 RoIs per image with at most 25% foreground (the paper: 128 RoIs
-from 2 images). Each RoI is pooled to 7x7 from the feature map (RoI max pooling as in the paper,
-or RoIAlign from Mask R-CNN) and a two-layer MLP predicts C class scores (0 = background) and
-class-specific box deltas for the C - 1 foreground classes. The classifier is a softmax
+background below, and samples `roi_batch_size` RoIs per image with at most 25% foreground (the
+Shapes configs: 64; Fast R-CNN: 128 RoIs from 2 images). Each RoI is pooled to 7x7 from the
+feature map (RoI max pooling as in the paper, or RoIAlign from Mask R-CNN) and a two-layer MLP
+predicts C class scores (0 = background) and class-specific box deltas for the C - 1 foreground
+classes. The classifier is a softmax
 (Fast R-CNN) or one-vs-rest linear SVMs trained with a hinge loss (R-CNN, `classifier='svm'`).
 
 `RoIDetector` is the base of the region-based detectors: a subclass finds proposals and says
