@@ -24,6 +24,7 @@ import numpy as np
 import tqdm
 
 from data import pipeline
+from ops.boxes import iou
 
 MODES = ('fast', 'quality')
 # config.data.proposals.method -> selective search mode.
@@ -146,7 +147,7 @@ def recall(proposal_boxes: np.ndarray, count: np.ndarray, gt_boxes_list,
   for props, n, gt in zip(proposal_boxes, count, gt_boxes_list, strict=True):
     gt = np.asarray(gt, np.float32).reshape(-1, 4)
     if len(gt):
-      ious = _iou(gt, props[:n]) if n else np.zeros((len(gt), 1), np.float32)
+      ious = np.asarray(iou(gt, props[:n])) if n else np.zeros((len(gt), 1), np.float32)
       best.append(ious.max(axis=1))
   best = np.concatenate(best) if best else np.zeros((0,), np.float32)
   out = {f'recall@{t:g}': float(np.mean(best >= t)) if len(best) else float('nan')
@@ -154,14 +155,3 @@ def recall(proposal_boxes: np.ndarray, count: np.ndarray, gt_boxes_list,
   out['num_gt'] = len(best)
   return out
 
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Pairwise IoU [N, 4] x [M, 4] -> [N, M]; numpy twin of ops.boxes.iou."""
-  a, b = a[:, None], b[None]
-  ih = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
-  iw = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
-  inter = ih * iw
-  area = lambda x: (np.maximum(x[..., 2] - x[..., 0], 0.0) *
-                    np.maximum(x[..., 3] - x[..., 1], 0.0))
-  union = area(a) + area(b) - inter
-  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)

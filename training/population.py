@@ -10,9 +10,9 @@ convolutions ~3.6x slower than K separate ones, and a `lax.map` loop ~20x slower
 program runs at the speed of K separate steps, at K times the compile time). Each member's
 hyperparameters live in its optimizer state (`optax.inject_hyperparams`): before every update
 the member's learning rate is set to `peak * lr_multiplier(step)`, which is the config's
-schedule with the member's own peak. All
-members see the same batches, like separate runs with the same seed; when seeds differ, each
-member reads its own data order. The population axis is sharded over a device mesh axis `pop`.
+schedule with the member's own peak. All members see the same batches, like separate runs with
+the same seed; when seeds differ, each member reads its own data order. The population axis is
+sharded over a device mesh axis `pop`.
 
 Population-based training (Jaderberg et al. 2017, "Population Based Training of Neural
 Networks"): every `PBT.interval` steps the worst members copy the weights and optimizer state of

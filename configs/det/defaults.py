@@ -54,6 +54,17 @@ def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
 def selective_search(c: ml_collections.ConfigDict, max_proposals: int = 100):
   """External proposals from selective search's fast mode, cached next to the dataset."""
   c.data.proposals.method = 'selective_search_fast'
-  c.data.proposals.max_proposals = max_proposals
-  c.data.augment.flip = True  # Proposals are flipped with the image.
+  c.data.proposals.max_proposals = max_proposals  # Augmentation moves them with the image.
+  return c
+
+
+def per_crop_cnn(c: ml_collections.ConfigDict, arg) -> ml_collections.ConfigDict:
+  """R-CNN's per-region CNN pass (R-CNN and the sliding window): every region is warped to
+  32x32 and the head flattens the crop's stride-8 map (4x4); 32 RoIs per image, 8 images."""
+  c.model.crop_size = 32
+  c.model.feature_stride = 8
+  c.model.roi_batch_size = 32
+  if not arg.runlocal:
+    c.batch_size = 8
+    c.eval_batch_size = 8  # Every region is a CNN pass: 8 images are hundreds of crops.
   return c

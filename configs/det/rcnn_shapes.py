@@ -19,11 +19,6 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, runlocal=False, demo=False, backbone='vgg_small',
                          classifier='softmax')
   c = defaults.selective_search(defaults.shapes_region_detector('rcnn', arg))
-  c.model.crop_size = 32
-  c.model.context = 227.0 / 195.0
-  c.model.feature_stride = 8
-  c.model.roi_batch_size = 32
-  if not arg.runlocal:
-    c.batch_size = 8
-    c.eval_batch_size = 8  # Every proposal is a CNN pass: 8 images are hundreds of crops.
+  c = defaults.per_crop_cnn(c, arg)
+  c.model.context = 227.0 / 195.0  # 16 pixels of context around 195 of the object, at 227.
   return c

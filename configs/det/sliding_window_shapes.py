@@ -16,18 +16,12 @@ from configs.det import defaults
 def get_config(arg=None):
   arg = common.parse_arg(arg, runlocal=False, demo=False, backbone='vgg_small')
   arg.classifier = 'softmax'
-  c = defaults.shapes_region_detector('sliding_window', arg)
-  c.model.crop_size = 32
-  c.model.feature_stride = 8
-  c.model.window_stride = 8
+  c = defaults.per_crop_cnn(defaults.shapes_region_detector('sliding_window', arg), arg)
+  c.model.window_stride = 8  # 8 x 8 cells x 9 windows = 576 per image (4608 crops per batch).
   c.model.window_sizes = (16.0, 24.0, 32.0)
   c.model.window_ratios = (0.5, 1.0, 2.0)
-  c.model.roi_batch_size = 32
   c.loss.roi_box_weight = 0.0  # No box regression.
   c.detect.pre_nms_topk = 300
-  if not arg.runlocal:
-    c.batch_size = 8
-    c.eval_batch_size = 8  # Every window is a CNN pass: 8 images are 4608 crops.
-  else:
+  if arg.runlocal:
     c.model.window_stride = 16
   return c
