@@ -3,7 +3,8 @@
 An example is a dict with `image` float32 [H, W, 3], `mask` [H, W] (semantic, 255 = ignore) and
 optionally `instance_ids` [H, W] (k = instance k, 0 = none), `instance_masks` [K, H, W], `boxes`
 float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 = last pixel + 1), `labels` [K] and
-`keypoints` float32 [K, 14, 3] (y, x, v; see data/people.py).
+`keypoints` float32 [K, J, 3] (y, x, v; see data/people.py) with `keypoint_flip`, the joint set's
+flip permutation (the pipeline sets it from the dataset; LSP's 14 joints if absent).
 
 Keypoints move with the image; a flip also swaps left and right joints (the person's right hand
 becomes their left), and a joint pushed out of the crop becomes unlabelled (v = 0).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.people import FLIP_PERMUTATION
+from data import people
 
 IGNORE = 255
 _MASK_KEYS = ('mask', 'instance_ids')
@@ -110,12 +111,16 @@ def _geometric_boxes(boxes, flip_w, sy, sx, oy, ox, out_h, out_w):
   return np.where(valid[:, None], boxes, 0).astype(np.float32), valid
 
 
-def _transform_keypoints(keypoints, flip_w, sy, sx, oy, ox, out_h, out_w):
-  """Flip (in a width `flip_w` image, or None), scale and shift keypoints [K, J, 3]."""
+def _transform_keypoints(keypoints, flip_order, flip_w, sy, sx, oy, ox, out_h, out_w):
+  """Flip (in a width `flip_w` image, or None; joints permuted by `flip_order`), scale and shift
+  keypoints [K, J, 3]."""
   points, v = keypoints[..., :2].astype(np.float32), keypoints[..., 2]
   if flip_w is not None:
-    points = np.stack([points[..., 0], flip_w - points[..., 1]], -1)[:, FLIP_PERMUTATION]
-    v = v[:, FLIP_PERMUTATION]
+    if len(flip_order) != keypoints.shape[1]:
+      raise ValueError(f'{keypoints.shape[1]} joints but a flip permutation of {len(flip_order)}; '
+                       'set the example\'s `keypoint_flip`')
+    points = np.stack([points[..., 0], flip_w - points[..., 1]], -1)[:, flip_order]
+    v = v[:, flip_order]
   points = points * np.array([sy, sx], np.float32) - np.array([oy, ox], np.float32)
   inside = np.all((points >= 0) & (points < np.array([out_h, out_w], np.float32)), axis=-1)
   v = np.where(inside, v, 0)
@@ -164,7 +169,8 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
         resize_nearest(ex['instance_masks'], nh, nw), oy, ox, ch, cw, 0, axes=(1, 2))
   motion = (w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
   if 'keypoints' in ex:
-    ex['keypoints'] = _transform_keypoints(ex['keypoints'], *motion)
+    flip_order = ex.get('keypoint_flip', people.FLIP_PERMUTATION)
+    ex['keypoints'] = _transform_keypoints(ex['keypoints'], flip_order, *motion)
   if 'proposals' in ex:
     ex['proposals'], ex['proposal_valid'] = _geometric_boxes(ex['proposals'], *motion)
   return _finish_boxes(ex, lambda b: _geometric_boxes(b, *motion))

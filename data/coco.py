@@ -1,4 +1,5 @@
-"""COCO 2017 as a tfds builder (`coco2017`): boxes, crowd flags and instance masks, no TensorFlow.
+"""COCO 2017 as a tfds builder (`coco2017`): boxes, crowd flags, instance masks and person
+keypoints, no TensorFlow.
 
 tfds' own `coco` builder needs TensorFlow even for its metadata, so this one reads the official
 files from the manual dir, zipped (`annotations_trainval2017.zip`, `train2017.zip`,
@@ -10,7 +11,12 @@ have the Shapes format (see `data/shapes.py`) plus a `difficult` flag per object
   instance_ids  k = pixels of objects[k - 1] (annToMask: polygons and RLE); where instances
                 overlap the smaller one wins, so small objects in front keep their pixels
   mask          the class of each instance's pixels, 255 over crowd regions, 0 elsewhere
-A config names its annotation files, so e.g. a person-keypoints variant reuses the builder.
+A config names its annotation files: `default` the 80 categories ('instances'), `person_keypoints`
+the people with COCO's 17 joints ('person_keypoints', `data.people.COCO_17`), whose objects also
+carry keypoints [17, 3] (y, x, v) from COCO's flat (x, y, v) list. COCO stores integer pixel
+indices (0..W-1); we add 0.5 so that pixel i's centre is i + 0.5 as in our boxes and LSP (as
+Detectron2 does; a flip, W - x, would be a pixel off otherwise). Unlabelled joints (v = 0, and
+every joint of a crowd) are all 0.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from pycocotools import coco as coco_api
 
-from data import shapes
+from data import people, shapes
 
 CLASS_NAMES = (
     'background', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck',
@@ -47,6 +53,7 @@ class CocoConfig(tfds.core.BuilderConfig):
   """`annotations`: the files are annotations/<annotations>_{train,val}2017.json."""
   annotations: str = 'instances'
   class_names: tuple[str, ...] = CLASS_NAMES  # Matched by name to the file's categories.
+  joints: people.JointSet | None = None  # The annotations' keypoints, if they have any.
 
 
 class _ManualFiles:
@@ -91,8 +98,21 @@ def load_coco(files: _ManualFiles, name: str) -> coco_api.COCO:
   return coco
 
 
-def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int]) -> dict:
-  """boxes, labels, difficult (crowd), instance_ids and mask of one image."""
+def coco_keypoints(ann: dict, num_joints: int) -> np.ndarray:
+  """float32 [J, 3] (y, x, v) of an annotation's flat (x, y, v) list (see the module docstring)."""
+  flat = np.asarray(ann.get('keypoints') or np.zeros(3 * num_joints), np.float32)
+  if flat.size != 3 * num_joints:
+    raise ValueError(f'COCO annotation {ann.get("id")} has {flat.size // 3} keypoints; the '
+                     f'config\'s joint set has {num_joints}')
+  x, y, v = flat.reshape(num_joints, 3).T
+  labelled = v > 0
+  return np.stack([np.where(labelled, y + 0.5, 0), np.where(labelled, x + 0.5, 0), v], 1)
+
+
+def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int],
+                 joints: people.JointSet | None = None) -> dict:
+  """boxes, labels, difficult (crowd), instance_ids, mask and, with `joints`, keypoints of one
+  image."""
   info = coco.imgs[image_id]
   h, w = int(info['height']), int(info['width'])
   # Zero-area boxes (a few in COCO) carry no object and break IoU computations.
@@ -109,16 +129,25 @@ def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int]) -
   boxes = np.stack([y, x, y + bh, x + bw], axis=1).clip(0, np.asarray([h, w, h, w], np.float32))
   lut = np.zeros(256, np.uint8)
   lut[1:len(anns) + 1] = np.where(crowd, 255, labels)  # Crowd masks are loose: ignore them.
-  return dict(boxes=boxes.astype(np.float32), labels=labels, difficult=crowd, instance_ids=ids,
-              mask=lut[ids])
+  out = dict(boxes=boxes.astype(np.float32), labels=labels, difficult=crowd, instance_ids=ids,
+             mask=lut[ids])
+  if joints is not None:
+    out['keypoints'] = np.asarray([coco_keypoints(a, joints.num_joints) for a in anns],
+                                  np.float32).reshape(-1, joints.num_joints, 3)
+  return out
 
 
 class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
-  """COCO 2017 (train 118k / validation 5k) with boxes, crowd flags and instance masks."""
+  """COCO 2017 (train 118k / validation 5k): boxes, crowd flags, instance masks, keypoints."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Instances from the official files via pycocotools.'}
-  BUILDER_CONFIGS = [CocoConfig(name='default', description='The 80 object categories.')]
+  BUILDER_CONFIGS = [
+      CocoConfig(name='default', description='The 80 object categories.'),
+      CocoConfig(name='person_keypoints', description='People with the 17 COCO keypoints.',
+                 annotations='person_keypoints', class_names=('background', 'person'),
+                 joints=people.COCO_17),
+  ]
   DEFAULT_CONFIG_NAME = 'default'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Download {", ".join(_ZIPS.values())} from https://cocodataset.org/#download and place '
@@ -128,10 +157,15 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     kwargs.setdefault('file_format', 'array_record')
     super().__init__(**kwargs)
 
+  @property
+  def joints(self) -> people.JointSet | None:
+    """The joint set of the keypoints (the pipeline reads it); None for the instances."""
+    return self.builder_config.joints
+
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         features=shapes.example_features(self.builder_config.class_names, image_format='jpeg',
-                                         difficult=True),
+                                         joints=self.joints, difficult=True),
         disable_shuffling=True,  # Record order = ascending image id.
         homepage='https://cocodataset.org/',
     )
@@ -162,13 +196,16 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
         raise ValueError(f'COCO categories {unknown} are not in the config class names {names}')
       label_of = {c['id']: names.index(c['name']) for c in coco.dataset['categories']}
       for i, image_id in enumerate(sorted(coco.imgs)):
-        ex = coco_example(coco, image_id, label_of)
+        ex = coco_example(coco, image_id, label_of, self.joints)
+        objects = {'box': ex['boxes'], 'label': ex['labels'], 'difficult': ex['difficult']}
+        if self.joints is not None:
+          objects['keypoints'] = ex['keypoints']
         yield i, {
             'id': str(image_id),
             'image': files.read(folder, coco.imgs[image_id]['file_name']),
             'mask': shapes.encode_png(ex['mask']),
             'instance_ids': shapes.encode_png(ex['instance_ids']),
-            'objects': {'box': ex['boxes'], 'label': ex['labels'], 'difficult': ex['difficult']},
+            'objects': objects,
         }
     finally:
       files.close()

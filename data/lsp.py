@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data import shapes
+from data import people, shapes
 
 ZIP_NAME = 'lsp_dataset.zip'
 CLASS_NAMES = ('background', 'person')
@@ -63,6 +63,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'Images, 14 joints with occlusion, person box from the joints.'}
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name='default', description='LSP, 1000 / 1000.')]
   DEFAULT_CONFIG_NAME = 'default'
+  joints = people.LSP_14  # The joint set of the keypoints (the pipeline reads it).
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Download {ZIP_NAME} from http://sam.johnson.io/research/lsp.html and place it in the '
       'manual dir (data.manual_dir, default <data_dir>/downloads/manual).')
@@ -73,7 +74,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(CLASS_NAMES, image_format='jpeg', keypoints=True),
+        features=shapes.example_features(CLASS_NAMES, image_format='jpeg', joints=self.joints),
         disable_shuffling=True,  # Record i is image i of its split.
         homepage='http://sam.johnson.io/research/lsp.html',
     )

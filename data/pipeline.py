@@ -18,10 +18,11 @@ from absl import flags, logging
 from PIL import Image
 
 import data as data_lib
-from data import augment, proposals
-from data.people import NUM_JOINTS
+from data import augment, people, proposals
 
 _PNG_KEYS = ('image', 'mask', 'instance_ids')
+# J of datasets without joints: their batches still have `keypoints`, with 14 unlabelled joints.
+_NO_JOINTS = people.NUM_JOINTS
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -90,9 +91,15 @@ def ensure_prepared(cfg) -> tfds.core.DatasetBuilder:
   return builder
 
 
+def _joints(builder) -> people.JointSet | None:
+  """The joint set of the builder's keypoints: builders with keypoints name it as `joints`."""
+  return getattr(builder, 'joints', None)
+
+
 def dataset_info(cfg) -> dict:
   """num_classes (incl. background), class_names, image_size, max_boxes, max_proposals (0: no
-  proposals), num_train, num_eval.
+  proposals), joints (the `data.people.JointSet` of the keypoints, None without), num_joints (J of
+  the batches' keypoints), num_train, num_eval.
 
   Needs no prepared data (models can be built before the data exists); the example counts are
   None until the dataset is prepared.
@@ -101,8 +108,10 @@ def dataset_info(cfg) -> dict:
   names = list(builder.info.features['objects']['label'].names)
   prepared = builder.is_prepared()
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
+  joints = _joints(builder)
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
-              max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg),
+              max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg), joints=joints,
+              num_joints=_NO_JOINTS if joints is None else joints.num_joints,
               num_train=count(_get(cfg, 'train_split', 'train')),
               num_eval=count(_get(cfg, 'eval_split', 'validation')))
 
@@ -134,6 +143,8 @@ class DecodedSource(grain.RandomAccessDataSource):
     # Box-only datasets (VOC detection) store no masks; difficult flags only some datasets have.
     self._keys = [k for k in _PNG_KEYS if k in features]
     self.has_difficult = 'difficult' in features['objects'].feature
+    self.joints = _joints(builder)
+    self.num_joints = _NO_JOINTS if self.joints is None else self.joints.num_joints
     self._source = tfds.data_source(
         f'{builder.name}/{builder.builder_config.name}', split=split,
         data_dir=_get(cfg, 'data_dir', None), download=False,
@@ -162,9 +173,11 @@ class DecodedSource(grain.RandomAccessDataSource):
     objects = raw['objects']
     boxes = np.asarray(objects['box'], np.float32).reshape(-1, 4)
     # Datasets without joints get unlabelled ones, so every batch has the same keys.
-    keypoints = objects.get('keypoints', np.zeros((len(boxes), NUM_JOINTS, 3), np.float32))
+    keypoints = objects.get('keypoints', np.zeros((len(boxes), self.num_joints, 3), np.float32))
     ex.update(boxes=boxes, labels=np.asarray(objects['label'], np.int32).reshape(-1),
-              keypoints=np.asarray(keypoints, np.float32).reshape(-1, NUM_JOINTS, 3))
+              keypoints=np.asarray(keypoints, np.float32).reshape(-1, self.num_joints, 3))
+    if self.joints is not None:
+      ex['keypoint_flip'] = self.joints.flip_permutation
     if self.has_difficult:
       ex['difficult'] = np.asarray(objects['difficult'], bool).reshape(-1)
       # These datasets' boxes are annotated, not tight around (possibly overlapped) instance ids.
@@ -198,7 +211,8 @@ def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   if 'instance_ids' in ex:  # Detection-only datasets have none: their masks stay empty.
     ids = ex['instance_ids']
     masks[:n] = ids[None] == (keep + 1).astype(ids.dtype)[:, None, None]
-  keypoints = np.zeros((max_boxes, NUM_JOINTS, 3), np.float32)
+  joints = ex['keypoints'].shape[1] if 'keypoints' in ex else _NO_JOINTS
+  keypoints = np.zeros((max_boxes, joints, 3), np.float32)
   if 'keypoints' in ex:
     keypoints[:n] = ex['keypoints'][keep]
   out = dict(image=np.ascontiguousarray(image, np.float32),
@@ -245,14 +259,14 @@ def _eval_element(ex: dict, *, cfg) -> dict:
   return out
 
 
-def _padding_element(cfg, difficult: bool) -> dict:
+def _padding_element(cfg, difficult: bool, num_joints: int) -> dict:
   size, m, p = int(cfg.image_size), int(cfg.max_boxes), _num_proposals(cfg)
   proposal_keys = dict(proposals=np.zeros((p, 4), np.float32), proposal_valid=np.zeros((p,), bool))
   return dict(image=np.zeros((size, size, 3), np.float32),
               mask=np.full((size, size), augment.IGNORE, np.int32),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
-              keypoints=np.zeros((m, NUM_JOINTS, 3), np.float32), example_valid=np.bool_(False),
+              keypoints=np.zeros((m, num_joints, 3), np.float32), example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
               **(proposal_keys if p else {}))
 
@@ -309,7 +323,7 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   source = DecodedSource(cfg, split or _get(cfg, 'eval_split', 'validation'))
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
-  pad = _padding_element(cfg, source.has_difficult)
+  pad = _padding_element(cfg, source.has_difficult, source.num_joints)
   n = len(shard)
 
   def element(i):

@@ -273,17 +273,18 @@ class LocalBuilderMixin:
     return epath.Path(inspect.getfile(cls))
 
 
-def example_features(class_names, image_format: str = 'png', keypoints: bool = False,
+def example_features(class_names, image_format: str = 'png', joints: people.JointSet | None = None,
                      difficult: bool = False, masks: bool = True) -> tfds.features.FeaturesDict:
   """The feature spec shared by every builder of ours.
 
-  `keypoints`: pose data. `difficult`: a bool per object that evaluation ignores (VOC
-  'difficult', COCO crowds). `masks=False`: box-only data, without `mask` and `instance_ids`.
+  `joints`: pose data, keypoints [J, 3] per object in that joint set's order. `difficult`: a bool
+  per object that evaluation ignores (VOC 'difficult', COCO crowds). `masks=False`: box-only data,
+  without `mask` and `instance_ids`.
   """
   objects = {'box': tfds.features.Tensor(shape=(4,), dtype=np.float32),
              'label': tfds.features.ClassLabel(names=class_names)}
-  if keypoints:
-    objects['keypoints'] = tfds.features.Tensor(shape=(people.NUM_JOINTS, 3), dtype=np.float32)
+  if joints is not None:
+    objects['keypoints'] = tfds.features.Tensor(shape=(joints.num_joints, 3), dtype=np.float32)
   if difficult:
     objects['difficult'] = tfds.features.Tensor(shape=(), dtype=np.bool_)
   png = lambda: tfds.features.Image(shape=(None, None, 1), encoding_format='png')
@@ -325,11 +326,16 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     kwargs.setdefault('file_format', 'array_record')
     super().__init__(**kwargs)
 
+  @property
+  def joints(self) -> people.JointSet | None:
+    """The joint set of the keypoints (the pipeline reads it): LSP's for people, else none."""
+    return people.LSP_14 if self.builder_config.variant == 'people' else None
+
   def _info(self) -> tfds.core.DatasetInfo:
     is_people = self.builder_config.variant == 'people'
     return self.dataset_info_from_configs(
         features=example_features(PEOPLE_CLASS_NAMES if is_people else CLASS_NAMES,
-                                  keypoints=is_people),
+                                  joints=self.joints),
         # Record i is example i, so an index names one example in every tool.
         disable_shuffling=True,
         homepage='https://github.com/detseg-jax',

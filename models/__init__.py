@@ -3,7 +3,8 @@
 Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, H, W, num_classes]
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
 model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Detectors:
-`yolo`, `ssd`, `sliding_window`, `rcnn`, `fast_rcnn`, `faster_rcnn` (tasks/detection.py).
+`yolo`, `ssd`, `sliding_window`, `rcnn`, `fast_rcnn`, `faster_rcnn` (tasks/detection.py) and
+`mask_rcnn` (tasks/instance.py).
 Regression models: `localizer` (images -> class logits + one box) and `deeppose` (images, person
 boxes -> joints); see their modules.
 """
@@ -18,6 +19,7 @@ from models.deeppose import DeepPose
 from models.faster_rcnn import FasterRCNN
 from models.fcn import FCN
 from models.localizer import Localizer
+from models.mask_rcnn import MaskRCNN
 from models.patch_classifier import PatchClassifier
 from models.rcnn import RCNN, FastRCNN, SlidingWindow
 from models.ssd import SSD
@@ -35,6 +37,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'rcnn': RCNN,
     'fast_rcnn': FastRCNN,
     'faster_rcnn': FasterRCNN,
+    'mask_rcnn': MaskRCNN,
     'localizer': Localizer,
     'deeppose': DeepPose,
 }

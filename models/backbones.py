@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 import jax
 from flax import linen as nn
 
-from models.resnet import RESNET18, RESNET50, ResNet
+from models.resnet import RESNET18, RESNET50, RESNET101, ResNet
 from models.vgg import VGG, VGG16, VGG_SMALL
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -13,6 +13,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     'vgg16': functools.partial(VGG, **VGG16),
     'resnet18': functools.partial(ResNet, **RESNET18),
     'resnet50': functools.partial(ResNet, **RESNET50),
+    'resnet101': functools.partial(ResNet, **RESNET101),
 }
 
 

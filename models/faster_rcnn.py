@@ -62,6 +62,14 @@ class FasterRCNN(RoIDetector):
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, *, train: bool):
+    return self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)[0]
+
+  def detect_boxes(self, images, gt_boxes, gt_labels, gt_valid, *, train: bool):
+    """-> (the outputs above, `pool(rois [B, R, 4], output_size) -> [B, R, s, s, C]`).
+
+    The pooler reads the RoI features (one level, or each RoI's FPN level), so heads added on
+    top (Mask R-CNN's) pool the same features at their own resolution.
+    """
     features = backbone_features(self.backbone, images, train=train, dtype=self.dtype,
                                  bn_axis_name=self.bn_axis_name)
     if self.fpn_strides:
@@ -80,12 +88,15 @@ class FasterRCNN(RoIDetector):
         pre_nms_topk=self.pre_nms_topk_train if train else self.pre_nms_topk_test,
         post_nms_topk=self.post_nms_topk_train if train else self.post_nms_topk_test))(
             rpn_logits, rpn_deltas)
-    roi_features = functools.partial(pool_pyramid, pyramid, strides=roi_strides,
-                                     output_size=self.roi_size, method=self.roi_pooling)
-    out = self.roi_outputs(roi_features, proposals, proposal_valid, gt_boxes, gt_labels,
-                           gt_valid, train=train)
+
+    def pool(rois, output_size: int):
+      return pool_pyramid(pyramid, rois, roi_strides, output_size=output_size,
+                          method=self.roi_pooling)
+
+    out = self.roi_outputs(functools.partial(pool, output_size=self.roi_size), proposals,
+                           proposal_valid, gt_boxes, gt_labels, gt_valid, train=train)
     if train:
       rpn = jax.vmap(functools.partial(rpn_targets, anchors, batch_size=self.rpn_batch_size))(
           gt_boxes, gt_valid, jax.random.split(self.make_rng('sample'), len(images)))
       out.update(rpn_logits=rpn_logits, rpn_deltas=rpn_deltas, rpn_targets=rpn)
-    return out
+    return out, pool

@@ -81,3 +81,4 @@ class ResNet(nn.Module):
 
 RESNET18 = dict(stage_sizes=(2, 2, 2, 2), bottleneck=False)
 RESNET50 = dict(stage_sizes=(3, 4, 6, 3), bottleneck=True)
+RESNET101 = dict(stage_sizes=(3, 4, 23, 3), bottleneck=True)

@@ -34,19 +34,23 @@ def label_and_sample(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, r
                      positive_fraction: float = 0.25) -> dict:
   """One image: `batch_size` training RoIs [R, 4] drawn from proposals + ground truth.
 
-  Returns 'boxes' [R, 4], 'valid' [R], 'classes' [R] int32 (0 = background) and 'deltas' [R, 4]
-  (the regression target to the matched box; meaningful where classes > 0).
+  Returns 'boxes' [R, 4], 'valid' [R], 'classes' [R] int32 (0 = background), 'deltas' [R, 4]
+  (the regression target to the matched box) and 'matched' [R] int32 (the index of that ground
+  truth, for the mask and keypoint targets); the last two are meaningful where classes > 0. The
+  foreground RoIs come first (`sample_balanced`'s order), so the first
+  int(batch_size * positive_fraction) RoIs hold all of them.
   """
   boxes = jnp.concatenate([proposals, gt_boxes])
   valid = jnp.concatenate([proposal_valid, gt_valid])
   matched, labels = match(box_ops.iou(boxes, gt_boxes), gt_valid, fg_iou, fg_iou)
   labels = jnp.where(valid, labels, IGNORE)  # Padding is never sampled.
   index, sampled = sample_balanced(labels, batch_size, positive_fraction, rng)
-  rois, gt = boxes[index], gt_boxes[matched[index]]
+  rois, gt_index = boxes[index], matched[index]
   foreground = sampled & (labels[index] == POSITIVE)
   return {'boxes': rois, 'valid': sampled,
-          'classes': jnp.where(foreground, gt_labels[matched[index]], 0).astype(jnp.int32),
-          'deltas': box_ops.encode(gt, rois, ROI_BOX_WEIGHTS)}
+          'classes': jnp.where(foreground, gt_labels[gt_index], 0).astype(jnp.int32),
+          'deltas': box_ops.encode(gt_boxes[gt_index], rois, ROI_BOX_WEIGHTS),
+          'matched': gt_index.astype(jnp.int32)}
 
 
 def pool_rois(features, rois, *, output_size: int, stride: int, method: str):
@@ -96,7 +100,8 @@ class RoIDetector(nn.Module):
   """Base of the region-based detectors (no __call__ of its own); see the module docstring.
 
   Training outputs: 'roi_logits' [B, R, C], 'roi_deltas' [B, R, C - 1, 4] and 'roi_targets'
-  (valid, classes, deltas) of the R = roi_batch_size sampled RoIs. Inference outputs, for every
+  (`label_and_sample`'s boxes, valid, classes, deltas, matched) of the R = roi_batch_size sampled
+  RoIs. Inference outputs, for every
   proposal: 'proposals' [B, P, 4], 'proposal_valid' [B, P], 'roi_scores' [B, P, C] (softmax, or
   the SVMs' sigmoid margins) and 'roi_deltas'.
   """
@@ -133,7 +138,7 @@ class RoIDetector(nn.Module):
             proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, rngs))
     logits, deltas = box_head(roi_features(rois['boxes']))
     return {'roi_logits': logits, 'roi_deltas': deltas,
-            'roi_targets': {k: rois[k] for k in ('valid', 'classes', 'deltas')}}
+            'roi_targets': rois}
 
 
 def decode(outputs: dict, image_hw: tuple[int, int]):

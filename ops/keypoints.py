@@ -32,3 +32,71 @@ def window_rois(centres, sides):
   index = jnp.broadcast_to(jnp.arange(b, dtype=centres.dtype)[:, None, None], (b, j, 1))
   rois = jnp.concatenate([index, centres - half, centres + half], axis=-1)
   return rois.reshape(b * j, 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mask R-CNN keypoint heatmaps (He et al., ICCV 2017, sec. 5): one size x size one-hot target per
+# joint in the frame of its RoI, trained with a softmax cross-entropy over the size**2 cells.
+
+
+def _roi_axis(rois, axis: int):
+  start, end = rois[..., axis], rois[..., axis + 2]
+  return start, end - start
+
+
+def heatmap_targets(keypoints, rois, size: int):
+  """Target cells of keypoints [R, J, 3] in rois [R, 4]: (index int32 [R, J], valid bool [R, J]).
+
+  detectron2's keypoints_to_heatmap: bin = floor((p - roi_start) * size / roi_extent) per axis,
+  a point on the far edge goes to bin size - 1, index = bin_y * size + bin_x (0 where invalid).
+  Valid: labelled (v > 0), inside the RoI (far edge included) and the RoI is not degenerate.
+  """
+  bins, inside = [], []
+  for axis in (0, 1):
+    start, extent = _roi_axis(rois.astype(jnp.float32)[:, None], axis)
+    p = keypoints[..., axis].astype(jnp.float32)
+    scale = size / jnp.where(extent > 0, extent, 1.0)
+    # Clipping before the cast maps the far edge to size - 1 and keeps far-away points (and
+    # float rounding just inside the far edge) from overflowing the integer conversion.
+    b = jnp.clip(jnp.floor((p - start) * scale), 0, size - 1).astype(jnp.int32)
+    bins.append(b)
+    inside.append((extent > 0) & (p >= start) & (p <= start + extent))
+  valid = (keypoints[..., 2] > 0) & inside[0] & inside[1]
+  index = jnp.where(valid, bins[0] * size + bins[1], 0)
+  return index.astype(jnp.int32), valid
+
+
+def _parabola_offset(prev, centre, nxt):
+  # The vertex of the parabola through three samples; a log-Gaussian peak is exactly quadratic.
+  curvature = prev - 2.0 * centre + nxt
+  offset = 0.5 * (prev - nxt) / jnp.where(curvature < 0, curvature, -1.0)
+  return jnp.where(curvature < 0, jnp.clip(offset, -0.5, 0.5), 0.0)
+
+
+def heatmaps_to_keypoints(heatmaps, rois, *, refine: bool = False):
+  """Keypoints [D, J, 3] (y, x, score) from heatmap logits [D, J, s, s] over rois [D, 4].
+
+  Location: the centre of the argmax cell mapped into the RoI, roi_start + (bin + 0.5) *
+  extent / s; score: the max logit. refine=True moves the location to the vertex of a parabola
+  fitted through the logits of the argmax cell and its two neighbours on each axis (at most half
+  a cell; exact for Gaussian heatmaps, whose logits are quadratic; none on the heatmap border).
+  """
+  d, j, s, _ = heatmaps.shape
+  flat = heatmaps.reshape(d, j, s * s).astype(jnp.float32)
+  arg = jnp.argmax(flat, axis=-1)
+  score = jnp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+  by, bx = arg // s, arg % s
+  pos = [by.astype(jnp.float32), bx.astype(jnp.float32)]
+  if refine:
+    def at(dy, dx):
+      iy, ix = jnp.clip(by + dy, 0, s - 1), jnp.clip(bx + dx, 0, s - 1)
+      return jnp.take_along_axis(flat, (iy * s + ix)[..., None], axis=-1)[..., 0]
+
+    for axis, (b, step) in enumerate(((by, (1, 0)), (bx, (0, 1)))):
+      off = _parabola_offset(at(-step[0], -step[1]), score, at(*step))
+      pos[axis] = pos[axis] + jnp.where((b > 0) & (b < s - 1), off, 0.0)
+  coords = []
+  for axis in (0, 1):
+    start, extent = _roi_axis(rois.astype(jnp.float32)[:, None], axis)
+    coords.append(start + (pos[axis] + 0.5) * extent / s)
+  return jnp.stack([coords[0], coords[1], score], axis=-1)

@@ -147,4 +147,22 @@ def nms_with_threshold(boxes, scores, iou_threshold, max_output: int, score_thre
   return nms(boxes, scores, iou_threshold, max_output, keep_ok)
 
 
-__all__ = ["nms", "batched_nms", "nms_with_threshold"]
+def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: float,
+                      pre_nms_topk: int, max_detections: int) -> dict:
+  """One image: boxes [K, 4] or [K, C, 4], scores [K, C] -> the detections after per-class NMS.
+
+  The `pre_nms_topk` best (box, class) pairs above `score_threshold` enter NMS; returns 'boxes'
+  [D, 4], 'scores' [D], 'labels' [D] (1..C) and 'valid' [D] with D = max_detections, best first.
+  """
+  k, c = scores.shape
+  top_scores, top = lax.top_k(scores.reshape(-1), min(pre_nms_topk, k * c))
+  cand_boxes = boxes[top // c] if boxes.ndim == 2 else boxes[top // c, top % c]
+  cand_labels = (top % c + 1).astype(jnp.int32)
+  keep, valid = batched_nms(cand_boxes, top_scores, cand_labels, iou_threshold, max_detections,
+                            valid_mask=top_scores > score_threshold)
+  return {'boxes': jnp.where(valid[:, None], cand_boxes[keep], 0.0),
+          'scores': jnp.where(valid, top_scores[keep], 0.0),
+          'labels': jnp.where(valid, cand_labels[keep], 0), 'valid': valid}
+
+
+__all__ = ["nms", "batched_nms", "nms_with_threshold", "select_detections"]

@@ -1,5 +1,6 @@
 """Tasks: the only code that knows what a task is. Looked up by `config.task` in one plain dict."""
 from tasks.detection import DetectionTask
+from tasks.instance import InstanceTask
 from tasks.localization import LocalizationTask
 from tasks.pose import PoseTask
 from tasks.segmentation import SegmentationTask
@@ -7,6 +8,7 @@ from tasks.segmentation import SegmentationTask
 TASKS = {
     'segmentation': SegmentationTask,
     'detection': DetectionTask,
+    'instance_segmentation': InstanceTask,
     'localization': LocalizationTask,
     'pose': PoseTask,
 }

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -25,7 +24,7 @@ from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
 from models import roi_heads, ssd, yolo
 from ops.boxes import clip
-from ops.nms import batched_nms
+from ops.nms import select_detections
 from tasks import drawing
 from tasks.segmentation import SegmentationTask
 
@@ -49,35 +48,18 @@ FAMILIES = {  # config.model.name -> Family.
 }
 
 
-def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: float,
-                      pre_nms_topk: int, max_detections: int) -> dict:
-  """One image: boxes [K, 4] or [K, C, 4], scores [K, C] -> the detections after per-class NMS.
-
-  The `pre_nms_topk` best (box, class) pairs above `score_threshold` enter NMS; returns 'boxes'
-  [D, 4], 'scores' [D], 'labels' [D] (1..C) and 'valid' [D] with D = max_detections, best first.
-  """
-  k, c = scores.shape
-  top_scores, top = jax.lax.top_k(scores.reshape(-1), min(pre_nms_topk, k * c))
-  cand_boxes = boxes[top // c] if boxes.ndim == 2 else boxes[top // c, top % c]
-  cand_labels = (top % c + 1).astype(jnp.int32)
-  keep, valid = batched_nms(cand_boxes, top_scores, cand_labels, iou_threshold, max_detections,
-                            valid_mask=top_scores > score_threshold)
-  return {'boxes': jnp.where(valid[:, None], cand_boxes[keep], 0.0),
-          'scores': jnp.where(valid, top_scores[keep], 0.0),
-          'labels': jnp.where(valid, cand_labels[keep], 0), 'valid': valid}
-
-
 class DetectionTask:
   name = 'detection'
+  families = FAMILIES
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.info = data.dataset_info(config.data)
     self.num_classes = self.info['num_classes']
-    if config.model.name not in FAMILIES:
-      raise ValueError(f'config.model.name {config.model.name!r} is not a detector; valid: '
-                       f'{", ".join(sorted(FAMILIES))}')
-    self.family = FAMILIES[config.model.name]
+    if config.model.name not in self.families:
+      raise ValueError(f'config.model.name {config.model.name!r} is not a {self.name} model; '
+                       f'valid: {", ".join(sorted(self.families))}')
+    self.family = self.families[config.model.name]
     self._loss = functools.partial(self.family.loss, **config.loss.to_dict())
     self.model = self.build_model()
 
@@ -124,6 +106,14 @@ class DetectionTask:
     return count
 
 
+def image_boxes(batch, predictions, i: int) -> dict:
+  """The ground-truth and detected boxes of example i, as `CocoEvaluator.add` keywords."""
+  return dict(gt_boxes=batch['boxes'][i], gt_labels=batch['labels'][i],
+              gt_valid=batch['valid'][i], det_boxes=predictions['boxes'][i],
+              det_scores=predictions['scores'][i], det_labels=predictions['labels'][i],
+              det_valid=predictions['valid'][i])
+
+
 class DetectionEvaluator:
   """COCO AP (pycocotools) and VOC AP50 over the eval set, from the fixed-size detections.
 
@@ -140,15 +130,15 @@ class DetectionEvaluator:
 
   def add(self, batch, predictions):
     for i in np.flatnonzero(batch['example_valid']):
-      difficult = batch['difficult'][i] if 'difficult' in batch else None
-      kwargs = dict(gt_boxes=batch['boxes'][i], gt_labels=batch['labels'][i],
-                    gt_valid=batch['valid'][i], det_boxes=predictions['boxes'][i],
-                    det_scores=predictions['scores'][i], det_labels=predictions['labels'][i],
-                    det_valid=predictions['valid'][i])
-      self.coco.add(self.count, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3],
-                    **kwargs)
-      self.voc.add(self.count, gt_difficult=difficult, **kwargs)
+      self.add_image(self.count, batch, predictions, i)
       self.count += 1
+
+  def add_image(self, image_id: int, batch, predictions, i: int):
+    """Adds example i of the batch; subclasses add their own evaluators' share."""
+    difficult = batch['difficult'][i] if 'difficult' in batch else None
+    boxes = image_boxes(batch, predictions, i)
+    self.coco.add(image_id, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3], **boxes)
+    self.voc.add(image_id, gt_difficult=difficult, **boxes)
 
   def result(self) -> dict:
     voc = self.voc.compute()

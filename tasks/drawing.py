@@ -4,6 +4,8 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
+from data.people import JOINT_NAMES
+
 
 def palette(num_colors: int) -> np.ndarray:
   """[num_colors, 3] uint8; colour 0 (background) is black, the rest evenly spaced hues."""
@@ -83,25 +85,54 @@ def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int
   canvas.save(path)
 
 
-def draw_skeleton(image: np.ndarray, points: np.ndarray, edges, labelled=None,
-                  scale: int = 4) -> np.ndarray:
-  """The image upscaled by `scale` with (y, x) pixel joints [J, 2] joined by `edges` (pairs).
+def _joint_side(name: str) -> str:
+  return 'right' if name.startswith('right') else 'left' if name.startswith('left') else 'centre'
 
-  Joints 0-5 and 6-11 of LSP are legs and arms, right then left: the person's right side is drawn
-  red, the left blue, the rest yellow, so swapped sides show at a glance. Unlabelled joints
-  (`labelled` False) and their sticks are left out.
-  """
-  canvas = Image.fromarray(upscale(image, scale))
-  draw = ImageDraw.Draw(canvas)
-  labelled = np.ones(len(points), bool) if labelled is None else np.asarray(labelled, bool)
-  side = lambda j: 'right' if j in (0, 1, 2, 6, 7, 8) else 'left' if j < 12 else 'centre'
+
+def _skeleton(draw: ImageDraw.ImageDraw, points, edges, labelled, scale: int, joint_names):
   colors = {'right': (240, 50, 50), 'left': (60, 110, 255), 'centre': (250, 220, 40)}
+  side = [_joint_side(n) for n in joint_names]
   xy = lambda j: (float(points[j, 1]) * scale, float(points[j, 0]) * scale)
   for a, b in edges:
     if labelled[a] and labelled[b]:
-      color = colors[side(a)] if side(a) == side(b) else colors['centre']
-      draw.line([xy(a), xy(b)], fill=color, width=2)
+      draw.line([xy(a), xy(b)], fill=colors[side[a] if side[a] == side[b] else 'centre'],
+                width=2)
   for j in np.flatnonzero(labelled):
     x, y = xy(j)
-    draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colors[side(j)], outline=(0, 0, 0))
+    draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colors[side[j]], outline=(0, 0, 0))
+
+
+def draw_skeleton(image: np.ndarray, points: np.ndarray, edges, labelled=None,
+                  scale: int = 4, joint_names=JOINT_NAMES) -> np.ndarray:
+  """The image upscaled by `scale` with (y, x) pixel joints [J, 2] joined by `edges` (pairs).
+
+  The person's right side is drawn red, the left blue (by joint name), the rest yellow, so
+  swapped sides show at a glance. Unlabelled joints (`labelled` False) and their sticks are left
+  out.
+  """
+  canvas = Image.fromarray(upscale(image, scale))
+  labelled = np.ones(len(points), bool) if labelled is None else np.asarray(labelled, bool)
+  _skeleton(ImageDraw.Draw(canvas), points, edges, labelled, scale, joint_names)
+  return np.asarray(canvas)
+
+
+def draw_instances(image: np.ndarray, boxes, labels, class_names, *, masks=None, scores=None,
+                   keypoints=None, keypoint_labelled=None, edges=(), joint_names=JOINT_NAMES,
+                   scale: int = 4) -> np.ndarray:
+  """Instances over the image: each mask [K, H, W] in its own colour, the boxes captioned with
+  their class (and score), and (y, x) keypoints [K, J, 2] as skeletons; upscaled by `scale`."""
+  if masks is not None and len(masks):
+    colors = palette(len(masks) + 1)[1:]
+    # Later (lower-scoring) instances first, so the best one's colour wins where masks overlap.
+    overlay = np.zeros_like(image)
+    for k in reversed(range(len(masks))):
+      overlay[np.asarray(masks[k], bool)] = colors[k]
+    image = blend(image, overlay)
+  canvas = Image.fromarray(draw_boxes(image, boxes, labels, class_names, scores, scale))
+  if keypoints is not None:
+    draw = ImageDraw.Draw(canvas)
+    for k, points in enumerate(keypoints):
+      labelled = (np.ones(len(points), bool) if keypoint_labelled is None
+                  else keypoint_labelled[k])
+      _skeleton(draw, points, edges, labelled, scale, joint_names)
   return np.asarray(canvas)

@@ -26,6 +26,11 @@ class PoseTask:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.info = data.dataset_info(config.data)
+    if self.info['num_joints'] != NUM_JOINTS:
+      raise ValueError(
+          f"The pose task scores the 14 LSP joints (PCK, PCP); {config.data.name} has "
+          f"{self.info['num_joints']}. Train keypoints of other joint sets with Mask R-CNN's "
+          "keypoint head (configs/inst/keypoint_rcnn_*.py), scored by OKS AP.")
     self.num_classes = self.info['num_classes']
     self.model = self.build_model()
 

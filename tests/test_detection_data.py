@@ -5,58 +5,23 @@ folders; VOC: the official trainval tar), prepares the builder into a tmp data_d
 pipeline and checks the batches: box conversion, labels, difficult flags and masks.
 """
 import io
-import itertools
-import json
 import os
 import tarfile
-import zipfile
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_api
 
 import data
-from data import pipeline
-
-
-def _config(tmp_path, name, variant):
-  cfg = pipeline.default_config()
-  cfg.name, cfg.variant = name, variant
-  cfg.data_dir, cfg.manual_dir = str(tmp_path / 'data'), str(tmp_path / 'manual')
-  cfg.image_size, cfg.max_boxes = 64, 4
-  return cfg
-
-
-def _save_image(path, h, w, seed, mode='RGB'):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  shape = (h, w, 3) if mode == 'RGB' else (h, w)
-  pixels = np.random.default_rng(seed).integers(0, 255, shape, np.uint8)
-  Image.fromarray(pixels, mode).save(path, format='JPEG')
-
-
-def _rect(h, w, y1, x1, y2, x2):
-  m = np.zeros((h, w), np.uint8)
-  m[y1:y2, x1:x2] = 1
-  return m
-
-
-def _uncompressed_rle(m):
-  """COCO's crowd format: run lengths over the column-major pixels, starting with zeros."""
-  flat = m.ravel(order='F')
-  counts = [len(list(run)) for _, run in itertools.groupby(flat)]
-  return {'counts': ([0] if flat[0] else []) + counts, 'size': list(m.shape)}
-
+from tests.coco_files import compressed_rle, data_config, rect, uncompressed_rle, write_coco
 
 # Image 1 (40 x 50, RGB): a person polygon (x 10..30, y 5..25) over part of a crowd of dogs
 # (uncompressed RLE, x 25..50, y 0..20). Image 2 (30 x 40, grayscale): a bicycle (compressed RLE)
 # and a zero-area car box, which the builder drops.
-_CROWD = _rect(40, 50, 0, 25, 20, 50)
-_BIKE = _rect(30, 40, 3, 4, 13, 24)
+_CROWD = rect(40, 50, 0, 25, 20, 50)
+_BIKE = rect(30, 40, 3, 4, 13, 24)
 
 
 def _coco_json(folder):
-  bike_rle = mask_api.encode(np.asfortranarray(_BIKE))
-  bike_rle['counts'] = bike_rle['counts'].decode()
   return {
       'images': [{'id': 7, 'file_name': f'{7:012d}.jpg', 'height': 40, 'width': 50},
                  {'id': 3, 'file_name': f'{3:012d}.jpg', 'height': 30, 'width': 40}],
@@ -66,9 +31,9 @@ def _coco_json(folder):
           {'id': 1, 'image_id': 7, 'category_id': 1, 'iscrowd': 0, 'area': 400.0,
            'bbox': [10, 5, 20, 20], 'segmentation': [[10, 5, 30, 5, 30, 25, 10, 25]]},
           {'id': 2, 'image_id': 7, 'category_id': 18, 'iscrowd': 1, 'area': 500.0,
-           'bbox': [25, 0, 25, 20], 'segmentation': _uncompressed_rle(_CROWD)},
+           'bbox': [25, 0, 25, 20], 'segmentation': uncompressed_rle(_CROWD)},
           {'id': 3, 'image_id': 3, 'category_id': 2, 'iscrowd': 0, 'area': 200.0,
-           'bbox': [4, 3, 20, 10], 'segmentation': bike_rle},
+           'bbox': [4, 3, 20, 10], 'segmentation': compressed_rle(_BIKE)},
           {'id': 4, 'image_id': 3, 'category_id': 3, 'iscrowd': 0, 'area': 0.0,
            'bbox': [5, 5, 0, 4], 'segmentation': []},
       ],
@@ -76,18 +41,9 @@ def _coco_json(folder):
   }
 
 
-def _write_coco(manual):
-  os.makedirs(manual)
-  with zipfile.ZipFile(manual / 'annotations_trainval2017.zip', 'w') as z:
-    for folder in ('train2017', 'val2017'):
-      z.writestr(f'annotations/instances_{folder}.json', json.dumps(_coco_json(folder)))
-      _save_image(str(manual / folder / f'{7:012d}.jpg'), 40, 50, seed=0)
-      _save_image(str(manual / folder / f'{3:012d}.jpg'), 30, 40, seed=1, mode='L')
-
-
 def test_coco2017_batches(tmp_path):
-  _write_coco(tmp_path / 'manual')
-  cfg = _config(tmp_path, 'coco2017', 'default')
+  write_coco(tmp_path / 'manual', 'instances', _coco_json, gray_ids=(3,))
+  cfg = data_config(tmp_path, 'coco2017', 'default')
   batch = next(iter(data.make_eval_batches(cfg, batch_size=3)))
   info = data.dataset_info(cfg)
   assert info['num_classes'] == 81 and info['class_names'][17] == 'dog'
@@ -144,7 +100,7 @@ def test_voc_detection_batches(tmp_path):
     for split, ids in (('train', '000005\n000007\n'), ('val', '000007\n')):
       _tar_add(tar, f'{base}/ImageSets/Main/{split}.txt', ids.encode())
     _tar_add(tar, f'{base}/SegmentationClass/000007.png', b'not extracted for detection')
-  cfg = _config(tmp_path, 'voc_detection', '2007')
+  cfg = data_config(tmp_path, 'voc_detection', '2007')
   batch = next(iter(data.make_eval_batches(cfg, batch_size=2)))
   assert data.dataset_info(cfg)['num_classes'] == 21
   np.testing.assert_array_equal(batch['example_valid'], [True, False])

@@ -13,7 +13,7 @@ from configs import loader
 from losses.rcnn import rcnn_loss
 from models import faster_rcnn, fpn, roi_heads, rpn
 from ops.boxes import encode
-from tasks.detection import select_detections
+from ops.nms import select_detections
 from tests.toy_data import toy_detection_batch
 from training.optim import make_optimizer
 from training.state import init_state

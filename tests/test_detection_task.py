@@ -7,7 +7,8 @@ import pytest
 
 import tasks
 from configs import loader
-from tasks.detection import DetectionEvaluator, select_detections
+from ops.nms import select_detections
+from tasks.detection import DetectionEvaluator
 
 NAMES = ['background', 'circle', 'square', 'triangle', 'star']
 _KEYS = {'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'voc_AP50'}

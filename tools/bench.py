@@ -38,6 +38,11 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch['boxes'][:, :num] = np.concatenate([yx, yx + hw], -1)
   batch['labels'][:, :num] = rng.integers(1, task.num_classes, (batch_size, num))
   batch['valid'][:, :num] = True
+  rows = np.arange(size)[None, None, :, None]
+  cols = np.arange(size)[None, None, None, :]
+  b = batch['boxes'][:, :num, :, None, None]
+  batch['instance_masks'][:, :num] = ((rows >= b[:, :, 0]) & (rows < b[:, :, 2]) &
+                                      (cols >= b[:, :, 1]) & (cols < b[:, :, 3]))
   # Labelled joints inside each image's first box.
   joints = batch['keypoints'].shape[2]
   box = batch['boxes'][:, :1, None]

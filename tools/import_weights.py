@@ -113,7 +113,7 @@ def check_against_model(variables: dict, arch: str, num_classes: int | None = No
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('path', help='torchvision ResNet state dict as .safetensors')
-  parser.add_argument('--arch', default='resnet18', choices=('resnet18', 'resnet50'))
+  parser.add_argument('--arch', default='resnet18', choices=('resnet18', 'resnet50', 'resnet101'))
   args = parser.parse_args()
   variables = load_safetensors(args.path)
   fc = variables['params'].get('fc', {}).get('kernel')

@@ -7,8 +7,6 @@ import numpy as np
 import optax
 from flax import struct
 
-from data.people import NUM_JOINTS
-
 
 class TrainState(struct.PyTreeNode):
   step: jax.Array
@@ -57,7 +55,7 @@ def example_batch(info: dict, batch_size: int = 1) -> dict:
       'labels': np.zeros((batch_size, boxes), np.int32),
       'instance_masks': np.zeros((batch_size, boxes, size, size), np.uint8),
       'valid': np.zeros((batch_size, boxes), bool),
-      'keypoints': np.zeros((batch_size, boxes, NUM_JOINTS, 3), np.float32),
+      'keypoints': np.zeros((batch_size, boxes, info['num_joints'], 3), np.float32),
   }
   if proposals:
     batch['proposals'] = np.zeros((batch_size, proposals, 4), np.float32)

@@ -16,10 +16,11 @@ NMS at 0.7, RoI foreground at IoU >= 0.5 with 25% foreground, 7x7 RoI pooling.
 from configs import common
 from configs.det import defaults
 
+ARGS = dict(runlocal=False, demo=False, backbone='vgg_small', roi='align', classifier='softmax')
+
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, runlocal=False, demo=False, backbone='vgg_small', roi='align',
-                         classifier='softmax')
+  arg = common.parse_arg(arg, **ARGS)
   c = defaults.shapes_region_detector('faster_rcnn', arg)
   c.model.feature_stride = 8
   c.model.anchor_sizes = (12.0, 20.0, 32.0)

@@ -1,0 +1,162 @@
+"""Mask R-CNN (He, Gkioxari, Dollar, Girshick, ICCV 2017): Faster R-CNN plus per-RoI mask and
+keypoint heads.
+
+The heads read RoIAlign features (14x14) pooled like the box head's, from the RoI's FPN level:
+- Mask head (the paper's FPN head, Fig. 4 right): four 3x3 convs, a 2x2 stride-2 transpose conv
+  to 28x28 and a 1x1 conv with one mask per foreground class; trained with per-pixel sigmoid
+  cross-entropy on the mask of the RoI's ground-truth class only (sec. 3: masks and classes are
+  decoupled, no competition between classes).
+- Keypoint head (sec. 5, "Mask R-CNN for human pose"): eight 3x3 convs, a 4x4 stride-2 transpose
+  conv and a 2x bilinear upsampling to one 56x56 heatmap per joint; each visible joint is a
+  one-hot target over the 56x56 positions, trained with softmax cross-entropy.
+
+Training runs both heads on the foreground RoIs of the box head's minibatch: `label_and_sample`
+puts them first, so the first int(roi_batch_size * roi_positive_fraction) RoIs hold all of them
+at a static size. Targets (`ops.masks.mask_targets`, `ops.keypoints.heatmap_targets`) are made
+inside jit from the padded ground truth. At test time the heads run on the final detections
+(box decoding, per-class NMS and top-D selection happen inside the model, as in detectron2), and
+the task pastes each 28x28 mask back into the image (`ops.masks.paste_masks`).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from models.faster_rcnn import FasterRCNN
+from models.roi_heads import decode
+from models.upsample import ConvTranspose
+from ops.boxes import clip
+from ops.keypoints import heatmap_targets, heatmaps_to_keypoints
+from ops.masks import mask_targets
+from ops.nms import select_detections
+
+_MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # detectron2's heads.
+
+
+def _conv_stack(x, num_convs: int, width: int, dtype, prefix: str):
+  for i in range(num_convs):
+    x = nn.relu(nn.Conv(width, (3, 3), kernel_init=_MSRA_FILL, dtype=dtype,
+                        name=f'{prefix}{i + 1}')(x))
+  return x
+
+
+def _per_roi(head):
+  """Runs a head on pooled RoIs [..., s, s, C] as one [N, s, s, C] batch."""
+  @functools.wraps(head)
+  def wrapped(self, pooled):
+    lead = pooled.shape[:-3]
+    out = head(self, pooled.reshape(-1, *pooled.shape[-3:]))
+    return out.reshape(*lead, *out.shape[1:]).astype(jnp.float32)
+  return wrapped
+
+
+class MaskHead(nn.Module):
+  """pooled RoIs [..., 14, 14, C] -> mask logits [..., 28, 28, num_masks]."""
+  num_masks: int  # One per foreground class.
+  num_convs: int = 4
+  width: int = 256
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  @_per_roi
+  def __call__(self, x):
+    x = _conv_stack(x, self.num_convs, self.width, self.dtype, 'mask_conv')
+    x = nn.relu(ConvTranspose(self.width, 2, strides=2, kernel_init=_MSRA_FILL, dtype=self.dtype,
+                              name='upsample')(x))
+    return nn.Conv(self.num_masks, (1, 1), kernel_init=nn.initializers.normal(0.001),
+                   dtype=self.dtype, name='masks')(x)
+
+
+class KeypointHead(nn.Module):
+  """pooled RoIs [..., 14, 14, C] -> heatmap logits [..., 56, 56, num_keypoints]."""
+  num_keypoints: int
+  num_convs: int = 8
+  width: int = 512
+  dtype: jnp.dtype | None = None
+
+  @nn.compact
+  @_per_roi
+  def __call__(self, x):
+    x = _conv_stack(x, self.num_convs, self.width, self.dtype, 'keypoint_conv')
+    # padding=1: 14 -> 28 exactly (PyTorch's ConvTranspose2d(k=4, s=2, p=1), as detectron2).
+    x = ConvTranspose(self.num_keypoints, 4, strides=2, padding=1, kernel_init=_MSRA_FILL,
+                      dtype=self.dtype, name='heatmaps')(x)
+    n, h, w, j = x.shape
+    return jax.image.resize(x, (n, 2 * h, 2 * w, j), 'bilinear')  # align_corners=False.
+
+
+class MaskRCNN(FasterRCNN):
+  """Faster R-CNN + mask head (`mask_head`) and/or keypoint head (`num_keypoints` > 0).
+
+  Extra inputs in training: `gt_masks` [B, M, H, W] (the batch's instance masks) and
+  `gt_keypoints` [B, M, J, 3]. Extra training outputs: 'mask_logits' [B, F, 28, 28] (the channel
+  of each RoI's ground-truth class) with 'mask_targets' (masks [B, F, 28, 28], valid [B, F]), and
+  'keypoint_logits' [B, F, J, 56 * 56] with 'keypoint_targets' (index, valid [B, F, J]), over the
+  F = int(roi_batch_size * roi_positive_fraction) foreground slots. Inference adds 'detections':
+  boxes [B, D, 4], scores, labels, valid [B, D], masks [B, D, 28, 28] (probabilities of the
+  detected class) and keypoints [B, D, J, 3] (y, x, score).
+  """
+  mask_head: bool = True
+  mask_pool_size: int = 14
+  mask_head_convs: int = 4
+  mask_head_width: int = 256
+  num_keypoints: int = 0  # 0: no keypoint head.
+  keypoint_pool_size: int = 14
+  keypoint_head_convs: int = 8
+  keypoint_head_width: int = 512
+  # Test-time selection of the detections the heads run on (the task passes config.detect).
+  score_threshold: float = 0.05
+  nms_iou_threshold: float = 0.5
+  pre_nms_topk: int = 1000
+  max_detections: int = 100
+
+  @nn.compact
+  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_masks=None,
+               gt_keypoints=None, *, train: bool):
+    out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
+    if train:
+      num_fg = int(self.roi_batch_size * self.roi_positive_fraction)
+      rois = jax.tree.map(lambda x: x[:, :num_fg], out['roi_targets'])
+      boxes, classes = rois['boxes'], rois['classes']
+      foreground = rois['valid'] & (classes > 0)
+    else:
+      detections = jax.vmap(functools.partial(
+          select_detections, score_threshold=self.score_threshold,
+          iou_threshold=self.nms_iou_threshold, pre_nms_topk=self.pre_nms_topk,
+          max_detections=self.max_detections))(*self._decoded(out, images.shape[1:3]))
+      boxes, classes = detections['boxes'], detections['labels']
+      out['detections'] = detections
+
+    if self.mask_head:
+      logits = MaskHead(self.num_classes - 1, self.mask_head_convs, self.mask_head_width,
+                        self.dtype, name='mask_head')(pool(boxes, self.mask_pool_size))
+      own = jnp.take_along_axis(logits, jnp.maximum(classes - 1, 0)[..., None, None, None],
+                                axis=-1)[..., 0]
+      if train:
+        targets = jax.vmap(functools.partial(mask_targets, size=own.shape[-1]))(
+            gt_masks, boxes, rois['matched'])
+        out['mask_logits'] = own
+        out['mask_targets'] = {'masks': targets, 'valid': foreground}
+      else:
+        out['detections']['masks'] = jax.nn.sigmoid(own)
+
+    if self.num_keypoints:
+      heatmaps = KeypointHead(self.num_keypoints, self.keypoint_head_convs,
+                              self.keypoint_head_width, self.dtype, name='keypoint_head')(
+                                  pool(boxes, self.keypoint_pool_size))
+      heatmaps = jnp.moveaxis(heatmaps, -1, -3)  # [B, N, J, S, S]
+      if train:
+        keypoints = jnp.take_along_axis(gt_keypoints, rois['matched'][..., None, None], axis=1)
+        index, valid = jax.vmap(functools.partial(heatmap_targets, size=heatmaps.shape[-1]))(
+            keypoints, boxes)
+        out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
+        out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
+      else:
+        out['detections']['keypoints'] = jax.vmap(heatmaps_to_keypoints)(heatmaps, boxes)
+    return out
+
+  @staticmethod
+  def _decoded(outputs, image_hw):
+    boxes, scores = decode(outputs, image_hw)
+    return clip(boxes, image_hw), scores

@@ -1,0 +1,70 @@
+"""Mask R-CNN's mask targets and paste-back (He et al., ICCV 2017, sec. 3).
+
+The mask head predicts an m x m mask in the frame of each RoI. Training compares it with the
+ground-truth mask cropped at the RoI and resized to m x m (`mask_targets`); as detectron2 does,
+that is RoIAlign (aligned=True) of the binary instance mask, thresholded at 0.5. At inference
+each m x m mask is resized back to its box and placed into the image (`paste_masks`), where the
+caller thresholds it at 0.5. Boxes are (y1, x1, y2, x2) float pixels; pixel i spans [i, i + 1).
+"""
+import jax.numpy as jnp
+from jax import lax
+
+from ops import roi as roi_ops
+
+
+def mask_targets(instance_masks, rois, matched, size: int, *, sampling_ratio: int = 2):
+  """Binary mask targets float32 [R, size, size] of one image.
+
+  instance_masks: [M, H, W] binary (uint8 or bool), one per ground-truth instance.
+  rois: [R, 4] float pixels. matched: [R] int32, the instance each RoI is matched to.
+
+  detectron2 uses RoIAlign's adaptive grid, ceil(roi_extent / size) samples per bin and axis,
+  which has a data-dependent size; the default of 2 equals it for RoIs up to 2 * size pixels
+  and, after the 0.5 threshold, differs only in bins on an object boundary for larger RoIs.
+  """
+  # Targets are labels: no gradient through the proposals.
+  rois = lax.stop_gradient(rois).astype(jnp.float32)
+  rows = jnp.concatenate([matched.astype(jnp.float32)[:, None], rois], axis=-1)
+  # The masks stay uint8 ([M, H, W] as float32 would be 4x larger): the 'gather' RoIAlign reads
+  # only the few pixels of each bin and promotes them to float32 when it weights them.
+  masks = instance_masks.astype(jnp.uint8)[..., None]
+  crops = roi_ops.roi_align(masks, rows, (size, size), spatial_scale=1.0,
+                            sampling_ratio=sampling_ratio, aligned=True, method="gather")
+  return (crops[..., 0] >= 0.5).astype(jnp.float32)
+
+
+def _paste_weights(start, end, s: int, n: int):
+  """Bilinear weights [D, n, s] from the s mask cells of [start, end) to n image pixels.
+
+  Cell i's value sits at start + (i + 0.5) * extent / s and pixel p's at p + 0.5. Pixels inside
+  the box but beyond the first or last cell centre take that cell's value: detectron2's
+  zero-padded grid_sample fades them toward 0 instead, which shrinks masks at the box edges.
+  """
+  extent = end - start
+  # Degenerate (padding) boxes cover no pixel centre; the guard only keeps the division finite.
+  scale = s / jnp.where(extent > 0, extent, 1.0)
+  centres = jnp.arange(n, dtype=jnp.float32) + 0.5
+  u = (centres[None, :] - start[:, None]) * scale[:, None] - 0.5  # [D, n] in cell units
+  u = jnp.clip(u, 0.0, s - 1.0)
+  cells = jnp.arange(s, dtype=jnp.float32)
+  w = jnp.maximum(1.0 - jnp.abs(u[..., None] - cells), 0.0)  # The bilinear tent.
+  inside = (centres[None, :] >= start[:, None]) & (centres[None, :] < end[:, None])
+  return jnp.where(inside[..., None], w, 0.0)
+
+
+def paste_masks(masks, boxes, image_hw):
+  """Masks [D, s, s] (probabilities) pasted into an image of static size (H, W): [D, H, W].
+
+  Bilinear, separable: paste = Wy @ mask @ Wx^T per detection with Wy [D, H, s], Wx [D, W, s].
+  Pixels whose centre lies outside the box are 0, as are all pixels of a zero-size box.
+  """
+  height, width = (int(v) for v in image_hw)
+  s = masks.shape[-1]
+  boxes = boxes.astype(jnp.float32)
+  wy = _paste_weights(boxes[:, 0], boxes[:, 2], s, height)
+  wx = _paste_weights(boxes[:, 1], boxes[:, 3], s, width)
+  # HIGHEST: reduced-precision matmuls on accelerators would move values across the threshold.
+  rows = jnp.einsum("dyi,dij->dyj", wy, masks.astype(jnp.float32),
+                    precision=lax.Precision.HIGHEST)
+  return jnp.einsum("dyj,dxj->dyx", rows, wx, precision=lax.Precision.HIGHEST)
+

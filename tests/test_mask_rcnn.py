@@ -1,0 +1,187 @@
+"""Mask R-CNN: its targets and outputs, losses, mask / keypoint AP, and training end to end."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tasks
+import train
+from configs import loader
+from data.people import LSP_14
+from losses.mask_rcnn import keypoint_loss, mask_loss
+from ops.masks import mask_targets
+from tasks.instance import InstanceEvaluator
+from tests.toy_data import toy_detection_batch
+from tools.bench import synthetic_batch
+from training.optim import make_optimizer
+from training.state import init_state
+from training.step import make_eval_step, make_train_step
+
+CLASS_NAMES = ('background', 'square', 'disc')
+
+
+def _disc_and_square(size: int = 48):
+  """Two instances: a square (class 1) and a disc (class 2), their masks and tight boxes."""
+  yy, xx = np.mgrid[:size, :size] + 0.5
+  masks = np.zeros((3, size, size), np.uint8)  # One padding slot.
+  masks[0, 4:20, 6:30] = 1
+  masks[1] = (yy - 32) ** 2 + (xx - 28) ** 2 <= 11 ** 2
+  boxes = np.array([[4, 6, 20, 30], [21, 17, 43, 39], [0, 0, 0, 0]], np.float32)
+  return masks, boxes, np.array([1, 2, 0], np.int32), np.array([True, True, False])
+
+
+def _instance_batch():
+  masks, boxes, labels, valid = _disc_and_square()
+  return {'image': np.zeros((1, *masks.shape[1:], 3), np.float32), 'boxes': boxes[None],
+          'labels': labels[None], 'valid': valid[None], 'instance_masks': masks[None],
+          'example_valid': np.ones(1, bool)}
+
+
+def test_mask_ap_is_one_for_perfect_predictions():
+  batch = _instance_batch()
+  perfect = {'boxes': batch['boxes'], 'labels': batch['labels'], 'valid': batch['valid'],
+             'scores': np.array([[0.9, 0.8, 0.0]], np.float32),
+             'masks': batch['instance_masks'].astype(bool)}
+  evaluator = InstanceEvaluator(CLASS_NAMES, masks=True)
+  evaluator.add(batch, perfect)
+  result = evaluator.result()
+  assert result['mask_AP'] == pytest.approx(1.0) and result['AP'] == pytest.approx(1.0)
+
+  swapped = dict(perfect, masks=perfect['masks'][:, [1, 0, 2]])  # Right boxes, wrong masks.
+  evaluator = InstanceEvaluator(CLASS_NAMES, masks=True)
+  evaluator.add(batch, swapped)
+  assert evaluator.result()['mask_AP'] == pytest.approx(0.0)
+
+
+def test_postprocess_pastes_28x28_masks_back_at_their_boxes():
+  """The model's 28x28 crops of the true masks, pasted back, score mask AP50 1."""
+  config = loader.load('configs/inst/mask_rcnn_shapes.py:runlocal')
+  task = tasks.get_task(config)
+  batch = _instance_batch()
+  crops = mask_targets(jnp.asarray(batch['instance_masks'][0]), jnp.asarray(batch['boxes'][0]),
+                       jnp.arange(3), 28)
+  outputs = {'detections': {'boxes': batch['boxes'], 'labels': batch['labels'],
+                            'valid': batch['valid'], 'scores': jnp.array([[0.9, 0.8, 0.0]]),
+                            'masks': crops[None]}}
+  predictions = jax.device_get(task.postprocess(outputs, batch))
+  assert predictions['masks'].shape == (1, 3, 48, 48) and predictions['masks'].dtype == bool
+  assert not predictions['masks'][0, 2].any()  # Padding detections paste nothing.
+  np.testing.assert_array_equal(predictions['masks'][0, 0], batch['instance_masks'][0, 0])
+  evaluator = task.make_evaluator()
+  evaluator.add(batch, predictions)
+  assert evaluator.result()['mask_AP50'] == pytest.approx(1.0)
+
+
+def test_keypoint_ap_is_one_for_perfect_joints_with_lsp_sigmas():
+  rng = np.random.default_rng(0)
+  boxes = np.array([[[4, 6, 40, 30], [10, 30, 46, 46]]], np.float32)
+  joints = rng.uniform(boxes[0, :, None, :2], boxes[0, :, None, 2:], (2, 14, 2))
+  keypoints = np.concatenate([joints, np.full((2, 14, 1), 2.0)], -1)[None].astype(np.float32)
+  batch = {'image': np.zeros((1, 48, 48, 3), np.float32), 'boxes': boxes,
+           'labels': np.ones((1, 2), np.int32), 'valid': np.ones((1, 2), bool),
+           'keypoints': keypoints, 'example_valid': np.ones(1, bool)}
+  predictions = {'boxes': boxes, 'labels': batch['labels'], 'valid': batch['valid'],
+                 'scores': np.array([[0.9, 0.8]], np.float32), 'keypoints': keypoints}
+  evaluator = InstanceEvaluator(('background', 'person'), masks=False,
+                                keypoint_sigmas=LSP_14.oks_sigmas, lsp_pose=True)
+  evaluator.add(batch, predictions)
+  result = evaluator.result()
+  assert result['keypoint_AP'] == pytest.approx(1.0)
+  assert result['keypoint_pck@0.2'] == 1.0 and result['keypoint_num_people'] == 2
+
+  off = dict(predictions, keypoints=keypoints + np.array([6.0, 6.0, 0.0], np.float32))
+  evaluator = InstanceEvaluator(('background', 'person'), masks=False,
+                                keypoint_sigmas=LSP_14.oks_sigmas, lsp_pose=True)
+  evaluator.add(batch, off)
+  result = evaluator.result()
+  assert result['keypoint_AP'] < 0.5 and result['keypoint_pck@0.2'] < 1.0
+
+
+def test_mask_and_keypoint_losses_by_hand():
+  logits = jnp.zeros((1, 2, 4, 4))  # p = 0.5 everywhere: BCE log(2) whatever the target.
+  targets = {'masks': jnp.ones((1, 2, 4, 4)), 'valid': jnp.array([[True, False]])}
+  loss, _ = mask_loss(logits, targets)
+  assert float(loss) == pytest.approx(np.log(2.0), rel=1e-5)
+  confident = jnp.stack([jnp.full((4, 4), 20.0), jnp.full((4, 4), -20.0)])[None]
+  loss, accuracy = mask_loss(confident, targets)  # The invalid second RoI does not count.
+  assert float(loss) < 1e-6 and float(accuracy) == 1.0
+
+  uniform = jnp.zeros((1, 3, 2, 9))  # 9 positions: cross-entropy log(9) per valid joint.
+  kp_targets = {'index': jnp.zeros((1, 3, 2), jnp.int32),
+                'valid': jnp.array([[[True, False], [False, False], [True, True]]])}
+  assert float(keypoint_loss(uniform, kp_targets)) == pytest.approx(np.log(9.0), rel=1e-5)
+
+
+@pytest.fixture(scope='module')
+def mask_task():
+  return tasks.get_task(loader.load('configs/inst/mask_rcnn_shapes.py:runlocal'))
+
+
+def test_training_targets_are_the_fg_rois_own_masks(mask_task):
+  batch = synthetic_batch(mask_task, 2)
+  variables = jax.jit(lambda b: mask_task.model.init(
+      {'params': jax.random.PRNGKey(0), 'sample': jax.random.PRNGKey(1)}, b['image'],
+      train=False))(batch)
+  args, kwargs = mask_task.model_inputs(batch)
+  out, _ = jax.jit(lambda v, a, k: mask_task.model.apply(
+      v, *a, train=True, mutable=['batch_stats'], rngs={'sample': jax.random.PRNGKey(2)}, **k))(
+          variables, args, kwargs)
+  model = mask_task.model
+  fg = int(model.roi_batch_size * model.roi_positive_fraction)
+  targets = out['mask_targets']
+  assert out['mask_logits'].shape == targets['masks'].shape == (2, fg, 28, 28)
+  rois = jax.tree.map(lambda x: x[:, :fg], out['roi_targets'])
+  np.testing.assert_array_equal(targets['valid'], rois['valid'] & (rois['classes'] > 0))
+  assert np.all(np.asarray(targets['valid']).sum(1) >= 1)  # Ground truth is among the RoIs.
+  for b in range(2):
+    want = mask_targets(jnp.asarray(batch['instance_masks'][b]), rois['boxes'][b],
+                        rois['matched'][b], 28)
+    valid = np.asarray(targets['valid'][b])
+    np.testing.assert_array_equal(np.asarray(targets['masks'][b])[valid], np.asarray(want)[valid])
+
+  predictions = jax.device_get(jax.jit(make_eval_step(mask_task))(variables, batch))
+  d = mask_task.config.detect.max_detections
+  assert predictions['masks'].shape == (2, d, 64, 64) and predictions['scores'].shape == (2, d)
+  assert not predictions['masks'][~predictions['valid']].any()
+
+
+def test_mask_loss_falls_on_a_tiny_overfit_batch(mask_task):
+  config = mask_task.config.copy_and_resolve_references()
+  config.optimizer.learning_rate, config.optimizer.warmup_steps = 3e-3, 0
+  task = tasks.get_task(config)
+  batch = toy_detection_batch()
+  rows, cols = np.mgrid[:64, :64]
+  b = batch['boxes'][..., None, None]
+  batch['instance_masks'] = ((rows >= b[:, :, 0]) & (rows < b[:, :, 2]) & (cols >= b[:, :, 1]) &
+                             (cols < b[:, :, 3])).astype(np.uint8)  # The squares fill their boxes.
+  batch['keypoints'] = np.zeros((2, 4, 14, 3), np.float32)
+  state = init_state(task, task.model, make_optimizer(config.optimizer, 30),
+                     jax.random.PRNGKey(0), batch)
+  step = jax.jit(make_train_step(task))
+  batch = jax.tree.map(jnp.asarray, batch)
+  history = []
+  for _ in range(30):
+    state, metrics = step(state, batch)
+    history.append(float(metrics['mask_loss']))
+  assert np.mean(history[-5:]) < 0.5 * history[0], history
+
+
+@pytest.mark.parametrize('name, metric', [('mask_rcnn', 'mask_AP50'),
+                                          ('keypoint_rcnn', 'keypoint_AP50')])
+def test_train_and_evaluate_writes_ap_and_overlays(name, metric, tfds_dir, tmp_path):
+  config = loader.load(f'configs/inst/{name}_shapes.py:runlocal')
+  config.data.data_dir = tfds_dir
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
+  assert {'AP50', metric} <= set(saved) and 0.0 <= saved[metric] <= 1.0
+  assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')
+
+
+def test_pose_task_refuses_other_joint_sets():
+  config = loader.load('configs/pose/deeppose_shapes.py:runlocal')
+  config.data.name, config.data.variant = 'coco2017', 'person_keypoints'
+  with pytest.raises(ValueError, match='14 LSP joints.*17'):
+    tasks.get_task(config)

@@ -1,0 +1,128 @@
+"""Mask R-CNN mask targets / paste-back (ops.masks) and keypoint heatmaps (ops.keypoints)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ops import keypoints, masks
+
+
+def _disc(h, w, cy, cx, r):
+  y, x = np.mgrid[:h, :w] + 0.5
+  return ((y - cy) ** 2 + (x - cx) ** 2 <= r**2).astype(np.uint8)
+
+
+def test_mask_targets_hand_made():
+  m = np.zeros((2, 32, 32), np.uint8)
+  m[0, 8:24, 4:12] = 1  # The left half of the pixel-aligned box (8, 4, 24, 20).
+  m[1, 8:24, 12:20] = 1  # The right half of the same box.
+  rois = jnp.array([[8., 4., 24., 20.], [8., 4., 24., 20.]])
+  t = masks.mask_targets(m, rois, jnp.array([0, 1], jnp.int32), 8)
+  assert t.shape == (2, 8, 8) and t.dtype == jnp.float32
+  left = np.zeros((8, 8), np.float32)
+  left[:, :4] = 1
+  np.testing.assert_array_equal(t[0], left)
+  np.testing.assert_array_equal(t[1], 1 - left)  # Matched to the second instance.
+
+
+def test_mask_targets_roi_partly_outside():
+  m = np.zeros((2, 32, 32), np.uint8)
+  m[0, :8, :8] = 1
+  m[1, 16:, 16:] = 1
+  # 4-pixel bins; the bins beyond the image read nothing.
+  rois = jnp.array([[-8., -8., 8., 8.], [24., 24., 40., 40.]])
+  t = masks.mask_targets(m, rois, jnp.array([0, 1], jnp.int32), 4)
+  corner = np.zeros((4, 4), np.float32)
+  corner[2:, 2:] = 1
+  np.testing.assert_array_equal(t[0], corner)
+  np.testing.assert_array_equal(t[1], corner[::-1, ::-1])
+
+
+def test_mask_targets_jit_vmap_matches_per_image():
+  rng = np.random.default_rng(0)
+  m = (rng.random((2, 3, 24, 20)) > 0.5).astype(np.uint8)
+  m[1, 0] = _disc(24, 20, 10, 9, 7)
+  y1x1 = rng.uniform(-4, 12, (2, 5, 2)).astype(np.float32)
+  hw = rng.uniform(0, 14, (2, 5, 2)).astype(np.float32)
+  rois = np.concatenate([y1x1, y1x1 + hw], -1)
+  matched = rng.integers(0, 3, (2, 5)).astype(np.int32)
+  batched = jax.jit(jax.vmap(lambda a, b, c: masks.mask_targets(a, b, c, 7)))(m, rois, matched)
+  for i in range(2):
+    np.testing.assert_array_equal(batched[i], masks.mask_targets(m[i], rois[i], matched[i], 7))
+
+
+def _round_trip(m, box, size=28):
+  image_hw = m.shape[-2:]
+  t = masks.mask_targets(m[None], jnp.array([box]), jnp.zeros(1, jnp.int32), size)
+  return np.asarray(masks.paste_masks(t, jnp.array([box]), image_hw)[0] >= 0.5)
+
+
+def test_paste_inverts_targets():
+  h, w = 80, 64
+  y1, x1 = 10, 20
+  inside = np.zeros((h, w), bool)
+  for bh, bw in ((56, 28), (28, 14)):
+    box = [y1, x1, y1 + bh, x1 + bw]
+    inside[:] = False
+    inside[y1:y1 + bh, x1:x1 + bw] = True
+    # A rectangle whose edges lie on mask cell boundaries comes back exactly; the image outside
+    # the box is filled to check that nothing is pasted there.
+    rect = np.ones((h, w), np.uint8)
+    rect[y1:y1 + bh, x1:x1 + bw] = 0
+    rect[y1 + 6:y1 + bh - 10, x1 + 3:x1 + bw - 5] = 1
+    np.testing.assert_array_equal(_round_trip(rect, box), rect.astype(bool) & inside)
+    disc = _disc(h, w, y1 + bh / 2, x1 + bw / 2, min(bh, bw) / 2 - 1.5)
+    pasted = _round_trip(disc, box)
+    assert not pasted[~inside].any()
+    iou = (pasted & (disc > 0)).sum() / (pasted | (disc > 0)).sum()
+    assert iou > 0.95, iou
+
+
+def test_paste_full_mask_fills_box_and_degenerate_boxes_are_empty():
+  boxes = jnp.array([[2.5, 3., 9.5, 7.], [4., 4., 4., 9.], [0., 0., 0., 0.]])
+  out = jax.jit(masks.paste_masks, static_argnums=2)(jnp.ones((3, 5, 5)), boxes, (12, 10))
+  assert out.shape == (3, 12, 10) and np.isfinite(out).all()
+  expected = np.zeros((12, 10), np.float32)
+  expected[2:9, 3:7] = 1  # Pixel centres 2.5 .. 8.5 lie in [2.5, 9.5), 3.5 .. 6.5 in [3, 7).
+  np.testing.assert_allclose(out[0], expected, atol=1e-6)
+  np.testing.assert_array_equal(out[1:], 0)
+
+
+def test_heatmap_targets_and_decode():
+  rois = jnp.array([[10., 20., 26., 36.], [5., 5., 5., 9.]])  # 2-pixel cells; degenerate.
+  kp = jnp.array([[
+      [10., 20., 2.],  # The RoI's corner: bin (0, 0).
+      [13.9, 21., 1.],  # Bin (1, 0).
+      [26., 36., 2.],  # Far corner: bin (7, 7).
+      [26., 25., 2.],  # Far edge in y only: bin (7, 2).
+      [15., 25., 0.],  # Unlabelled.
+      [9.9, 25., 2.],  # Above the RoI.
+      [20., 36.5, 2.],  # Right of the RoI.
+  ]] * 2)
+  index, valid = jax.jit(keypoints.heatmap_targets, static_argnums=2)(kp, rois, 8)
+  assert index.dtype == jnp.int32 and valid.dtype == jnp.bool_
+  np.testing.assert_array_equal(valid[0], [1, 1, 1, 1, 0, 0, 0])
+  np.testing.assert_array_equal(index[0], [0, 8, 63, 58, 0, 0, 0])
+  assert not valid[1].any() and not index[1].any()
+
+  heat = jax.nn.one_hot(index, 64).reshape(2, 7, 8, 8)
+  decoded = keypoints.heatmaps_to_keypoints(heat, rois)
+  assert decoded.shape == (2, 7, 3)
+  err = np.abs(decoded[0, :4, :2] - kp[0, :4, :2])
+  assert (err <= 1.0 + 1e-5).all(), err  # Half a 2-pixel cell.
+  np.testing.assert_array_equal(decoded[0, :, 2], 1.0)
+  np.testing.assert_allclose(decoded[0, 0, :2], [11., 21.])  # The centre of cell (0, 0).
+
+
+def test_heatmap_refinement_is_more_accurate_on_gaussians():
+  s = 16
+  rois = jnp.array([[0., 0., 32., 48.]])
+  rng = np.random.default_rng(1)
+  peaks = rng.uniform(2, s - 2, (1, 5, 2))  # Cell units, away from the border.
+  grid = np.arange(s) + 0.5
+  d2 = ((grid[:, None] - peaks[..., 0, None, None]) ** 2
+        + (grid[None, :] - peaks[..., 1, None, None]) ** 2)
+  logits = jnp.asarray(-d2 / (2 * 1.5**2), jnp.float32)
+  truth = peaks * np.array([32., 48.]) / s
+  coarse = keypoints.heatmaps_to_keypoints(logits, rois)[..., :2]
+  fine = keypoints.heatmaps_to_keypoints(logits, rois, refine=True)[..., :2]
+  assert np.abs(fine - truth).max() < 1e-3 < np.abs(coarse - truth).max()
