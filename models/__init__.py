@@ -3,8 +3,8 @@
 Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, H, W, num_classes]
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
 model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Detectors:
-`yolo`, `ssd`, `sliding_window`, `rcnn`, `fast_rcnn`, `faster_rcnn` (tasks/detection.py) and
-`mask_rcnn` (tasks/instance.py).
+`yolo`, `ssd`, `sliding_window`, `rcnn`, `spp_net`, `fast_rcnn`, `faster_rcnn`, `rfcn`
+(tasks/detection.py) and `mask_rcnn` (tasks/instance.py).
 Regression models: `localizer` (images -> class logits + one box) and `deeppose` (images, person
 boxes -> joints); see their modules.
 """
@@ -21,7 +21,8 @@ from models.fcn import FCN
 from models.localizer import Localizer
 from models.mask_rcnn import MaskRCNN
 from models.patch_classifier import PatchClassifier
-from models.rcnn import RCNN, FastRCNN, SlidingWindow
+from models.rcnn import RCNN, FastRCNN, SlidingWindow, SPPNet
+from models.rfcn import RFCN
 from models.ssd import SSD
 from models.yolo import YOLOv1
 
@@ -35,8 +36,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'ssd': SSD,
     'sliding_window': SlidingWindow,
     'rcnn': RCNN,
+    'spp_net': SPPNet,
     'fast_rcnn': FastRCNN,
     'faster_rcnn': FasterRCNN,
+    'rfcn': RFCN,
     'mask_rcnn': MaskRCNN,
     'localizer': Localizer,
     'deeppose': DeepPose,

@@ -5,6 +5,7 @@ from collections.abc import Callable, Mapping
 import jax
 from flax import linen as nn
 
+from models.mobilenet import MOBILENET_V1, MOBILENET_V1_SMALL, MobileNetV1
 from models.resnet import RESNET18, RESNET50, RESNET101, ResNet
 from models.vgg import VGG, VGG16, VGG_SMALL
 
@@ -14,6 +15,8 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     'resnet18': functools.partial(ResNet, **RESNET18),
     'resnet50': functools.partial(ResNet, **RESNET50),
     'resnet101': functools.partial(ResNet, **RESNET101),
+    'mobilenet_v1': functools.partial(MobileNetV1, **MOBILENET_V1),
+    'mobilenet_v1_small': functools.partial(MobileNetV1, **MOBILENET_V1_SMALL),
 }
 
 

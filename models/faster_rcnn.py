@@ -60,6 +60,11 @@ class FasterRCNN(RoIDetector):
                                     self.anchor_ratios, offset=0.5)
     return jnp.asarray(anchors)
 
+  def roi_head(self, pyramid, pool):
+    """RoIs [B, R, 4] -> (logits, deltas): Fast R-CNN's head on `roi_size` pooled features."""
+    del pyramid  # Read through `pool`; R-FCN's head reads the map itself.
+    return self.fast_rcnn_head(functools.partial(pool, output_size=self.roi_size))
+
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, *, train: bool):
     return self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)[0]
@@ -93,8 +98,8 @@ class FasterRCNN(RoIDetector):
       return pool_pyramid(pyramid, rois, roi_strides, output_size=output_size,
                           method=self.roi_pooling)
 
-    out = self.roi_outputs(functools.partial(pool, output_size=self.roi_size), proposals,
-                           proposal_valid, gt_boxes, gt_labels, gt_valid, train=train)
+    out = self.roi_outputs(self.roi_head(pyramid, pool), proposals, proposal_valid, gt_boxes,
+                           gt_labels, gt_valid, train=train)
     if train:
       rpn = jax.vmap(functools.partial(rpn_targets, anchors, batch_size=self.rpn_batch_size))(
           gt_boxes, gt_valid, jax.random.split(self.make_rng('sample'), len(images)))

@@ -5,11 +5,13 @@
 - `RCNN` (Girshick et al., CVPR 2014): the same per-crop CNN, on ~2k external region proposals
   (selective search) instead of every window, warped to a fixed size with some context, with
   class-specific box regression and softmax or the paper's linear SVMs (`classifier='svm'`).
-- `FastRCNN` (Girshick, ICCV 2015): one backbone pass per image; each proposal is RoI-pooled
-  from the shared feature map, so the per-proposal work is only the small head.
+- `SPPNet` (He et al., ECCV 2014): one backbone pass per image; each proposal's window of the
+  shared feature map is pooled into a spatial pyramid for the head.
+- `FastRCNN` (Girshick, ICCV 2015): the same with one level of RoI pooling, trained end to end;
+  the per-proposal work is only the small head.
 
 External proposals come with the batch ('proposals' [B, P, 4] pixels, 'proposal_valid' [B, P]:
-`data/proposals.py`). All three share `RoIDetector`'s sampling, box head and outputs.
+`data/proposals.py`). All four share `RoIDetector`'s sampling, box head and outputs.
 """
 import functools
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from models.backbones import backbone_features
 from models.roi_heads import RoIDetector, pool_rois
 from ops import boxes as box_ops
 from ops.anchors import grid_anchors
+from ops.psroi import spatial_pyramid_pool
 
 
 class FastRCNN(RoIDetector):
@@ -34,10 +37,34 @@ class FastRCNN(RoIDetector):
                gt_valid=None, *, train: bool):
     features = backbone_features(self.backbone, images, train=train, dtype=self.dtype,
                                  bn_axis_name=self.bn_axis_name)[self.feature_stride]
-    roi_features = functools.partial(pool_rois, features, output_size=self.roi_size,
-                                     stride=self.feature_stride, method=self.roi_pooling)
-    return self.roi_outputs(roi_features, proposals, proposal_valid, gt_boxes, gt_labels,
-                            gt_valid, train=train)
+    return self.roi_outputs(self.fast_rcnn_head(self.roi_features(features)), proposals,
+                            proposal_valid, gt_boxes, gt_labels, gt_valid, train=train)
+
+  def roi_features(self, features):
+    """RoIs [B, R, 4] -> pooled [B, R, s, s, C] from the shared feature map."""
+    return functools.partial(pool_rois, features, output_size=self.roi_size,
+                             stride=self.feature_stride, method=self.roi_pooling)
+
+
+class SPPNet(FastRCNN):
+  """SPP-net (He, Zhang, Ren, Sun, ECCV 2014): Fast R-CNN's predecessor in the lecture's chart.
+
+  The image goes through the CNN once; each proposal's window of the feature map is max-pooled
+  into a fixed-length spatial pyramid (`ops.psroi.spatial_pyramid_pool`, the paper's 1x1, 2x2,
+  3x3 and 6x6 bins for detection) that the FC head classifies. The paper fine-tunes only the FC
+  layers and trains SVMs and box regressors in separate stages; here it trains end to end like
+  Fast R-CNN, so the two differ in the pooling alone (Fast R-CNN's one 7x7 level).
+  """
+  spp_levels: Sequence[int] = (1, 2, 3, 6)
+
+  def roi_features(self, features):
+    """RoIs [B, R, 4] -> pyramids [B, R, sum(l * l) * C], one image at a time."""
+    def one_image(fmap, boxes):
+      rows = jnp.concatenate([jnp.zeros((len(boxes), 1), boxes.dtype), boxes], axis=1)
+      return spatial_pyramid_pool(fmap[None], rows, tuple(self.spp_levels),
+                                  1.0 / self.feature_stride)
+
+    return lambda rois: jax.vmap(one_image)(features, rois)
 
 
 class RCNN(RoIDetector):
@@ -61,8 +88,9 @@ class RCNN(RoIDetector):
   @nn.compact
   def __call__(self, images, proposals, proposal_valid, gt_boxes=None, gt_labels=None,
                gt_valid=None, *, train: bool):
-    return self.roi_outputs(functools.partial(self.crop_features, images, train=train),
-                            proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, train=train)
+    head = self.fast_rcnn_head(functools.partial(self.crop_features, images, train=train))
+    return self.roi_outputs(head, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid,
+                            train=train)
 
 
 class SlidingWindow(RCNN):
@@ -84,5 +112,5 @@ class SlidingWindow(RCNN):
     b = len(images)
     windows = jnp.broadcast_to(windows, (b, *windows.shape))
     valid = jnp.ones(windows.shape[:2], bool)
-    return self.roi_outputs(functools.partial(self.crop_features, images, train=train),
-                            windows, valid, gt_boxes, gt_labels, gt_valid, train=train)
+    head = self.fast_rcnn_head(functools.partial(self.crop_features, images, train=train))
+    return self.roi_outputs(head, windows, valid, gt_boxes, gt_labels, gt_valid, train=train)

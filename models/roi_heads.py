@@ -74,7 +74,7 @@ def pool_rois(features, rois, *, output_size: int, stride: int, method: str):
 
 
 class BoxHead(nn.Module):
-  """pooled RoIs [..., s, s, C] -> class logits [..., C], class-specific deltas [..., C - 1, 4]."""
+  """pooled RoIs [B, R, ...] -> class logits [B, R, C], class-specific deltas [B, R, C - 1, 4]."""
   num_classes: int  # Including the background.
   hidden: int = 256
   box_regression: bool = True  # False: zero deltas (the sliding-window baseline).
@@ -82,7 +82,7 @@ class BoxHead(nn.Module):
 
   @nn.compact
   def __call__(self, pooled: jax.Array) -> tuple[jax.Array, jax.Array]:
-    lead = pooled.shape[:-3]
+    lead = pooled.shape[:2]  # [B, R]; the rest (s x s x C, or a flat SPP vector) is flattened.
     x = pooled.reshape(*lead, -1)
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='fc6')(x))
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='fc7')(x))
@@ -115,14 +115,20 @@ class RoIDetector(nn.Module):
   dtype: Any = None
   bn_axis_name: str | None = None
 
-  def roi_outputs(self, roi_features: Callable[[jax.Array], jax.Array], proposals,
-                  proposal_valid, gt_boxes, gt_labels, gt_valid, *, train: bool) -> dict:
-    if self.classifier not in ('softmax', 'svm'):
-      raise ValueError(f"Unknown classifier {self.classifier!r}; valid: 'softmax', 'svm'.")
+  def fast_rcnn_head(self, roi_features: Callable[[jax.Array], jax.Array]):
+    """Fast R-CNN's head on pooled features: RoIs [B, R, 4] -> (logits, deltas) (`BoxHead`)."""
     box_head = BoxHead(self.num_classes, self.head_hidden, self.box_regression, self.dtype,
                        name='box_head')
+    return lambda rois: box_head(roi_features(rois))
+
+  def roi_outputs(self, roi_head: Callable[[jax.Array], tuple[jax.Array, jax.Array]], proposals,
+                  proposal_valid, gt_boxes, gt_labels, gt_valid, *, train: bool) -> dict:
+    """`roi_head(rois [B, R, 4]) -> (logits [B, R, C], deltas [B, R, C - 1, 4])` on the
+    proposals (inference) or on the sampled training RoIs."""
+    if self.classifier not in ('softmax', 'svm'):
+      raise ValueError(f"Unknown classifier {self.classifier!r}; valid: 'softmax', 'svm'.")
     if not train:
-      logits, deltas = box_head(roi_features(proposals))
+      logits, deltas = roi_head(proposals)
       scores = (jax.nn.softmax(logits, -1) if self.classifier == 'softmax'
                 else jax.nn.sigmoid(logits))
       return {'proposals': proposals, 'proposal_valid': proposal_valid, 'roi_scores': scores,
@@ -136,7 +142,7 @@ class RoIDetector(nn.Module):
         label_and_sample, batch_size=self.roi_batch_size,
         positive_fraction=self.roi_positive_fraction))(
             proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, rngs))
-    logits, deltas = box_head(roi_features(rois['boxes']))
+    logits, deltas = roi_head(rois['boxes'])
     return {'roi_logits': logits, 'roi_deltas': deltas,
             'roi_targets': rois}
 

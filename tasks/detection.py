@@ -43,8 +43,10 @@ FAMILIES = {  # config.model.name -> Family.
     'ssd': Family(ssd_loss, ssd.decode),
     'sliding_window': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
     'rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
+    'spp_net': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
     'fast_rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
     'faster_rcnn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
+    'rfcn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
 }
 
 

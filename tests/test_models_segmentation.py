@@ -140,7 +140,8 @@ def test_bad_names_list_valid_ones():
   with pytest.raises(ValueError,
                      match=r'unknown model fcn99s; valid: deconvnet, .*fcn16s, fcn32s, fcn8s'):
     models.get_model('fcn99s', num_classes=C)
-  with pytest.raises(ValueError, match='valid: resnet101, resnet18, resnet50, vgg16, vgg_small'):
+  with pytest.raises(ValueError, match='valid: mobilenet_v1, mobilenet_v1_small, resnet101, '
+                                       'resnet18, resnet50, vgg16, vgg_small'):
     models.get_backbone('alexnet')
   with pytest.raises(ValueError, match='unknown upsample kind'):
     models.get_model('fcn8s', num_classes=C, upsample='bilinear')

@@ -1,4 +1,4 @@
-r"""The lecture's R-CNN -> Fast R-CNN -> Faster R-CNN speed chart, measured on this machine.
+r"""The lecture's R-CNN -> SPP-net -> Fast R-CNN -> Faster R-CNN speed chart, measured here.
 
   python tools/reproduce_rcnn_speed.py --out docs/rcnn_speed.png
 
@@ -7,8 +7,8 @@ Same data (64x64 Shapes), same backbone, same batch size for every model. Per im
   excluded);
 - test without proposals: the jitted inference (model + decode + NMS) / batch size;
 - test with proposals: plus selective search (fast mode, OpenCV, one image at a time on one
-  thread) for R-CNN and Fast R-CNN, timed on --images validation images. The sliding window and
-  Faster R-CNN need no external proposals.
+  thread) for R-CNN, SPP-net and Fast R-CNN, timed on --images validation images. The sliding
+  window and Faster R-CNN need no external proposals.
 Prints a Markdown table with our ratios beside the papers' and writes a bar chart.
 """
 import argparse
@@ -29,12 +29,14 @@ from configs import loader  # noqa: E402
 from data import pipeline, proposals  # noqa: E402
 from tools.bench import bench_config  # noqa: E402
 
-MODELS = ('sliding_window', 'rcnn', 'fast_rcnn', 'faster_rcnn')
-LABELS = {'sliding_window': 'Sliding window', 'rcnn': 'R-CNN', 'fast_rcnn': 'Fast R-CNN',
-          'faster_rcnn': 'Faster R-CNN'}
+MODELS = ('sliding_window', 'rcnn', 'spp_net', 'fast_rcnn', 'faster_rcnn')
+LABELS = {'sliding_window': 'Sliding window', 'rcnn': 'R-CNN', 'spp_net': 'SPP-net',
+          'fast_rcnn': 'Fast R-CNN', 'faster_rcnn': 'Faster R-CNN'}
 # The lecture's chart (Girshick, ICCV 2015, Table 4; Ren et al. 2015): VGG16 on VOC 2007, one
 # K40 GPU. Training hours; test seconds per image with and without (selective search) proposals.
+# SPP-net: Fast R-CNN's Table 4 (25 h, 2.3 s) plus the ~2 s of proposals the chart adds.
 PAPER = {'rcnn': {'train_h': 84.0, 'test_s': 47.0, 'test_with_s': 49.0},
+         'spp_net': {'train_h': 25.0, 'test_s': 2.3, 'test_with_s': 4.3},
          'fast_rcnn': {'train_h': 8.75, 'test_s': 0.32, 'test_with_s': 2.3},
          'faster_rcnn': {'test_with_s': 0.2}}
 
@@ -72,7 +74,7 @@ def ratio(a, b):
 
 
 def table(rows: dict) -> str:
-  r, f, fr = rows['rcnn'], rows['fast_rcnn'], rows['faster_rcnn']
+  r, sp, f, fr = rows['rcnn'], rows['spp_net'], rows['fast_rcnn'], rows['faster_rcnn']
   p = PAPER
   lines = ['| model | train ms/img | test ms/img (no proposals) | selective search ms/img | '
            'test ms/img (with proposals) |', '|---|---|---|---|---|']
@@ -81,6 +83,11 @@ def table(rows: dict) -> str:
     lines.append(f"| {LABELS[name]} | {x['train_ms']:.2f} | {x['test_ms']:.2f} | "
                  f"{x['proposal_ms']:.2f} | {x['test_with_ms']:.2f} |")
   lines += ['', '| speed-up | ours | paper |', '|---|---|---|',
+            f"| training, R-CNN / SPP-net | {ratio(r['train_ms'], sp['train_ms'])} | "
+            f"{ratio(p['rcnn']['train_h'], p['spp_net']['train_h'])} |",
+            f"| test with proposals, R-CNN / SPP-net | "
+            f"{ratio(r['test_with_ms'], sp['test_with_ms'])} | "
+            f"{ratio(p['rcnn']['test_with_s'], p['spp_net']['test_with_s'])} |",
             f"| training, R-CNN / Fast R-CNN | {ratio(r['train_ms'], f['train_ms'])} | "
             f"{ratio(p['rcnn']['train_h'], p['fast_rcnn']['train_h'])} |",
             f"| test without proposals, R-CNN / Fast R-CNN | {ratio(r['test_ms'], f['test_ms'])} "

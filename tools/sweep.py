@@ -118,9 +118,9 @@ def _run_subprocess(args, trial: dict, trial_dir: str):
     _write_status(trial_dir, 'error', message=f'exit code {rc}; see {log_path}')
 
 
-def run_sweep(args) -> list[dict]:
-  """Runs the pending trials of the sweep; returns the trials (override dicts)."""
-  trials = hyper.load(args.sweep)
+def run_sweep(args, trials: list[dict] | None = None) -> list[dict]:
+  """Runs the pending trials of the sweep (args.sweep's, unless given); returns the trials."""
+  trials = hyper.load(args.sweep) if trials is None else trials
   base = loader.override(loader.load(args.config), args.set)
   _check_same_sweep(args.workdir, {'config': args.config, 'set': args.set, 'trials': trials})
   dirs = [os.path.join(args.workdir, trial_name(i)) for i in range(len(trials))]

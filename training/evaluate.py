@@ -1,12 +1,18 @@
-"""One pass over the eval split: task metrics plus overlay pictures."""
+"""One pass over the eval split: task metrics plus overlay pictures; evaluating a workdir."""
 import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import tqdm
 
 import data
+import tasks
+from configs import loader
+from training.checkpoint import Checkpointer
+from training.optim import make_optimizer
+from training.state import example_batch, init_state
 from training.step import make_eval_step
 
 
@@ -44,3 +50,32 @@ def write_metrics(metrics: dict, out_dir: str, step: int):
 def scalar_metrics(metrics: dict) -> dict:
   """The scalar entries of a metrics dict (for TensorBoard)."""
   return {k: v for k, v in metrics.items() if isinstance(v, (int, float, np.floating))}
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: is {workdir!r} a workdir written by train.py?')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def evaluate_workdir(workdir: str, step: int | None = None, num_overlays: int | None = None, *,
+                     overrides=(), out_dir: str | None = None):
+  """Evaluates a checkpoint; `overrides` ('a.b=value') change test-time settings (e.g. the
+  number of proposals) and `out_dir` (default <workdir>/eval) receives the results."""
+  config = loader.override(load_config(workdir), overrides)
+  task = tasks.get_task(config)
+  tx = make_optimizer(config.optimizer, config.total_steps)
+  state = init_state(task, task.model, tx, jax.random.PRNGKey(config.seed),
+                     example_batch(task.info))
+  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+  restored = checkpointer.restore(state, step)
+  if restored is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first with train.py')
+  state = restored[0]
+  out_dir = out_dir or os.path.join(workdir, 'eval')
+  overlays = config.num_overlays if num_overlays is None else num_overlays
+  metrics = Evaluator(task, config).run(state.variables, out_dir, num_overlays=overlays)
+  write_metrics(metrics, out_dir, int(state.step))
+  return metrics

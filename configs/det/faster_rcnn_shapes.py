@@ -5,7 +5,9 @@ r"""Faster R-CNN (Ren, He, Girshick, Sun, NeurIPS 2015) on the procedural Shapes
 
 Arguments after ':' (comma-separated): `runlocal` (seconds, for tests), `demo` (a few minutes),
 `backbone=NAME` (vgg_small, vgg16, resnet18, resnet50), `roi=align|pool`,
-`classifier=softmax|svm`.
+`classifier=softmax|svm`, `fpn` (a Feature Pyramid on the stride-4 and stride-8 maps, plus a
+stride-16 level for the RPN: one anchor size per level, 12, 20 and 32 px; at these object sizes
+FPN's level rule pools every RoI from the finest level, P2).
 
 Scaled to Shapes: the stride-8 map (8x8 cells) instead of the paper's stride 16, anchors of 3
 scales x 3 ratios (the paper's 128, 256, 512 px on ~600 px images are ~1/5 to 5/6 of the image;
@@ -16,7 +18,8 @@ NMS at 0.7, RoI foreground at IoU >= 0.5 with 25% foreground, 7x7 RoI pooling.
 from configs import common
 from configs.det import defaults
 
-ARGS = dict(runlocal=False, demo=False, backbone='vgg_small', roi='align', classifier='softmax')
+ARGS = dict(runlocal=False, demo=False, backbone='vgg_small', roi='align', classifier='softmax',
+            fpn=False)
 
 
 def get_config(arg=None):
@@ -34,6 +37,15 @@ def get_config(arg=None):
   c.model.rpn_nms_iou = 0.7
   c.model.roi_pooling = arg.roi
   c.model.roi_size = 7
+  if arg.fpn:
+    add_fpn(c, 16 if arg.runlocal else 128)
   if arg.runlocal:
     c.model.rpn_width = 32
+  return c
+
+
+def add_fpn(c, width: int = 128):
+  """The `fpn` argument: P2 and P3 from the stride-4 and stride-8 maps, plus P4 for the RPN."""
+  c.model.fpn_strides = (4, 8)
+  c.model.fpn_width = width
   return c
