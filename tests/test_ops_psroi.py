@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ops import psroi
+from tests.toy_data import random_rois
 
 K = 3  # bins per side
 C_OUT = 2
@@ -60,19 +61,12 @@ def ref_ps_roi_pool_grad(shape, rois, k, scale, g):
 
 
 def _rois(rng, n, num_images, height, width, stride):
-  """Random RoIs in image pixels, including ones hanging off the map, tiny and degenerate ones."""
+  r = random_rois(rng, n, num_images, height, width, stride, span=(-0.3, 1.2))
   ih, iw = height * stride, width * stride
-  y = rng.uniform(-0.3 * ih, 1.2 * ih, (n, 2))
-  x = rng.uniform(-0.3 * iw, 1.2 * iw, (n, 2))
-  r = np.stack([rng.integers(0, num_images, n), y.min(1), x.min(1), y.max(1), x.max(1)], 1)
-  r[0, 1:] = [3.0, 4.0, 3.0, 4.0]  # zero size: forced to one cell
-  r[1, 1:] = [20.0, 20.0, 10.0, 12.0]  # inverted
-  r[2, 1:] = [-50.0, -50.0, -30.0, -20.0]  # entirely outside: empty bins
-  r[3, 1:] = [0.0, 0.0, ih - 1.0, iw - 1.0]  # whole image
   r[4, 1:] = [-9.0, -7.0, 0.6 * ih, 0.5 * iw]  # partly outside, top-left
   r[5, 1:] = [0.4 * ih, 0.5 * iw, 1.3 * ih, 1.4 * iw]  # partly outside, bottom-right
   r[6, 1:] = [2.0, 6.0, 18.5, 22.5]  # exact .5 coordinates exercise the rounding
-  return r.astype(np.float32)
+  return r
 
 
 @pytest.fixture(scope="module")

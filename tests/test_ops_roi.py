@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ops import roi
+from tests.toy_data import random_rois
 
 
 def _c_round(x):
@@ -95,17 +96,9 @@ def ref_roi_align(feat, rois, out_size, scale, sampling_ratio, aligned):
 
 
 def _rois(rng, k, num_images, height, width, stride):
-  """Random RoIs in image pixels, including ones hanging off the image, tiny and inverted ones."""
-  ih, iw = height * stride, width * stride
-  y = rng.uniform(-0.2 * ih, 1.1 * ih, (k, 2))
-  x = rng.uniform(-0.2 * iw, 1.1 * iw, (k, 2))
-  r = np.stack([rng.integers(0, num_images, k), y.min(1), x.min(1), y.max(1), x.max(1)], 1)
-  r[0, 1:] = [3.0, 4.0, 3.0, 4.0]  # zero size
-  r[1, 1:] = [20.0, 20.0, 10.0, 12.0]  # inverted
-  r[2, 1:] = [-50.0, -50.0, -30.0, -20.0]  # entirely outside: empty pooling bins
-  r[3, 1:] = [0.0, 0.0, ih - 1.0, iw - 1.0]  # whole image
+  r = random_rois(rng, k, num_images, height, width, stride, span=(-0.2, 1.1))
   r[4, 1:] = [2.0, 2.0, 2.5, 2.5]  # exact .5 coordinates exercise the rounding
-  return r.astype(np.float32)
+  return r
 
 
 @pytest.fixture(scope="module")
