@@ -66,20 +66,11 @@ def heatmap_targets(keypoints, rois, size: int):
   return index.astype(jnp.int32), valid
 
 
-def _parabola_offset(prev, centre, nxt):
-  # The vertex of the parabola through three samples; a log-Gaussian peak is exactly quadratic.
-  curvature = prev - 2.0 * centre + nxt
-  offset = 0.5 * (prev - nxt) / jnp.where(curvature < 0, curvature, -1.0)
-  return jnp.where(curvature < 0, jnp.clip(offset, -0.5, 0.5), 0.0)
-
-
-def heatmaps_to_keypoints(heatmaps, rois, *, refine: bool = False):
+def heatmaps_to_keypoints(heatmaps, rois):
   """Keypoints [D, J, 3] (y, x, score) from heatmap logits [D, J, s, s] over rois [D, 4].
 
   Location: the centre of the argmax cell mapped into the RoI, roi_start + (bin + 0.5) *
-  extent / s; score: the max logit. refine=True moves the location to the vertex of a parabola
-  fitted through the logits of the argmax cell and its two neighbours on each axis (at most half
-  a cell; exact for Gaussian heatmaps, whose logits are quadratic; none on the heatmap border).
+  extent / s; score: the max logit.
   """
   d, j, s, _ = heatmaps.shape
   flat = heatmaps.reshape(d, j, s * s).astype(jnp.float32)
@@ -87,14 +78,6 @@ def heatmaps_to_keypoints(heatmaps, rois, *, refine: bool = False):
   score = jnp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
   by, bx = arg // s, arg % s
   pos = [by.astype(jnp.float32), bx.astype(jnp.float32)]
-  if refine:
-    def at(dy, dx):
-      iy, ix = jnp.clip(by + dy, 0, s - 1), jnp.clip(bx + dx, 0, s - 1)
-      return jnp.take_along_axis(flat, (iy * s + ix)[..., None], axis=-1)[..., 0]
-
-    for axis, (b, step) in enumerate(((by, (1, 0)), (bx, (0, 1)))):
-      off = _parabola_offset(at(-step[0], -step[1]), score, at(*step))
-      pos[axis] = pos[axis] + jnp.where((b > 0) & (b < s - 1), off, 0.0)
   coords = []
   for axis in (0, 1):
     start, extent = _roi_axis(rois.astype(jnp.float32)[:, None], axis)

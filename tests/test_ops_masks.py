@@ -111,18 +111,3 @@ def test_heatmap_targets_and_decode():
   assert (err <= 1.0 + 1e-5).all(), err  # Half a 2-pixel cell.
   np.testing.assert_array_equal(decoded[0, :, 2], 1.0)
   np.testing.assert_allclose(decoded[0, 0, :2], [11., 21.])  # The centre of cell (0, 0).
-
-
-def test_heatmap_refinement_is_more_accurate_on_gaussians():
-  s = 16
-  rois = jnp.array([[0., 0., 32., 48.]])
-  rng = np.random.default_rng(1)
-  peaks = rng.uniform(2, s - 2, (1, 5, 2))  # Cell units, away from the border.
-  grid = np.arange(s) + 0.5
-  d2 = ((grid[:, None] - peaks[..., 0, None, None]) ** 2
-        + (grid[None, :] - peaks[..., 1, None, None]) ** 2)
-  logits = jnp.asarray(-d2 / (2 * 1.5**2), jnp.float32)
-  truth = peaks * np.array([32., 48.]) / s
-  coarse = keypoints.heatmaps_to_keypoints(logits, rois)[..., :2]
-  fine = keypoints.heatmaps_to_keypoints(logits, rois, refine=True)[..., :2]
-  assert np.abs(fine - truth).max() < 1e-3 < np.abs(coarse - truth).max()
