@@ -10,9 +10,10 @@ classes. The classifier is a softmax
 (Fast R-CNN) or one-vs-rest linear SVMs trained with a hinge loss (R-CNN, `classifier='svm'`).
 
 `RoIDetector` is the base of the region-based detectors: a subclass finds proposals and says
-how a batch of RoIs becomes features (pooled from one shared feature map, or crops of the
-image through their own CNN pass), and `roi_outputs` does the rest, so the four detectors differ
-exactly where the papers do.
+how a batch of RoIs becomes class scores and boxes: usually `fast_rcnn_head` on RoI features
+(pooled from one shared map, a spatial pyramid of it, or crops of the image through their own
+CNN pass), or R-FCN's position-sensitive vote; `roi_outputs` does the rest (sampling, targets,
+outputs), so the detectors differ exactly where the papers do.
 """
 import functools
 from collections.abc import Callable
