@@ -26,10 +26,9 @@ from flax import linen as nn
 from models.faster_rcnn import FasterRCNN
 from models.roi_heads import decode
 from models.upsample import ConvTranspose
-from ops.boxes import clip
 from ops.keypoints import heatmap_targets, heatmaps_to_keypoints
 from ops.masks import mask_targets
-from ops.nms import select_detections
+from ops.nms import select_batch_detections
 
 _MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # detectron2's heads.
 
@@ -121,10 +120,11 @@ class MaskRCNN(FasterRCNN):
       boxes, classes = rois['boxes'], rois['classes']
       foreground = rois['valid'] & (classes > 0)
     else:
-      detections = jax.vmap(functools.partial(
-          select_detections, score_threshold=self.score_threshold,
+      image_hw = images.shape[1:3]
+      detections = select_batch_detections(
+          *decode(out, image_hw), image_hw, score_threshold=self.score_threshold,
           iou_threshold=self.nms_iou_threshold, pre_nms_topk=self.pre_nms_topk,
-          max_detections=self.max_detections))(*self._decoded(out, images.shape[1:3]))
+          max_detections=self.max_detections)
       boxes, classes = detections['boxes'], detections['labels']
       out['detections'] = detections
 
@@ -155,8 +155,3 @@ class MaskRCNN(FasterRCNN):
       else:
         out['detections']['keypoints'] = jax.vmap(heatmaps_to_keypoints)(heatmaps, boxes)
     return out
-
-  @staticmethod
-  def _decoded(outputs, image_hw):
-    boxes, scores = decode(outputs, image_hw)
-    return clip(boxes, image_hw), scores

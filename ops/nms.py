@@ -11,10 +11,13 @@ keep <- alive & ~any(keep[j] & IoU[j, i] > thr, j < i) to its fixed point. That 
 box i exact once boxes 0..i-1 are, so its unique fixed point is the greedy answer; in practice it
 converges in a few steps. The loop stops once `max_output` boxes are kept.
 """
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ops.boxes import iou
+from ops.boxes import clip, iou
 
 _TILE = 256
 
@@ -165,4 +168,12 @@ def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: f
           'labels': jnp.where(valid, cand_labels[keep], 0), 'valid': valid}
 
 
-__all__ = ["nms", "batched_nms", "nms_with_threshold", "select_detections"]
+
+def select_batch_detections(boxes, scores, image_hw, **select_kwargs) -> dict:
+  """A batch: boxes clipped to the image, then `select_detections` per image."""
+  select = functools.partial(select_detections, **select_kwargs)
+  return jax.vmap(select)(clip(boxes, image_hw), scores)
+
+
+__all__ = ["nms", "batched_nms", "nms_with_threshold", "select_detections",
+           "select_batch_detections"]

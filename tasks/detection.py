@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -23,8 +22,7 @@ from losses.ssd import ssd_loss
 from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
 from models import roi_heads, ssd, yolo
-from ops.boxes import clip
-from ops.nms import select_detections
+from ops.nms import select_batch_detections
 from tasks import drawing
 from tasks.segmentation import SegmentationTask
 
@@ -79,12 +77,11 @@ class DetectionTask:
 
   def postprocess(self, outputs, batch):
     image_hw = batch['image'].shape[1:3]
-    boxes, scores = self.family.decode(outputs, image_hw)
     d = self.config.detect
-    select = functools.partial(
-        select_detections, score_threshold=d.score_threshold, iou_threshold=d.nms_iou_threshold,
-        pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections)
-    return jax.vmap(select)(clip(boxes, image_hw), scores)
+    return select_batch_detections(
+        *self.family.decode(outputs, image_hw), image_hw, score_threshold=d.score_threshold,
+        iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
+        max_detections=d.max_detections)
 
   def make_evaluator(self):
     return DetectionEvaluator(self.info['class_names'])
