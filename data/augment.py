@@ -14,7 +14,9 @@ box cut by the crop hugs what is left of the object, not the clipped original bo
 are transformed geometrically and clipped (also when `annotated_boxes` is set: datasets whose
 boxes are annotated, not the tight box of the stored mask). Either way `box_valid` [K] says which
 boxes survived. Region `proposals` [P, 4] (data/proposals.py) always move geometrically, like
-annotated boxes, and `proposal_valid` [P] says which survived the crop. All randomness comes from
+annotated boxes, and `proposal_valid` [P] says which survived the crop. Region phrases
+`captions` [K, T] (token ids) follow their boxes; a flip maps them through `caption_flip`, the
+vocabulary's token permutation ("left" <-> "right"). All randomness comes from
 the `np.random.Generator` the caller passes, which the pipeline derives from (seed, index), so
 results are deterministic however grain schedules the work.
 """
@@ -173,6 +175,8 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
     ex['keypoints'] = _transform_keypoints(ex['keypoints'], flip_order, *motion)
   if 'proposals' in ex:
     ex['proposals'], ex['proposal_valid'] = _geometric_boxes(ex['proposals'], *motion)
+  if flip and 'captions' in ex:  # "left of" becomes "right of"; the image caption is unaffected.
+    ex['captions'] = ex['caption_flip'][ex['captions']]
   return _finish_boxes(ex, lambda b: _geometric_boxes(b, *motion))
 
 

@@ -99,7 +99,8 @@ def _joints(builder) -> people.JointSet | None:
 def dataset_info(cfg) -> dict:
   """num_classes (incl. background), class_names, image_size, max_boxes, max_proposals (0: no
   proposals), joints (the `data.people.JointSet` of the keypoints, None without), num_joints (J of
-  the batches' keypoints), num_train, num_eval.
+  the batches' keypoints), vocab (the `data.captions.Vocabulary` of datasets with phrases, else
+  None), max_caption_len (its T, or 0), num_train, num_eval.
 
   Needs no prepared data (models can be built before the data exists); the example counts are
   None until the dataset is prepared.
@@ -109,9 +110,11 @@ def dataset_info(cfg) -> dict:
   prepared = builder.is_prepared()
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
   joints = _joints(builder)
+  vocab = getattr(builder, 'vocab', None)
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
               max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg), joints=joints,
-              num_joints=_NO_JOINTS if joints is None else joints.num_joints,
+              num_joints=_NO_JOINTS if joints is None else joints.num_joints, vocab=vocab,
+              max_caption_len=vocab.max_len if vocab else 0,
               num_train=count(_get(cfg, 'train_split', 'train')),
               num_eval=count(_get(cfg, 'eval_split', 'validation')))
 
@@ -145,6 +148,8 @@ class DecodedSource(grain.RandomAccessDataSource):
     self.has_difficult = 'difficult' in features['objects'].feature
     self.joints = _joints(builder)
     self.num_joints = _NO_JOINTS if self.joints is None else self.joints.num_joints
+    self.vocab = getattr(builder, 'vocab', None)
+    self._caption_flip = self.vocab.flip_permutation() if self.vocab else None
     self._source = tfds.data_source(
         f'{builder.name}/{builder.builder_config.name}', split=split,
         data_dir=_get(cfg, 'data_dir', None), download=False,
@@ -184,6 +189,11 @@ class DecodedSource(grain.RandomAccessDataSource):
       ex['annotated_boxes'] = True
     if self._proposals is not None:
       ex['proposals'] = self._proposals[index]
+    if self.vocab is not None:  # Dense captioning: token ids of each object's phrase.
+      text = lambda t: t.decode() if isinstance(t, bytes) else str(t)
+      ex['captions'] = self.vocab.encode_all([text(t) for t in objects['phrase']])
+      ex['caption'] = self.vocab.encode(text(raw['caption']))
+      ex['caption_flip'] = self._caption_flip
     return ex
 
   def __repr__(self) -> str:
@@ -221,6 +231,10 @@ def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   if 'difficult' in ex:  # Boxes that evaluation ignores (VOC 'difficult', COCO crowds).
     out['difficult'] = np.zeros((max_boxes,), bool)
     out['difficult'][:n] = ex['difficult'][keep]
+  if 'captions' in ex:
+    out['captions'] = np.zeros((max_boxes, ex['captions'].shape[1]), np.int32)
+    out['captions'][:n] = ex['captions'][keep]
+    out['caption'] = ex['caption'].astype(np.int32)
   if 'proposals' in ex:
     props = ex['proposals']
     kept = props[ex.get('proposal_valid', np.ones(len(props), bool))][:max_proposals]
@@ -259,16 +273,18 @@ def _eval_element(ex: dict, *, cfg) -> dict:
   return out
 
 
-def _padding_element(cfg, difficult: bool, num_joints: int) -> dict:
+def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int) -> dict:
   size, m, p = int(cfg.image_size), int(cfg.max_boxes), _num_proposals(cfg)
   proposal_keys = dict(proposals=np.zeros((p, 4), np.float32), proposal_valid=np.zeros((p,), bool))
+  caption_keys = dict(captions=np.zeros((m, caption_len), np.int32),
+                      caption=np.zeros((caption_len,), np.int32))
   return dict(image=np.zeros((size, size, 3), np.float32),
               mask=np.full((size, size), augment.IGNORE, np.int32),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
               keypoints=np.zeros((m, num_joints, 3), np.float32), example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
-              **(proposal_keys if p else {}))
+              **(proposal_keys if p else {}), **(caption_keys if caption_len else {}))
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
@@ -323,7 +339,8 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   source = DecodedSource(cfg, split or _get(cfg, 'eval_split', 'validation'))
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
-  pad = _padding_element(cfg, source.has_difficult, source.num_joints)
+  pad = _padding_element(cfg, source.has_difficult, source.num_joints,
+                         source.vocab.max_len if source.vocab else 0)
   n = len(shard)
 
   def element(i):

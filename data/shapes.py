@@ -5,7 +5,9 @@ A tfds builder (`file_format='array_record'`) so the data is read like any real 
 by (config seed, split id, index), so the content never depends on generation order or parallelism.
 
 Variants: `multi_object` (the default), `single` (one labelled object, for classification +
-localization) and `people` (one stick figure with the 14 LSP joints, for human pose).
+localization), `people` (one stick figure with the 14 LSP joints, for human pose) and `captions`
+(multi-object scenes in named colours with a phrase per object, for dense captioning:
+`data/captions.py`).
 
 Example features (shared with `data/voc.py`, so the pipeline treats both alike):
   id            text        '<split>_<index>'
@@ -14,7 +16,9 @@ Example features (shared with `data/voc.py`, so the pipeline treats both alike):
   instance_ids  PNG uint8   [H, W, 1]  k = visible pixels of objects[k - 1], 0 = none
   objects       sequence of {box: float32 [4] (y1, x1, y2, x2) absolute pixels, tight around the
                 visible pixels, y2/x2 exclusive (= last pixel + 1); label: ClassLabel;
-                people only: keypoints float32 [14, 3] (y, x, v), see `data/people.py`}
+                people only: keypoints float32 [14, 3] (y, x, v), see `data/people.py`;
+                captions only: phrase text}
+  caption       text        captions only: the whole image's caption
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image, ImageDraw
 
-from data import people
+from data import captions, people
 
 CLASS_NAMES = ('background', 'circle', 'square', 'triangle', 'star')
 PEOPLE_CLASS_NAMES = ('background', 'person')
@@ -50,6 +54,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
   max_size: int = 30
   min_visible: float = 0.35  # A placement is retried if it hides more than this of an object.
   seed: int = 0
+  captions: bool = False  # multi_object: named colours, a phrase per object and an image caption.
 
 
 def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
@@ -139,7 +144,7 @@ def render_multi_object(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str
   size = cfg.image_size
   image = _background(rng, size)
   inst = np.zeros((size, size), np.uint8)
-  areas, classes, colours = [], [], []
+  areas, classes, colours, names, sizes = [], [], [], [], []
   for _ in range(int(rng.integers(1, cfg.max_objects + 1))):
     for _attempt in range(6):
       cls = int(rng.integers(1, len(CLASS_NAMES)))
@@ -157,8 +162,13 @@ def render_multi_object(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str
         continue
       # Contrast with what it covers and with the objects it touches, so instances stay separable.
       touching = np.unique(inst[_dilate(shape)])
-      avoid = [image[shape].mean(axis=0)] + [colours[j - 1] for j in touching if j]
-      colour = _contrasting_colour(rng, np.asarray(avoid))
+      avoid = np.asarray([image[shape].mean(axis=0)] + [colours[j - 1] for j in touching if j])
+      if cfg.captions:
+        name, colour = captions.pick_colour(rng, avoid)
+        names.append(name)
+        sizes.append(captions.SIZES[int(2 * radius >= (cfg.min_size + cfg.max_size) / 2)])
+      else:
+        colour = _contrasting_colour(rng, avoid)
       shading = rng.normal(0, 4, size=(area, 1))  # A little texture on the object too.
       image[shape] = np.clip(colour + shading, 0, 255)
       inst = new_inst
@@ -166,7 +176,13 @@ def render_multi_object(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str
       classes.append(cls)
       colours.append(colour)
       break
-  return finalize_instances(image.astype(np.uint8), inst, np.asarray(classes, np.int64))
+  ex = finalize_instances(image.astype(np.uint8), inst, np.asarray(classes, np.int64))
+  if cfg.captions:
+    kept = ex['kept']
+    ex['phrases'], ex['caption'] = captions.shapes_phrases(
+        ex['boxes'], [CLASS_NAMES[c] for c in ex['labels']], [names[k] for k in kept],
+        [sizes[k] for k in kept])
+  return ex
 
 
 def finalize_instances(image: np.ndarray, inst: np.ndarray, classes: np.ndarray,
@@ -174,7 +190,7 @@ def finalize_instances(image: np.ndarray, inst: np.ndarray, classes: np.ndarray,
   """Drops instances with no visible pixel, renumbers ids 1..K, computes tight boxes and the mask.
 
   `classes[k - 1]` is the class of instance id k. If `mask` is None the semantic mask is painted
-  from the instances.
+  from the instances. `kept`: the input index (id - 1) of each remaining instance.
   """
   present = np.flatnonzero(np.bincount(inst.ravel(), minlength=len(classes) + 1)[1:]) + 1
   remap = np.zeros(256, np.uint8)
@@ -186,7 +202,7 @@ def finalize_instances(image: np.ndarray, inst: np.ndarray, classes: np.ndarray,
     lut[1:len(labels) + 1] = labels
     mask = lut[inst]
   return dict(image=image, mask=mask, instance_ids=inst, boxes=tight_boxes(inst, len(labels)),
-              labels=labels)
+              labels=labels, kept=present - 1)
 
 
 def tight_boxes(inst: np.ndarray, num: int) -> np.ndarray:
@@ -274,12 +290,14 @@ class LocalBuilderMixin:
 
 
 def example_features(class_names, image_format: str = 'png', joints: people.JointSet | None = None,
-                     difficult: bool = False, masks: bool = True) -> tfds.features.FeaturesDict:
+                     difficult: bool = False, masks: bool = True,
+                     phrases: bool = False) -> tfds.features.FeaturesDict:
   """The feature spec shared by every builder of ours.
 
   `joints`: pose data, keypoints [J, 3] per object in that joint set's order. `difficult`: a bool
   per object that evaluation ignores (VOC 'difficult', COCO crowds). `masks=False`: box-only data,
-  without `mask` and `instance_ids`.
+  without `mask` and `instance_ids`. `phrases`: a text phrase per object (dense captioning) and
+  an image `caption`.
   """
   objects = {'box': tfds.features.Tensor(shape=(4,), dtype=np.float32),
              'label': tfds.features.ClassLabel(names=class_names)}
@@ -287,12 +305,15 @@ def example_features(class_names, image_format: str = 'png', joints: people.Join
     objects['keypoints'] = tfds.features.Tensor(shape=(joints.num_joints, 3), dtype=np.float32)
   if difficult:
     objects['difficult'] = tfds.features.Tensor(shape=(), dtype=np.bool_)
+  if phrases:
+    objects['phrase'] = tfds.features.Text()
   png = lambda: tfds.features.Image(shape=(None, None, 1), encoding_format='png')
   features = {
       'id': tfds.features.Text(),
       'image': tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
       **({'mask': png(), 'instance_ids': png()} if masks else {}),
       'objects': tfds.features.Sequence(objects),
+      **({'caption': tfds.features.Text()} if phrases else {}),
   }
   return tfds.features.FeaturesDict(features)
 
@@ -319,6 +340,12 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
                    variant='people', min_size=36, max_size=60),
       ShapesConfig(name='people_small', description='`people`, 256 train / 64 validation.',
                    variant='people', min_size=36, max_size=60, num_train=256, num_validation=64),
+      # Dense captioning: at most 3 objects, mostly visible, so that every phrase stays true.
+      ShapesConfig(name='captions', description='Named colours; a phrase per object, a caption.',
+                   captions=True, max_objects=3, min_visible=0.6),
+      ShapesConfig(name='captions_small', description='`captions`, 256 train / 64 validation.',
+                   captions=True, max_objects=3, min_visible=0.6, num_train=256,
+                   num_validation=64),
   ]
   DEFAULT_CONFIG_NAME = 'default'
 
@@ -331,11 +358,16 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     """The joint set of the keypoints (the pipeline reads it): LSP's for people, else none."""
     return people.LSP_14 if self.builder_config.variant == 'people' else None
 
+  @property
+  def vocab(self) -> captions.Vocabulary | None:
+    """The vocabulary of the phrases (the pipeline reads it): `captions` variants only."""
+    return captions.shapes_vocabulary(CLASS_NAMES[1:]) if self.builder_config.captions else None
+
   def _info(self) -> tfds.core.DatasetInfo:
     is_people = self.builder_config.variant == 'people'
     return self.dataset_info_from_configs(
         features=example_features(PEOPLE_CLASS_NAMES if is_people else CLASS_NAMES,
-                                  joints=self.joints),
+                                  joints=self.joints, phrases=self.builder_config.captions),
         # Record i is example i, so an index names one example in every tool.
         disable_shuffling=True,
         homepage='https://github.com/detseg-jax',
@@ -353,12 +385,17 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
       objects = {'box': ex['boxes'].reshape(-1, 4), 'label': ex['labels']}
       if 'keypoints' in ex:
         objects['keypoints'] = ex['keypoints']
+      text = {}
+      if 'phrases' in ex:
+        objects['phrase'] = ex['phrases']
+        text['caption'] = ex['caption']
       yield index, {
           'id': f'{split}_{index:06d}',
           'image': io.BytesIO(encode_png(ex['image'], compress_level=0)),
           'mask': io.BytesIO(encode_png(ex['mask'])),
           'instance_ids': io.BytesIO(encode_png(ex['instance_ids'])),
           'objects': objects,
+          **text,
       }
 
 
