@@ -1,9 +1,9 @@
 """Recurrent language models (CS231n lecture 10's recap): a vanilla RNN or an LSTM over tokens.
 
 `CaptionDecoder` generates a token sequence conditioned on one feature vector (an image or a
-region): the feature sets the initial hidden state (h_0 = W_f f + b, c_0 = 0, as the CS231n
-captioning assignment does; Show-and-Tell feeds it as a step-0 input instead, one more step for
-the same effect). Training uses teacher forcing; inference decodes greedily or with beam search,
+region): as in Show and Tell and DenseCap, the feature, projected to the word-embedding size, is
+the input of a step 0 before START (from a zero state); the state after it starts every
+sequence. Training uses teacher forcing; inference decodes greedily or with beam search,
 or samples with a temperature (the char-RNN of `tools/sample_text.py` is this decoder with a zero
 feature). Every loop over time is a `nn.scan` (a `lax.scan` that carries the parameters), so a
 sequence costs one compiled step body whatever its length.
@@ -53,13 +53,16 @@ class CaptionDecoder(nn.Module):
       raise ValueError(f'unknown cell {self.cell!r}; valid: {", ".join(sorted(CELLS))}')
     self.rnn = CELLS[self.cell](features=self.hidden)
     self.embed = nn.Embed(self.vocab_size, self.embed_dim)
-    self.init_state = nn.Dense(self.hidden)
+    self.project = nn.Dense(self.embed_dim)  # The feature becomes the step-0 input.
     self.dropout = nn.Dropout(self.dropout_rate)
     self.readout = nn.Dense(self.vocab_size)
 
   def initial_carry(self, features: jax.Array):
-    h = self.init_state(features.astype(jnp.float32))
-    return (jnp.zeros_like(h), h) if self.cell == 'lstm' else h
+    """The state after step 0, which reads the projected features [N, D] from a zero state."""
+    h = jnp.zeros(features.shape[:-1] + (self.hidden,), jnp.float32)
+    carry, _ = self.rnn((h, h) if self.cell == 'lstm' else h,
+                        self.project(features.astype(jnp.float32)))
+    return carry
 
   def __call__(self, features: jax.Array, tokens: jax.Array, *, train: bool) -> jax.Array:
     """Teacher forcing: features [N, D], target tokens int32 [N, T] -> logits float32 [N, T, V];

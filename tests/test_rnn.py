@@ -22,12 +22,12 @@ def _reference_logits(params, cell, features, tokens):
   """Teacher forcing written as a step-by-step numpy loop from the same parameters."""
   p = jax.tree.map(np.asarray, params)
   dense = lambda name, x: x @ p['rnn'][name]['kernel'] + p['rnn'][name].get('bias', 0)
-  h = features @ p['init_state']['kernel'] + p['init_state']['bias']
-  c = np.zeros_like(h)
-  inputs = np.asarray(shift_right(tokens))
+  h = c = np.zeros((len(features), p['readout']['kernel'].shape[0]), np.float32)
+  # Step 0 reads the projected features, then START and the targets but the last.
+  inputs = [features @ p['project']['kernel'] + p['project']['bias']] + [
+      p['embed']['embedding'][token] for token in np.asarray(shift_right(tokens)).T]
   logits = []
-  for t in range(tokens.shape[1]):
-    x = p['embed']['embedding'][inputs[:, t]]
+  for x in inputs:
     if cell == 'lstm':
       i, f, o = (_sigmoid(dense('i' + g, x) + dense('h' + g, h)) for g in 'ifo')
       g = np.tanh(dense('ig', x) + dense('hg', h))
@@ -36,7 +36,7 @@ def _reference_logits(params, cell, features, tokens):
     else:
       h = np.tanh(dense('i', x) + dense('h', h))
     logits.append(h @ p['readout']['kernel'] + p['readout']['bias'])
-  return np.stack(logits, 1)
+  return np.stack(logits[1:], 1)  # Step 0's output predicts nothing.
 
 
 @pytest.fixture(scope='module', params=['lstm', 'rnn'])
