@@ -6,6 +6,10 @@ r"""Generic trainer for every task.
 The workdir receives config.json, checkpoints/, TensorBoard events, metrics.jsonl and eval/.
 Running again with the same workdir resumes from the latest checkpoint (model, optimizer, step,
 RNG and data iterator position), so a killed run continues exactly where it was.
+
+Multi-host: start one process per host with `--distributed` (on SLURM or Cloud TPU JAX finds the
+others itself) or with `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`; each
+reads its own shard of the data and `config.batch_size` stays the global batch size.
 """
 import json
 import logging
@@ -27,7 +31,7 @@ from training import compile_cache, pretrained
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
-from training.parallel import DataParallel
+from training.parallel import DataParallel, initialize_distributed
 from training.state import example_batch, init_state
 from training.step import make_train_step
 from training.writers import MetricWriter
@@ -38,6 +42,11 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config file (path[:a
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and pictures.')
 flags.DEFINE_bool('progress', True, 'Show a tqdm progress bar.')
+flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initialize (implied by '
+                  '--coordinator_address).')
+flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0.')
+flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0..num_processes-1.')
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -131,7 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
     if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
       eval_metrics = evaluator.run(
-          parallel.get_state(state).variables, os.path.join(workdir, 'eval'),
+          parallel.host_local(parallel.get_state(state).variables), os.path.join(workdir, 'eval'),
           num_overlays=config.num_overlays if is_last else 0, progress=progress)
       writer.write_scalars(step, scalar_metrics(eval_metrics), prefix='eval/')
       if is_last and jax.process_index() == 0:
@@ -147,6 +156,8 @@ def main(argv):
   # Our own progress lines at INFO; the libraries' (orbax, tfds) only from WARNING up.
   absl_logging.set_verbosity(absl_logging.WARNING)
   log.setLevel(logging.INFO)
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   compile_cache.enable()
   metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)[1]
   if metrics:

@@ -2,7 +2,7 @@
 
 Both wrap the same pure step. Parameters are replicated; the batch is split along its leading axis
 over the mesh axis `data` (jit) or the pmapped axis `batch` (pmap). Every host feeds its own
-shard of the global batch (`process_count` > 1 after `jax.distributed.initialize()`).
+shard of the global batch (`process_count` > 1 after `initialize_distributed`).
 """
 import jax
 import numpy as np
@@ -11,6 +11,18 @@ from jax.sharding import PartitionSpec as P
 
 PARALLEL_MODES = ('jit', 'pmap')
 PMAP_AXIS = 'batch'
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None, process_id: int | None = None):
+  """`jax.distributed.initialize` for a multi-process run (one call per process, before any
+  computation). None arguments are auto-detected on clusters JAX knows (SLURM, Cloud TPU, ...).
+
+  Collectives between the CPU devices of different processes go through gloo (what
+  tests/test_multihost.py runs on); GPUs and TPUs ignore this setting.
+  """
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
 class DataParallel:
@@ -67,6 +79,16 @@ class DataParallel:
     if self.mode == 'pmap':
       return jax.tree.map(lambda x: x[0], state)
     return state
+
+  def host_local(self, tree):
+    """A replicated (single-copy) tree as arrays on this process's first device.
+
+    Per-host work (every host evaluates the whole split) then runs without cross-host
+    collectives; with one process this is the tree itself.
+    """
+    if jax.process_count() == 1:
+      return tree
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
   def put_batch(self, local_batch: dict):
     """Host-local numpy batch -> device arrays (global array for jit, stacked shards for pmap)."""
