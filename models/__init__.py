@@ -4,9 +4,10 @@ Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, 
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
 model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Detectors:
 `yolo`, `ssd`, `sliding_window`, `rcnn`, `spp_net`, `fast_rcnn`, `faster_rcnn`, `rfcn`
-(tasks/detection.py) and `mask_rcnn` (tasks/instance.py).
+(tasks/detection.py), `mask_rcnn` (tasks/instance.py) and `densecap` (tasks/densecap.py).
 Regression models: `localizer` (images -> class logits + one box) and `deeppose` (images, person
 boxes -> joints); see their modules.
+Captioning: `image_captioner` (images, caption tokens -> word logits; decodes when not training).
 """
 import functools
 from collections.abc import Callable
@@ -14,8 +15,10 @@ from collections.abc import Callable
 from flax import linen as nn
 
 from models.backbones import BACKBONES, get_backbone, lookup
+from models.captioner import ImageCaptioner
 from models.deconvnet import DeconvNet
 from models.deeppose import DeepPose
+from models.densecap import DenseCap
 from models.faster_rcnn import FasterRCNN
 from models.fcn import FCN
 from models.localizer import Localizer
@@ -41,8 +44,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'faster_rcnn': FasterRCNN,
     'rfcn': RFCN,
     'mask_rcnn': MaskRCNN,
+    'densecap': DenseCap,
     'localizer': Localizer,
     'deeppose': DeepPose,
+    'image_captioner': ImageCaptioner,
 }
 
 

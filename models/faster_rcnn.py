@@ -25,9 +25,10 @@ from flax import linen as nn
 
 from models.backbones import backbone_features
 from models.fpn import FPN, pool_pyramid
-from models.roi_heads import RoIDetector
+from models.roi_heads import RoIDetector, decode
 from models.rpn import RPNHead, propose, rpn_targets
 from ops.anchors import multilevel_anchors
+from ops.nms import select_batch_detections
 
 
 class FasterRCNN(RoIDetector):
@@ -105,3 +106,30 @@ class FasterRCNN(RoIDetector):
           gt_boxes, gt_valid, jax.random.split(self.make_rng('sample'), len(images)))
       out.update(rpn_logits=rpn_logits, rpn_deltas=rpn_deltas, rpn_targets=rpn)
     return out, pool
+
+
+class FasterRCNNWithHeads(FasterRCNN):
+  """Faster R-CNN with heads on its RoIs (Mask R-CNN's mask and keypoints, DenseCap's captions).
+
+  The heads train on the foreground RoIs of the box head's minibatch: `label_and_sample` puts them
+  first, so the first int(roi_batch_size * roi_positive_fraction) RoIs hold all of them at a
+  static size. At test time they run on the final detections, which the model selects itself
+  (box decoding, per-class NMS, top-D; the task passes config.detect) and returns under
+  'detections'.
+  """
+  score_threshold: float = 0.05
+  nms_iou_threshold: float = 0.5
+  pre_nms_topk: int = 1000
+  max_detections: int = 100
+
+  def head_rois(self, out: dict, image_hw: tuple[int, int], *, train: bool) -> dict:
+    """The RoIs the heads see: boxes [B, N, 4], classes [B, N], and in training `valid` and the
+    matched ground truth index `matched` (`label_and_sample`'s targets of those slots)."""
+    if train:
+      num_fg = int(self.roi_batch_size * self.roi_positive_fraction)
+      return jax.tree.map(lambda x: x[:, :num_fg], out['roi_targets'])
+    out['detections'] = select_batch_detections(
+        *decode(out, image_hw), image_hw, score_threshold=self.score_threshold,
+        iou_threshold=self.nms_iou_threshold, pre_nms_topk=self.pre_nms_topk,
+        max_detections=self.max_detections)
+    return {'boxes': out['detections']['boxes'], 'classes': out['detections']['labels']}

@@ -10,12 +10,11 @@ The heads read RoIAlign features (14x14) pooled like the box head's, from the Ro
   conv and a 2x bilinear upsampling to one 56x56 heatmap per joint; each visible joint is a
   one-hot target over the 56x56 positions, trained with softmax cross-entropy.
 
-Training runs both heads on the foreground RoIs of the box head's minibatch: `label_and_sample`
-puts them first, so the first int(roi_batch_size * roi_positive_fraction) RoIs hold all of them
-at a static size. Targets (`ops.masks.mask_targets`, `ops.keypoints.heatmap_targets`) are made
-inside jit from the padded ground truth. At test time the heads run on the final detections
-(box decoding, per-class NMS and top-D selection happen inside the model, as in detectron2), and
-the task pastes each 28x28 mask back into the image (`ops.masks.paste_masks`).
+Training runs both heads on the foreground RoIs of the box head's minibatch
+(`FasterRCNNWithHeads.head_rois`). Targets (`ops.masks.mask_targets`,
+`ops.keypoints.heatmap_targets`) are made inside jit from the padded ground truth. At test time
+the heads run on the final detections (selected inside the model, as in detectron2), and the task
+pastes each 28x28 mask back into the image (`ops.masks.paste_masks`).
 """
 import functools
 
@@ -23,12 +22,10 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from models.faster_rcnn import FasterRCNN
-from models.roi_heads import decode
+from models.faster_rcnn import FasterRCNNWithHeads
 from models.upsample import ConvTranspose
 from ops.keypoints import heatmap_targets, heatmaps_to_keypoints
 from ops.masks import mask_targets
-from ops.nms import select_batch_detections
 
 _MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # detectron2's heads.
 
@@ -85,7 +82,7 @@ class KeypointHead(nn.Module):
     return jax.image.resize(x, (n, 2 * h, 2 * w, j), 'bilinear')  # align_corners=False.
 
 
-class MaskRCNN(FasterRCNN):
+class MaskRCNN(FasterRCNNWithHeads):
   """Faster R-CNN + mask head (`mask_head`) and/or keypoint head (`num_keypoints` > 0).
 
   Extra inputs in training: `gt_masks` [B, M, H, W] (the batch's instance masks) and
@@ -104,29 +101,15 @@ class MaskRCNN(FasterRCNN):
   keypoint_pool_size: int = 14
   keypoint_head_convs: int = 8
   keypoint_head_width: int = 512
-  # Test-time selection of the detections the heads run on (the task passes config.detect).
-  score_threshold: float = 0.05
-  nms_iou_threshold: float = 0.5
-  pre_nms_topk: int = 1000
-  max_detections: int = 100
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_masks=None,
                gt_keypoints=None, *, train: bool):
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
+    rois = self.head_rois(out, images.shape[1:3], train=train)
+    boxes, classes = rois['boxes'], rois['classes']
     if train:
-      num_fg = int(self.roi_batch_size * self.roi_positive_fraction)
-      rois = jax.tree.map(lambda x: x[:, :num_fg], out['roi_targets'])
-      boxes, classes = rois['boxes'], rois['classes']
       foreground = rois['valid'] & (classes > 0)
-    else:
-      image_hw = images.shape[1:3]
-      detections = select_batch_detections(
-          *decode(out, image_hw), image_hw, score_threshold=self.score_threshold,
-          iou_threshold=self.nms_iou_threshold, pre_nms_topk=self.pre_nms_topk,
-          max_detections=self.max_detections)
-      boxes, classes = detections['boxes'], detections['labels']
-      out['detections'] = detections
 
     if self.mask_head:
       logits = MaskHead(self.num_classes - 1, self.mask_head_convs, self.mask_head_width,

@@ -1,4 +1,6 @@
 """Tasks: the only code that knows what a task is. Looked up by `config.task` in one plain dict."""
+from tasks.captioning import CaptioningTask
+from tasks.densecap import DenseCapTask
 from tasks.detection import DetectionTask
 from tasks.instance import InstanceTask
 from tasks.localization import LocalizationTask
@@ -9,8 +11,10 @@ TASKS = {
     'segmentation': SegmentationTask,
     'detection': DetectionTask,
     'instance_segmentation': InstanceTask,
+    'dense_captioning': DenseCapTask,
     'localization': LocalizationTask,
     'pose': PoseTask,
+    'captioning': CaptioningTask,
 }
 
 

@@ -55,7 +55,7 @@ class DetectionTask:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.info = data.dataset_info(config.data)
-    self.num_classes = self.info['num_classes']
+    self.num_classes = len(self.class_names)
     if config.model.name not in self.families:
       raise ValueError(f'config.model.name {config.model.name!r} is not a {self.name} model; '
                        f'valid: {", ".join(sorted(self.families))}')
@@ -64,6 +64,17 @@ class DetectionTask:
     self.model = self.build_model()
 
   build_model = SegmentationTask.build_model  # The same config.model -> models.get_model call.
+
+  @property
+  def class_names(self) -> list[str]:
+    """What the model detects, background first: the dataset's classes."""
+    return self.info['class_names']
+
+  def selection_kwargs(self) -> dict:
+    """config.detect as the keywords of models that select their detections themselves."""
+    d = self.config.detect
+    return dict(score_threshold=d.score_threshold, nms_iou_threshold=d.nms_iou_threshold,
+                pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections)
 
   def model_inputs(self, batch):
     missing = sorted(set(self.family.inputs.values()) - set(batch))
@@ -84,11 +95,11 @@ class DetectionTask:
         max_detections=d.max_detections)
 
   def make_evaluator(self):
-    return DetectionEvaluator(self.info['class_names'])
+    return DetectionEvaluator(self.class_names)
 
   def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
     """Writes image | ground truth | prediction (class, score) panels; returns how many."""
-    names = self.info['class_names']
+    names = self.class_names
     count = min(max_images, int(np.sum(batch['example_valid'])))
     for i in range(count):
       image = drawing.to_uint8(batch['image'][i])

@@ -136,3 +136,26 @@ def draw_instances(image: np.ndarray, boxes, labels, class_names, *, masks=None,
                   else keypoint_labelled[k])
       _skeleton(draw, points, edges, labelled, scale, joint_names)
   return np.asarray(canvas)
+
+
+def draw_captions(image: np.ndarray, boxes, captions, scores=None, *, scale: int = 4,
+                  text_width: int = 420, rows: int = 8) -> np.ndarray:
+  """Numbered boxes, each in its own colour, beside a column listing their captions (dense
+  captioning). The tile is image height x (image width + text_width) for up to `rows` captions,
+  so that panels of different images line up."""
+  count = len(captions)
+  names = [''] + [str(k + 1) for k in range(count)]
+  tile = draw_boxes(image, boxes, np.arange(1, count + 1), names, scores, scale)
+  line = 14
+  canvas = Image.new('RGB', (tile.shape[1] + text_width, max(tile.shape[0], line * rows + 4)),
+                     (255, 255, 255))
+  canvas.paste(Image.fromarray(tile), (0, 0))
+  draw = ImageDraw.Draw(canvas)
+  colors = palette(count + 1)
+  x = tile.shape[1] + 6
+  for k, text in enumerate(captions[:rows]):
+    y = 4 + line * k
+    draw.rectangle([x, y + 1, x + 9, y + 10], fill=tuple(int(c) for c in colors[k + 1]),
+                   outline=(0, 0, 0))
+    draw.text((x + 14, y), f'{k + 1}. {text}', fill=(0, 0, 0))
+  return np.asarray(canvas)

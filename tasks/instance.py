@@ -29,10 +29,8 @@ class InstanceTask(DetectionTask):
   families = {'mask_rcnn': Family(mask_rcnn_loss, decode=None, inputs=INSTANCE_INPUTS)}
 
   def build_model(self, bn_axis_name=None):
-    d = self.config.detect  # The detections the heads see are the ones evaluated.
-    return super().build_model(
-        bn_axis_name, score_threshold=d.score_threshold, nms_iou_threshold=d.nms_iou_threshold,
-        pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections)
+    # The detections the heads see are the ones evaluated.
+    return super().build_model(bn_axis_name, **self.selection_kwargs())
 
   @property
   def has_masks(self) -> bool:

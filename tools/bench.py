@@ -5,6 +5,13 @@ r"""Training and inference speed of configs: compile time, step time, images/s.
 
 Runs on synthetic batches of the config's shapes (no dataset needed), so it measures the model
 and the step, not the input pipeline. Prints one Markdown table row per config.
+
+  python tools/bench.py --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
+
+`--compare-torch` (needs `pip install -r requirements-bench.txt`) also times the same architecture
+in PyTorch (`tools/bench_torch.py`) on the same batch, with as many threads as XLA's CPU pool, and
+prints ours / PyTorch images/s. Inference there is the model's forward pass in both frameworks
+(no task post-processing), the train step is the whole step (loss, gradients, optimizer).
 """
 import argparse
 import os
@@ -19,6 +26,7 @@ import numpy as np  # noqa: E402
 
 import tasks  # noqa: E402
 from configs import loader  # noqa: E402
+from data import captions  # noqa: E402
 from training import compile_cache  # noqa: E402
 from training.optim import make_optimizer  # noqa: E402
 from training.parallel import DataParallel  # noqa: E402
@@ -55,6 +63,14 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
     batch['proposals'] = np.concatenate(
         [yx, yx + rng.uniform(size * 0.1, size * 0.3, (batch_size, p, 2))], -1).astype(np.float32)
     batch['proposal_valid'][:] = True
+  if 'captions' in batch:  # Random phrases of random lengths (words from id 4, then END).
+    vocab, t = len(task.info['vocab']), batch['captions'].shape[-1]
+    words = rng.integers(4, vocab, batch['captions'].shape)
+    length = rng.integers(1, t, batch['captions'].shape[:-1])[..., None]
+    steps = np.arange(t)
+    ends = np.where(steps == length, captions.END, captions.PAD)
+    batch['captions'] = np.where(steps < length, words, ends).astype(np.int32)
+    batch['caption'] = batch['captions'][:, 0]
   batch['example_valid'] = np.ones((batch_size,), bool)
   return batch
 
@@ -74,7 +90,12 @@ def _time_calls(jitted, args, steps: int, *, rebind=None):
   return compile_s, statistics.median(times), out
 
 
-def bench_config(config, steps: int) -> dict:
+COMPARE_CONFIGS = ('configs/seg/fcn8s_shapes.py',
+                   'configs/loc/localizer_shapes.py:backbone=resnet18',
+                   'configs/det/ssd_shapes.py', 'configs/det/faster_rcnn_shapes.py')
+
+
+def bench_config(config, steps: int, *, with_state: bool = False) -> dict:
   task = tasks.get_task(config)
   parallel = DataParallel(config.parallel)
   model = task.build_model(bn_axis_name=parallel.axis_name)
@@ -90,29 +111,82 @@ def bench_config(config, steps: int) -> dict:
   infer_compile, infer_s, _ = _time_calls(
       eval_step, (parallel.get_state(state).variables, batch), steps)
   n = config.batch_size
-  return {
+  result = {
       'train_compile_s': train_compile, 'train_step_ms': 1e3 * train_s,
       'train_images_per_s': n / train_s, 'infer_compile_s': infer_compile,
       'infer_step_ms': 1e3 * infer_s, 'infer_images_per_s': n / infer_s,
   }
+  if with_state:
+    result.update(task=task, batch=batch, variables=parallel.get_state(state).variables)
+  return result
+
+
+def compare_torch(config, steps: int) -> dict:
+  """Ours and the PyTorch twin on one batch: train images/s, forward images/s, parameters."""
+  import bench_torch  # noqa: PLC0415 (torch is a bench-only dependency)
+  import torch  # noqa: PLC0415
+  # XLA:CPU runs one intra-op thread per core; PyTorch gets the same number.
+  torch.set_num_threads(os.cpu_count())
+  torch.manual_seed(0)
+  ours = bench_config(config, steps, with_state=True)
+  task, batch, variables = ours['task'], ours['batch'], ours['variables']
+  args, kwargs = task.model_inputs(batch)
+  forward = jax.jit(lambda v, a, k: task.model.apply(v, *a, train=False, **k))
+  _, forward_s, _ = _time_calls(forward, (variables, args, kwargs), steps)
+  params = variables['params']
+  module, inputs, loss_fn = bench_torch.twin(config.model.name, params, batch, config)
+  ours_params = sum(x.size for x in jax.tree.leaves(params))
+  torch_params = bench_torch.num_params(module)
+  if ours_params != torch_params:
+    raise AssertionError(f'{config.model.name}: {ours_params} parameters here, {torch_params} in '
+                         'the PyTorch twin; the architectures differ.')
+  theirs = bench_torch.bench(module, inputs, loss_fn, config, steps)
+  n = config.batch_size
+  return {**ours, 'params': ours_params, 'forward_images_per_s': n / forward_s,
+          'torch_train_images_per_s': n / theirs['train_s'],
+          'torch_infer_images_per_s': n / theirs['infer_s']}
 
 
 HEADER = ('| config | batch | train img/s | train step ms | train compile s | infer img/s | '
           'infer step ms | infer compile s |\n|---|---|---|---|---|---|---|---|')
 
+COMPARE_HEADER = ('| config | batch | params | train img/s | torch train img/s | '
+                  'train ours/torch | infer img/s | torch infer img/s | infer ours/torch | '
+                  'train compile s |\n'
+                  '|---|---|---|---|---|---|---|---|---|---|')
+
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--config', action='append', required=True, help='path.py[:args]; repeat')
+  parser.add_argument('--config', action='append', help='path.py[:args]; repeat (default with '
+                      '--compare-torch: ' + ', '.join(COMPARE_CONFIGS) + ')')
   parser.add_argument('--set', action='append', default=[], help='override key=value; repeat')
   parser.add_argument('--steps', type=int, default=10, help='timed steps after the first')
   parser.add_argument('--compile_cache', action='store_true',
                       help='use the persistent compilation cache (compile times then measure '
                       'cache loads, not compiles)')
+  parser.add_argument('--compare-torch', action='store_true',
+                      help='also time the same architecture in PyTorch (requirements-bench.txt)')
   args = parser.parse_args()
+  if not args.config and not args.compare_torch:
+    parser.error('give --config (or --compare-torch for the default comparison)')
   if args.compile_cache:
     compile_cache.enable()
   print(f'# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}')
+  if args.compare_torch:
+    import torch  # noqa: PLC0415
+    print(f'# torch {torch.__version__}, {os.cpu_count()} threads each')
+    print(COMPARE_HEADER)
+    for spec in args.config or COMPARE_CONFIGS:
+      config = loader.override(loader.load(spec), args.set)
+      r = compare_torch(config, args.steps)
+      print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["params"]} | '
+            f'{r["train_images_per_s"]:.1f} | {r["torch_train_images_per_s"]:.1f} | '
+            f'{r["train_images_per_s"] / r["torch_train_images_per_s"]:.2f} | '
+            f'{r["forward_images_per_s"]:.1f} | {r["torch_infer_images_per_s"]:.1f} | '
+            f'{r["forward_images_per_s"] / r["torch_infer_images_per_s"]:.2f} | '
+            f'{r["train_compile_s"]:.1f} |', flush=True)
+    return
   print(HEADER)
   for spec in args.config:
     config = loader.override(loader.load(spec), args.set)

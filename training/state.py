@@ -60,4 +60,7 @@ def example_batch(info: dict, batch_size: int = 1) -> dict:
   if proposals:
     batch['proposals'] = np.zeros((batch_size, proposals, 4), np.float32)
     batch['proposal_valid'] = np.zeros((batch_size, proposals), bool)
+  if info.get('max_caption_len'):
+    batch['captions'] = np.zeros((batch_size, boxes, info['max_caption_len']), np.int32)
+    batch['caption'] = np.zeros((batch_size, info['max_caption_len']), np.int32)
   return batch

@@ -1,0 +1,125 @@
+"""Dense captioning (Johnson, Karpathy, Fei-Fei, CVPR 2016): regions, each described in words.
+
+Regions are class-agnostic (the model's one foreground class is 'region'; the dataset's classes
+are not used). The model selects its detections and captions them itself; evaluation is the
+DenseCap mAP (`metrics/densecap.py`) plus box AP of the regions, and the same mAP for a baseline
+that keeps the model's boxes and scores but writes the training set's most frequent phrase on
+every box: the part of the mAP the captions earn.
+"""
+import collections
+import os
+
+import numpy as np
+
+from data.pipeline import DecodedSource
+from losses.densecap import densecap_loss
+from metrics.densecap import DenseCapMetric
+from tasks import drawing
+from tasks.detection import GROUND_TRUTH, DetectionEvaluator, DetectionTask, Family
+
+REGION_CLASSES = ['background', 'region']
+
+
+class DenseCapTask(DetectionTask):
+  name = 'dense_captioning'
+  families = {'densecap': Family(densecap_loss, decode=None,
+                                 inputs={**GROUND_TRUTH, 'gt_captions': 'captions'})}
+
+  def __init__(self, config):
+    super().__init__(config)
+    if self.info['vocab'] is None:
+      raise ValueError(f'Dataset {config.data.name}/{config.data.variant} has no region phrases; '
+                       'dense captioning needs shapes/captions (or captions_small) or '
+                       'visual_genome.')
+
+  @property
+  def class_names(self) -> list[str]:
+    return REGION_CLASSES
+
+  @property
+  def vocab(self):
+    return self.info['vocab']
+
+  def build_model(self, bn_axis_name=None):
+    return super().build_model(bn_axis_name, vocab_size=len(self.info['vocab']),
+                               max_caption_len=self.info['max_caption_len'],
+                               **self.selection_kwargs())
+
+  def model_inputs(self, batch):
+    args, kwargs = super().model_inputs(batch)
+    return args, {**kwargs, 'gt_labels': regions(batch)}
+
+  def postprocess(self, outputs, batch):
+    return dict(outputs['detections'])
+
+  def make_evaluator(self):
+    return DenseCapEvaluator(self.vocab, most_frequent_phrase(self.config.data, self.vocab))
+
+  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
+    """Writes ground truth | prediction panels: numbered boxes and their phrases."""
+    count = min(max_images, int(np.sum(batch['example_valid'])))
+    rows = max(batch['boxes'].shape[1], predictions['boxes'].shape[1])
+    for i in range(count):
+      image = drawing.to_uint8(batch['image'][i])
+      gt = batch['valid'][i]
+      shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
+      truth = drawing.draw_captions(
+          image, batch['boxes'][i][gt], [self.vocab.decode(c) for c in batch['captions'][i][gt]],
+          rows=rows)
+      predicted = drawing.draw_captions(
+          image, predictions['boxes'][i][shown],
+          [self.vocab.decode(c) for c in predictions['captions'][i][shown]],
+          predictions['scores'][i][shown], rows=rows)
+      drawing.save_panel([truth, predicted], ['ground truth', 'prediction'],
+                         os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1)
+    return count
+
+
+def regions(batch) -> np.ndarray:
+  """The ground-truth labels of class-agnostic regions: 1 for every real box."""
+  return batch['valid'].astype(np.int32)
+
+
+def most_frequent_phrase(data_config, vocab) -> str:
+  """The training split's most frequent region phrase (the captions-free baseline's)."""
+  source = DecodedSource(data_config, data_config.get('train_split', 'train'),
+                         with_proposals=False)
+  counts = collections.Counter()
+  for index in range(len(source)):
+    counts.update(tuple(c) for c in source[index]['captions'])
+  return vocab.decode(np.asarray(counts.most_common(1)[0][0])) if counts else ''
+
+
+class DenseCapEvaluator(DetectionEvaluator):
+  """Box AP of the regions (the detection task's), 'densecap_map' with 'detection_map' and
+  'meteor_matched' (metrics/densecap.py), and 'baseline_densecap_map' (and its strict variant):
+  the same boxes, each captioned with `baseline_phrase`."""
+
+  def __init__(self, vocab, baseline_phrase: str):
+    super().__init__(REGION_CLASSES)
+    self.vocab = vocab
+    self.baseline_phrase = baseline_phrase
+    self.densecap = DenseCapMetric()
+    self.baseline = DenseCapMetric()
+
+  def add(self, batch, predictions):
+    super().add(dict(batch, labels=regions(batch)), predictions)
+
+  def add_image(self, image_id: int, batch, predictions, i: int):
+    super().add_image(image_id, batch, predictions, i)
+    gt, det = batch['valid'][i], predictions['valid'][i]
+    phrases = [self.vocab.decode(c) for c in batch['captions'][i][gt]]
+    boxes, scores = predictions['boxes'][i][det], predictions['scores'][i][det]
+    self.densecap.add(batch['boxes'][i][gt], phrases, boxes, scores,
+                      [self.vocab.decode(c) for c in predictions['captions'][i][det]])
+    self.baseline.add(batch['boxes'][i][gt], phrases, boxes, scores,
+                      [self.baseline_phrase] * len(boxes))
+
+  def result(self) -> dict:
+    out = super().result()
+    out.update(self.densecap.result())
+    baseline = self.baseline.result()
+    out['baseline_densecap_map'] = baseline['densecap_map']
+    out['baseline_densecap_map_strict'] = baseline['densecap_map_strict']
+    out['baseline_phrase'] = self.baseline_phrase
+    return out
