@@ -8,6 +8,7 @@ from __future__ import annotations
 from data.coco import Coco2017
 from data.lsp import Lsp
 from data.shapes import Shapes
+from data.visual_genome import VisualGenome
 from data.voc import Voc2012Segmentation, VocDetection
 
 DATASETS = {
@@ -16,6 +17,7 @@ DATASETS = {
     'lsp': Lsp,
     'voc_detection': VocDetection,
     'coco2017': Coco2017,
+    'visual_genome': VisualGenome,
 }
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import zipfile
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -31,6 +29,7 @@ from etils import epath
 from pycocotools import coco as coco_api
 
 from data import people, shapes
+from data.manual import ManualFiles
 
 CLASS_NAMES = (
     'background', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck',
@@ -56,41 +55,7 @@ class CocoConfig(tfds.core.BuilderConfig):
   joints: people.JointSet | None = None  # The annotations' keypoints, if they have any.
 
 
-class _ManualFiles:
-  """Reads <folder>/<name> from the manual dir: the extracted folder if there, else its zip."""
-
-  def __init__(self, manual_dir: epath.Path):
-    self._dir = manual_dir
-    self._zips = {}
-
-  def _zip(self, folder: str) -> zipfile.ZipFile | None:
-    if folder not in self._zips:
-      path = self._dir / _ZIPS[folder]
-      self._zips[folder] = zipfile.ZipFile(os.fspath(path)) if path.exists() else None
-    return self._zips[folder]
-
-  def exists(self, folder: str, name: str) -> bool:
-    if (self._dir / folder / name).exists():
-      return True
-    archive = self._zip(folder)
-    return archive is not None and f'{folder}/{name}' in archive.NameToInfo
-
-  def read(self, folder: str, name: str) -> bytes:
-    path = self._dir / folder / name
-    if path.exists():
-      return path.read_bytes()
-    if self._zip(folder) is None:
-      raise FileNotFoundError(f'{folder}/{name} not found in manual dir {self._dir} (neither '
-                              f'extracted nor in {_ZIPS[folder]})')
-    return self._zips[folder].read(f'{folder}/{name}')
-
-  def close(self) -> None:
-    for archive in self._zips.values():
-      if archive is not None:
-        archive.close()
-
-
-def load_coco(files: _ManualFiles, name: str) -> coco_api.COCO:
+def load_coco(files: ManualFiles, name: str) -> coco_api.COCO:
   """A pycocotools COCO index of annotations/<name> (COCO(path) cannot read from a zip)."""
   coco = coco_api.COCO()
   coco.dataset = json.loads(files.read('annotations', name))
@@ -175,7 +140,7 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     manual_dir = epath.Path(dl_manager.manual_dir)
-    files = _ManualFiles(manual_dir)
+    files = ManualFiles(manual_dir, _ZIPS)
     try:
       out = {split: self._generate_examples(manual_dir, folder) for split, folder in
              _SPLITS.items() if files.exists('annotations', self._annotation_name(folder))}
@@ -187,7 +152,7 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     return out
 
   def _generate_examples(self, manual_dir: epath.Path, folder: str):
-    files = _ManualFiles(manual_dir)
+    files = ManualFiles(manual_dir, _ZIPS)
     try:
       coco = load_coco(files, self._annotation_name(folder))
       names = self.builder_config.class_names

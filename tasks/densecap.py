@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+import data
 from data.pipeline import DecodedSource
 from losses.densecap import densecap_loss
 from metrics.densecap import DenseCapMetric
@@ -26,6 +27,9 @@ class DenseCapTask(DetectionTask):
                                  inputs={**GROUND_TRUTH, 'gt_captions': 'captions'})}
 
   def __init__(self, config):
+    # Datasets whose vocabulary comes from their training phrases (visual_genome) know it only
+    # once prepared, and dataset_info (in super().__init__) reads it.
+    data.ensure_prepared(config.data)
     super().__init__(config)
     if self.info['vocab'] is None:
       raise ValueError(f'Dataset {config.data.name}/{config.data.variant} has no region phrases; '
