@@ -154,8 +154,8 @@ def test_corrupt_png_names_dataset_split_and_index(cfg):
 def test_dataset_info(cfg):
   info = pipeline.dataset_info(cfg)
   assert info == dict(num_classes=5, class_names=list(shapes.CLASS_NAMES), image_size=64,
-                      max_boxes=M, max_proposals=0, joints=None, num_joints=14, num_train=256,
-                      num_eval=64)
+                      max_boxes=M, max_proposals=0, joints=None, num_joints=14, vocab=None,
+                      max_caption_len=0, num_train=256, num_eval=64)
 
 
 def _scene():
