@@ -19,6 +19,7 @@ from tasks import drawing
 from tasks.detection import GROUND_TRUTH, DetectionEvaluator, DetectionTask, Family
 
 REGION_CLASSES = ['background', 'region']
+NUM_SAMPLES = 20  # Images whose phrases metrics.json lists under 'samples'.
 
 
 class DenseCapTask(DetectionTask):
@@ -97,7 +98,8 @@ def most_frequent_phrase(data_config, vocab) -> str:
 class DenseCapEvaluator(DetectionEvaluator):
   """Box AP of the regions (the detection task's), 'densecap_map' with 'detection_map' and
   'meteor_matched' (metrics/densecap.py), and 'baseline_densecap_map' (and its strict variant):
-  the same boxes, each captioned with `baseline_phrase`."""
+  the same boxes, each captioned with `baseline_phrase`. 'samples': the first images' true
+  phrases and their detections' (caption, score), best first."""
 
   def __init__(self, vocab, baseline_phrase: str):
     super().__init__(REGION_CLASSES)
@@ -105,6 +107,7 @@ class DenseCapEvaluator(DetectionEvaluator):
     self.baseline_phrase = baseline_phrase
     self.densecap = DenseCapMetric()
     self.baseline = DenseCapMetric()
+    self.samples = []  # The first images' true and predicted phrases, for people to read.
 
   def add(self, batch, predictions):
     super().add(dict(batch, labels=regions(batch)), predictions)
@@ -118,6 +121,10 @@ class DenseCapEvaluator(DetectionEvaluator):
                       [self.vocab.decode(c) for c in predictions['captions'][i][det]])
     self.baseline.add(batch['boxes'][i][gt], phrases, boxes, scores,
                       [self.baseline_phrase] * len(boxes))
+    if len(self.samples) < NUM_SAMPLES:
+      predicted = [self.vocab.decode(c) for c in predictions['captions'][i][det]]
+      self.samples.append({'image': image_id, 'truth': phrases, 'predicted': [
+          [text, round(float(s), 3)] for text, s in zip(predicted, scores, strict=True)]})
 
   def result(self) -> dict:
     out = super().result()
@@ -126,4 +133,5 @@ class DenseCapEvaluator(DetectionEvaluator):
     out['baseline_densecap_map'] = baseline['densecap_map']
     out['baseline_densecap_map_strict'] = baseline['densecap_map_strict']
     out['baseline_phrase'] = self.baseline_phrase
+    out['samples'] = self.samples
     return out

@@ -156,5 +156,7 @@ def test_evaluator_scores_truth_above_the_most_frequent_phrase(densecap, tmp_pat
   assert result['baseline_densecap_map_strict'] == pytest.approx(
       np.mean(evaluator.baseline.ap_table([0.5])))
   assert result['baseline_densecap_map_strict'] < 0.6
+  assert result['samples'][0]['truth'] == [c[0] for c in result['samples'][0]['predicted']] == [
+      'a small red circle', 'a large blue square left of a small red circle', 'a small green star']
   assert task.visualize(batch, truth, str(tmp_path), max_images=1) == 1
   assert (tmp_path / 'overlay_000.png').exists()
