@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from models.layers import batch_norm
+from models.layers import Conv, batch_norm
 
 
 class _Block(nn.Module):
@@ -27,7 +27,7 @@ class _Block(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     bn = batch_norm(train, self.bn_axis_name, self.dtype)
-    conv = lambda f, k, s, name: nn.Conv(f, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2,
+    conv = lambda f, k, s, name: Conv(f, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2,
                                          use_bias=False, dtype=self.dtype, name=name)
     if self.bottleneck:
       layers = [(self.width, 1, 1), (self.width, 3, self.stride), (self.width * 4, 1, 1)]
@@ -58,7 +58,7 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> dict[str, Any]:
     pre_pool = {2: x}
-    x = nn.Conv(64, (7, 7), (2, 2), padding=[(3, 3)] * 2, use_bias=False, dtype=self.dtype,
+    x = Conv(64, (7, 7), (2, 2), padding=[(3, 3)] * 2, use_bias=False, dtype=self.dtype,
                 name='conv1')(x)
     x = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype)(name='bn1')(x))
     features = {2: x}

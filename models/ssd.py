@@ -24,7 +24,7 @@ import numpy as np
 from flax import linen as nn
 
 from models.backbones import get_backbone
-from models.layers import ConvBNReLU, batch_norm
+from models.layers import Conv, ConvBNReLU, batch_norm
 from ops import boxes as box_ops
 from ops.anchors import grid_anchors
 
@@ -82,7 +82,7 @@ class SSD(nn.Module):
     for i, width in enumerate(self.extra_widths):
       x = ConvBNReLU(width // 2, kernel_size=1, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
                      name=f'extra{i}_reduce')(x, train=train)
-      x = nn.Conv(width, (3, 3), (2, 2), padding='SAME', dtype=self.dtype, name=f'extra{i}')(x)
+      x = Conv(width, (3, 3), (2, 2), padding='SAME', dtype=self.dtype, name=f'extra{i}')(x)
       x = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype)(name=f'extra{i}_bn')(x))
       maps.append(x)
 
@@ -92,8 +92,8 @@ class SSD(nn.Module):
         raise ValueError(f'SSD needs square feature maps (square images); level {k} is '
                          f'{fmap.shape[1]}x{fmap.shape[2]}.')
       a = boxes_per_cell(ratios)
-      cls = nn.Conv(a * self.num_classes, (3, 3), dtype=self.dtype, name=f'class_head{k}')(fmap)
-      box = nn.Conv(a * 4, (3, 3), dtype=self.dtype, name=f'box_head{k}')(fmap)
+      cls = Conv(a * self.num_classes, (3, 3), dtype=self.dtype, name=f'class_head{k}')(fmap)
+      box = Conv(a * 4, (3, 3), dtype=self.dtype, name=f'box_head{k}')(fmap)
       logits.append(cls.reshape(n, -1, self.num_classes))
       deltas.append(box.reshape(n, -1, 4))
     anchors = default_boxes(images.shape[1:3], [m.shape[1] for m in maps], self.min_scale,

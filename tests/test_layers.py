@@ -1,0 +1,37 @@
+"""models.layers.conv_general_dilated: the small-map matmul path equals lax's convolution."""
+import jax
+import numpy as np
+import pytest
+from flax import linen as nn
+from jax import lax
+
+from models import layers
+
+
+@pytest.mark.parametrize('size, stride, padding', [
+    (2, 1, 'SAME'), (1, 1, 'SAME'), (4, 2, ((1, 1), (1, 1))), (3, 1, 'VALID'), (5, 2, 'SAME')])
+def test_small_map_conv_matches_lax_forward_and_gradients(size, stride, padding):
+  kx, kk = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(kx, (2, size, size, 3))
+  kernel = jax.random.normal(kk, (3, 3, 3, 5))
+  dims = lax.conv_dimension_numbers(x.shape, kernel.shape, ('NHWC', 'HWIO', 'NHWC'))
+
+  def loss(conv, x, kernel):
+    y = conv(x, kernel, (stride, stride), padding, dimension_numbers=dims)
+    return (y * np.arange(y.size, dtype=np.float32).reshape(y.shape)).sum(), y
+
+  (_, want), want_grads = jax.value_and_grad(
+      lambda x, k: loss(lax.conv_general_dilated, x, k), (0, 1), has_aux=True)(x, kernel)
+  (_, got), got_grads = jax.value_and_grad(
+      lambda x, k: loss(layers.conv_general_dilated, x, k), (0, 1), has_aux=True)(x, kernel)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for g, w in zip(got_grads, want_grads, strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_keeps_flax_parameters():
+  x = np.ones((1, 2, 2, 4), np.float32)
+  ours, theirs = layers.Conv(8, (3, 3), name='c'), nn.Conv(8, (3, 3), name='c')
+  params = theirs.init(jax.random.key(0), x)
+  assert jax.tree.map(np.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(np.shape, params)
+  np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-6)
