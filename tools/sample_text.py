@@ -4,7 +4,8 @@ r"""Char-RNN (Karpathy's min-char-rnn, lecture 10): an LSTM language model on an
       --prompt 'The model' --temperature 0.5 1.0
   python tools/sample_text.py --workdir runs/char_rnn --steps 0 --prompt 'def ' --temperature 0.8
 
-Trains on random windows of `--seq_len` characters (teacher forcing, Adam), saves the parameters
+Trains on random windows of `--seq_len` characters (teacher forcing, Adam) of the text but its
+last `--val_fraction` (held out: its loss is printed and saved), saves the parameters
 and the alphabet to `<workdir>/char_rnn.msgpack` + `char_rnn.json`, then prints `--length`
 characters sampled after `--prompt` at each temperature. `--steps 0` samples from the saved
 model. The network is `models.rnn.CaptionDecoder` with a zero conditioning feature: a language
@@ -78,39 +79,48 @@ class CharModel:
 
 
 def train(text: str, steps: int, *, seq_len: int = 64, batch_size: int = 32,
-          learning_rate: float = 2e-3, seed: int = 0, log_every: int = 100,
-          **sizes) -> tuple[CharModel, list[float]]:
-  """Trains on random windows of `text`; returns the model and the loss of every step."""
+          learning_rate: float = 2e-3, val_fraction: float = 0.1, seed: int = 0,
+          log_every: int = 100, **sizes) -> tuple[CharModel, list[float], float]:
+  """Trains on random windows of the text but its last `val_fraction`; returns the model, the
+  training loss of every step and the loss on the held-out tail (nats per character)."""
   cm = CharModel(''.join(sorted(set(text))), **sizes)
   ids = cm.encode(text)
-  if len(ids) <= seq_len:
+  cut = len(ids) - int(len(ids) * val_fraction)
+  train_ids, val_ids = ids[:cut], ids[cut:]
+  if len(train_ids) <= seq_len:
     raise ValueError(f'the text has {len(ids)} characters; --seq_len {seq_len} needs more')
   tx = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(learning_rate))
   params = cm.init_params(seed)
   opt_state = tx.init(params)
 
+  def loss_fn(params, windows, train):
+    logits = cm.model.apply({'params': params}, cm.features(windows.shape[0]), windows,
+                            train=train)
+    return caption_loss(logits, windows)[0]
+
   @jax.jit
   def step(params, opt_state, windows):
-    def loss_fn(p):
-      logits = cm.model.apply({'params': p}, cm.features(windows.shape[0]), windows, train=True)
-      return caption_loss(logits, windows)[0]
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
+    loss, grads = jax.value_and_grad(loss_fn)(params, windows, True)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
   rng = np.random.default_rng(seed)
   losses, start = [], time.perf_counter()
   for i in range(steps):
-    offsets = rng.integers(0, len(ids) - seq_len, batch_size)
-    windows = ids[offsets[:, None] + np.arange(seq_len)]
+    offsets = rng.integers(0, len(train_ids) - seq_len, batch_size)
+    windows = train_ids[offsets[:, None] + np.arange(seq_len)]
     params, opt_state, loss = step(params, opt_state, windows)
     losses.append(float(loss))
     if log_every and (i + 1) % log_every == 0:
       print(f'step {i + 1}: loss {np.mean(losses[-log_every:]):.3f} '
             f'({time.perf_counter() - start:.0f} s)', flush=True)
   cm.params = params
-  return cm, losses
+  # Non-overlapping windows of the tail, each read from a fresh state as in training.
+  count = len(val_ids) // seq_len
+  val_loss = (float(jax.jit(loss_fn, static_argnums=2)(
+      params, val_ids[:count * seq_len].reshape(count, seq_len), False)) if count else
+      float('nan'))
+  return cm, losses, val_loss
 
 
 def sample(cm: CharModel, prompt: str, length: int, temperature: float, seed: int = 0) -> str:
@@ -133,6 +143,8 @@ def main():
   parser.add_argument('--seq_len', type=int, default=64)
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--learning_rate', type=float, default=2e-3)
+  parser.add_argument('--val_fraction', type=float, default=0.1,
+                      help='the end of the text held out for the reported loss')
   parser.add_argument('--hidden', type=int, default=256)
   parser.add_argument('--cell', default='lstm', help="'lstm' or 'rnn'")
   parser.add_argument('--seed', type=int, default=0)
@@ -142,14 +154,16 @@ def main():
       parser.error('--text FILE is needed to train (or --steps 0 to sample a saved model)')
     with open(args.text, encoding='utf-8') as f:
       text = f.read()
-    cm, losses = train(text, args.steps, seq_len=args.seq_len, batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, seed=args.seed, hidden=args.hidden,
-                       cell=args.cell)
+    cm, losses, val_loss = train(
+        text, args.steps, seq_len=args.seq_len, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, val_fraction=args.val_fraction, seed=args.seed,
+        hidden=args.hidden, cell=args.cell)
     window = min(100, len(losses))
-    cm.save(args.workdir, text=args.text, steps=args.steps,
-            first_loss=float(np.mean(losses[:window])), final_loss=float(np.mean(losses[-window:])))
-    print(f'loss (mean of {window} steps): first {np.mean(losses[:window]):.3f}, '
-          f'last {np.mean(losses[-window:]):.3f}; saved to {args.workdir}')
+    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+    cm.save(args.workdir, text=args.text, steps=args.steps, first_loss=first, final_loss=last,
+            val_loss=val_loss)
+    print(f'training loss (mean of {window} steps): first {first:.3f}, last {last:.3f}; '
+          f'held-out loss {val_loss:.3f}; saved to {args.workdir}')
   else:
     cm = CharModel.load(args.workdir)
   for temperature in args.temperature:
