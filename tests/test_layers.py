@@ -1,11 +1,13 @@
-"""models.layers.conv_general_dilated: the small-map matmul path equals lax's convolution."""
+"""Fast paths of models.layers and ResNet equal the lax / flax operations they replace."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
 from jax import lax
 
 from models import layers
+from models.upsample import max_pool_with_argmax
 
 
 @pytest.mark.parametrize('size, stride, padding', [
@@ -35,3 +37,20 @@ def test_conv_keeps_flax_parameters():
   params = theirs.init(jax.random.key(0), x)
   assert jax.tree.map(np.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(np.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_stem_pool_matches_flax_max_pool():
+  """ResNet's stem pools by the running max of models.upsample; flax's reduce-window reference."""
+  x = jax.random.normal(jax.random.key(1), (2, 9, 8, 3))
+
+  def ours(x):
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    return max_pool_with_argmax(x, 3, 2)[0]
+
+  def flax_pool(x):
+    return nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
+
+  weights = jax.random.normal(jax.random.key(2), flax_pool(x).shape)
+  np.testing.assert_array_equal(ours(x), flax_pool(x))
+  np.testing.assert_array_equal(jax.grad(lambda v: (ours(v) * weights).sum())(x),
+                                jax.grad(lambda v: (flax_pool(v) * weights).sum())(x))
