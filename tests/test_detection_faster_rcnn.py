@@ -179,8 +179,9 @@ def test_train_and_evaluate_writes_ap_and_overlays(runlocal_config, tfds_dir, tm
 def test_roi_pool_option_and_missing_ground_truth_error(runlocal_config):
   model = tasks.get_task(runlocal_config).model.clone(roi_pooling='pool')
   images = jnp.asarray(toy_detection_batch(1)['image'])
-  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(images)
-  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
+  # One compilation gives the variables and their inference outputs (init runs the forward pass).
+  out, variables = jax.jit(lambda x: model.init_with_output(jax.random.PRNGKey(0), x,
+                                                            train=False))(images)
   assert out['roi_scores'].shape == (1, runlocal_config.model.post_nms_topk_test, 5)
   with pytest.raises(ValueError, match='needs gt_boxes'):
     model.apply(variables, images, train=True, rngs={'sample': jax.random.PRNGKey(0)},

@@ -18,21 +18,43 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = 'configs/seg/fcn8s_shapes.py:runlocal'
 
 
-@pytest.fixture
-def config(tfds_dir):
+# The reference run's length, shared by the tests that need no other: the schedule's step count is
+# part of the compiled train step, so equal lengths reuse one compilation (persistent cache).
+STEPS = 6
+
+
+def _config(tfds_dir):
   c = loader.load(os.path.join(REPO, SPEC))
   c.data.data_dir = tfds_dir
   c.model.dropout_rate = 0.0  # Parity tests compare runs whose dropout masks differ per device.
   return c
 
 
+@pytest.fixture
+def config(tfds_dir):
+  return _config(tfds_dir)
+
+
+@pytest.fixture(scope='module')
+def reference(tfds_dir, tmp_path_factory):
+  """One uninterrupted STEPS-step run, checkpointing every 2 steps: (config, workdir, state,
+  eval metrics). Its workdir is checked once and the resumed run is compared against it."""
+  c = _config(tfds_dir)
+  c.total_steps = STEPS
+  c.checkpoint_every_steps = 2
+  c.eval_batch_size = 8
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  state, metrics = train.train_and_evaluate(c, workdir)
+  return c, workdir, state, metrics
+
+
 def _params(state):
   return jax.tree.leaves(jax.device_get(state.params))
 
 
-def test_train_writes_checkpoint_metrics_events_and_overlays(config, tmp_path):
-  workdir = str(tmp_path)
-  state, metrics = train.train_and_evaluate(config, workdir)
+@pytest.mark.xdist_group('reference')  # pytest-xdist: one worker, one reference run.
+def test_train_writes_checkpoint_metrics_events_and_overlays(reference):
+  config, workdir, state, metrics = reference
   assert int(state.step) == config.total_steps
   assert 0.0 <= metrics['mean_iou'] <= 1.0 and 0.0 <= metrics['pixel_accuracy'] <= 1.0
   assert Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == config.total_steps
@@ -66,13 +88,10 @@ def test_jit_sharded_and_pmap_match_one_device(config, tmp_path):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f'{mode} batch_stats')
 
 
-def test_killed_run_resumes_to_identical_parameters(config, tmp_path, tfds_dir):
-  steps = 6
-  config.total_steps = steps
-  config.checkpoint_every_steps = 2
-  config.eval_batch_size = 8
-  reference, _ = train.train_and_evaluate(config, str(tmp_path / 'reference'))
-
+@pytest.mark.xdist_group('reference')  # pytest-xdist: one worker, one reference run.
+def test_killed_run_resumes_to_identical_parameters(reference, tmp_path, tfds_dir):
+  config, _, reference_state, _ = reference
+  steps = config.total_steps
   workdir = str(tmp_path / 'killed')
   cmd = [sys.executable, os.path.join(REPO, 'train.py'), f'--config={os.path.join(REPO, SPEC)}',
          f'--workdir={workdir}', f'--config.data.data_dir={tfds_dir}',
@@ -95,13 +114,13 @@ def test_killed_run_resumes_to_identical_parameters(config, tmp_path, tfds_dir):
       f'killed at checkpoint {killed_at}; train.py output:\n{log.read()[-3000:]}')
 
   resumed, _ = train.train_and_evaluate(config, workdir)
-  for a, b in zip(_params(reference), _params(resumed), strict=True):
+  for a, b in zip(_params(reference_state), _params(resumed), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path, monkeypatch):
   import data
-  config.total_steps = 4
+  config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
   config.checkpoint_every_steps = 2
   make_iterator = data.make_train_iterator
 
