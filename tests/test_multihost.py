@@ -42,8 +42,9 @@ def train_params(process_index: int = 0, process_count: int = 1, steps: int = ST
   """Parameters after `steps` steps; this process feeds its contiguous share of each batch."""
   config = loader.load(os.path.join(_REPO, CONFIG))
   # Adam would scale the float noise in the (zero in exact arithmetic) gradients of the conv
-  # biases that BatchNorm cancels up to the learning rate; SGD keeps it at noise level.
-  config.optimizer.name = 'sgd'
+  # biases that BatchNorm cancels up to the learning rate; SGD keeps it at noise level. No
+  # warm-up: the weights must move well beyond the tolerance within STEPS steps.
+  config.optimizer.update(name='sgd', schedule='constant', warmup_steps=0, learning_rate=0.1)
   task = tasks.get_task(config)
   parallel = DataParallel(config.parallel)
   tx = make_optimizer(config.optimizer, config.total_steps)
