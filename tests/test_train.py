@@ -52,7 +52,6 @@ def _params(state):
   return jax.tree.leaves(jax.device_get(state.params))
 
 
-@pytest.mark.xdist_group('reference')  # pytest-xdist: one worker, one reference run.
 def test_train_writes_checkpoint_metrics_events_and_overlays(reference):
   config, workdir, state, metrics = reference
   assert int(state.step) == config.total_steps
@@ -88,7 +87,6 @@ def test_jit_sharded_and_pmap_match_one_device(config, tmp_path):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f'{mode} batch_stats')
 
 
-@pytest.mark.xdist_group('reference')  # pytest-xdist: one worker, one reference run.
 def test_killed_run_resumes_to_identical_parameters(reference, tmp_path, tfds_dir):
   config, _, reference_state, _ = reference
   steps = config.total_steps
