@@ -8,6 +8,10 @@ Shapes `captions` scenes use named colours so that every object has a phrase the
 relative to its nearest neighbour); the image caption lists the objects, largest first
 ("a blue square and a red circle"), so a horizontal flip leaves it unchanged. A flip swaps
 "left" and "right" in the region phrases (`Vocabulary.flip_permutation`).
+
+Where the word lists live: Shapes' is closed and built here (`shapes_vocabulary`); Visual Genome's
+comes from its training phrases and is stored in the prepared dataset's metadata.json
+(`data/visual_genome.py`).
 """
 from __future__ import annotations
 
@@ -67,15 +71,6 @@ class Vocabulary:
       left, right = self.index['left'], self.index['right']
       perm[left], perm[right] = right, left
     return perm
-
-  def save(self, path: str) -> None:
-    with open(path, 'w') as f:
-      f.write('\n'.join(self.words[len(SPECIAL):]) + '\n')
-
-  @classmethod
-  def load(cls, path: str, max_len: int) -> Vocabulary:
-    with open(path) as f:
-      return cls([w for w in f.read().split('\n') if w], max_len)
 
 
 def shapes_vocabulary(shape_names: Sequence[str]) -> Vocabulary:
