@@ -169,6 +169,11 @@ class DecodedSource(grain.RandomAccessDataSource):
   def __len__(self) -> int:
     return len(self._source)
 
+  def phrases(self, index: int) -> list[str]:
+    """The region phrases of record `index`, without decoding its images."""
+    text = lambda t: t.decode() if isinstance(t, bytes) else str(t)
+    return [text(t) for t in self._source[index]['objects']['phrase']]
+
   def __getitem__(self, index: int) -> dict:
     raw = self._source[index]
     where = f'{self._where} index {index}'
@@ -190,9 +195,10 @@ class DecodedSource(grain.RandomAccessDataSource):
     if self._proposals is not None:
       ex['proposals'] = self._proposals[index]
     if self.vocab is not None:  # Dense captioning: token ids of each object's phrase.
-      text = lambda t: t.decode() if isinstance(t, bytes) else str(t)
-      ex['captions'] = self.vocab.encode_all([text(t) for t in objects['phrase']])
-      ex['caption'] = self.vocab.encode(text(raw['caption']))
+      ex['captions'] = self.vocab.encode_all(self.phrases(index))
+      caption = raw['caption']
+      ex['caption'] = self.vocab.encode(caption.decode() if isinstance(caption, bytes)
+                                        else str(caption))
       ex['caption_flip'] = self._caption_flip
     return ex
 

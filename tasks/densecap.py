@@ -90,9 +90,9 @@ def most_frequent_phrase(data_config, vocab) -> str:
   source = DecodedSource(data_config, data_config.get('train_split', 'train'),
                          with_proposals=False)
   counts = collections.Counter()
-  for index in range(len(source)):
-    counts.update(tuple(c) for c in source[index]['captions'])
-  return vocab.decode(np.asarray(counts.most_common(1)[0][0])) if counts else ''
+  for index in range(len(source)):  # As the model sees them: cleaned, unknown words as <unk>.
+    counts.update(vocab.decode(vocab.encode(p)) for p in source.phrases(index))
+  return counts.most_common(1)[0][0] if counts else ''
 
 
 class DenseCapEvaluator(DetectionEvaluator):
