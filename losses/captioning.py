@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from models.rnn import PAD
+from data.captions import PAD
 
 
 def caption_loss(logits: jax.Array, targets: jax.Array,

@@ -1,7 +1,7 @@
 """Image captioning: a CNN encoder and an LSTM decoder (Show and Tell; CS231n lecture 10).
 
-The backbone's last feature map is averaged over space into one image vector, which sets the
-decoder's initial state (`models/rnn.py`). Training is teacher forcing on the true caption; at
+The backbone's last feature map is averaged over space into one image vector, the decoder's
+step-0 input (`models/rnn.py`). Training is teacher forcing on the true caption; at
 inference (`train=False`) the model also decodes its own caption, so the shared eval step gets
 tokens without knowing about captions.
 """

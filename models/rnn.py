@@ -8,8 +8,9 @@ or samples with a temperature (the char-RNN of `tools/sample_text.py` is this de
 feature). Every loop over time is a `nn.scan` (a `lax.scan` that carries the parameters), so a
 sequence costs one compiled step body whatever its length.
 
-Token convention: PAD = 0, START = 1, END = 2, UNK = 3, words from 4. A target sequence is
-`w1 .. wk END PAD ..`; the decoder input is the target shifted right behind START.
+Token convention (`data.captions`, which defines the ids): PAD = 0, START = 1, END = 2, UNK = 3,
+words from 4. A target sequence is `w1 .. wk END PAD ..`; the decoder input is the target
+shifted right behind START.
 
 Cells (flax's own): 'rnn' is `nn.SimpleCell`, h_t = tanh(W_xh x_t + b + W_hh h_{t-1}); 'lstm' is
 `nn.OptimizedLSTMCell` (input, forget, output gates and candidate g; c_t = f c_{t-1} + i g,
@@ -19,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-PAD, START, END, UNK = 0, 1, 2, 3
+from data.captions import END, PAD, START
+
 CELLS = {'lstm': nn.OptimizedLSTMCell, 'rnn': nn.SimpleCell}
 _NEG = -1e9  # Log-probability of excluded choices: finite, so sums never produce NaN.
 

@@ -27,8 +27,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import serialization  # noqa: E402
 
+from data.captions import UNK  # noqa: E402
 from losses.captioning import caption_loss  # noqa: E402
-from models.rnn import UNK, CaptionDecoder  # noqa: E402
+from models.rnn import CaptionDecoder  # noqa: E402
 
 _FIRST = UNK + 1  # Characters take the ids after the special tokens.
 
