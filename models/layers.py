@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from models.upsample import ConvTranspose
+from models.upsample import ConvTranspose, window_slices
 
 # flax's NHWC / HWIO convolution layout.
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
@@ -34,8 +34,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     x = jnp.pad(lhs, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
     ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
     if max(ho, wo) <= 2:
-      cols = jnp.concatenate([x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                              for i in range(kh) for j in range(kw)], -1)
+      cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return jnp.dot(cols, rhs.reshape(-1, rhs.shape[-1]), precision=precision)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,

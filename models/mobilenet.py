@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.layers import batch_norm
+from models.upsample import window_slices
 
 # (pointwise output channels, depthwise stride) of the 13 blocks of Table 1 at alpha = 1. The
 # table's last "Conv dw / s2" maps 7x7 to 7x7, i.e. it is stride 1.
@@ -33,15 +34,9 @@ def depthwise_conv_slices(x: jax.Array, kernel: jax.Array, stride: int) -> jax.A
   XLA fuses this into elementwise loops, where XLA:CPU's grouped convolution with C groups is
   slow, its backward pass above all (see `DepthwiseConv`).
   """
-  _, h, w, _ = x.shape
-  ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
   x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  out = 0
-  for dy in range(3):
-    for dx in range(3):
-      window = x[:, dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride]
-      out = out + window * kernel[dy, dx, 0]
-  return out
+  taps = kernel[:, :, 0].reshape(9, -1)  # [dy * 3 + dx, C], the slices' order.
+  return sum(window * tap for window, tap in zip(window_slices(x, 3, stride), taps, strict=True))
 
 
 class DepthwiseConv(nn.Module):

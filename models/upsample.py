@@ -35,17 +35,27 @@ def depth_to_space(x: jax.Array, block: IntOrPair) -> jax.Array:
   return x.reshape(b, h * bh, w * bw, c // (bh * bw))
 
 
+def window_slices(x: jax.Array, window: IntOrPair, stride: IntOrPair) -> list[jax.Array]:
+  """[B, H, W, C] -> kh * kw strided slices [B, Ho, Wo, C], offset (i, j) at index i * kw + j:
+  slice k holds, for every output pixel, the element at offset k of its (VALID) window.
+
+  Pooling, depthwise and small-map convolutions combine these elementwise: strided slices fuse
+  into XLA's loops and their gradients are cheap, where gathers and scatters are not.
+  """
+  (kh, kw), (sh, sw) = _pair(window), _pair(stride)
+  ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  return [x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+          for i in range(kh) for j in range(kw)]
+
+
 def max_pool_with_argmax(x: jax.Array, window: IntOrPair,
                          stride: IntOrPair) -> tuple[jax.Array, jax.Array]:
   """Max pooling that also returns the switches (int32, same shape as the pooled map)."""
-  (kh, kw), (sh, sw) = _pair(window), _pair(stride)
-  ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-  # A running maximum over the kh * kw strided slices, elementwise: XLA fuses it into one loop
-  # and the gradient is a select per slice. Stacking the windows and gathering at the argmax
+  # A running maximum over the window slices, elementwise: XLA fuses it into one loop and the
+  # gradient is a select per slice. Stacking the windows and gathering at the argmax
   # materialised them and made the backward a scatter (a tenth of FCN-8s's train step on CPU).
   y = switches = None
-  for k, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):
-    part = x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+  for k, part in enumerate(window_slices(x, window, stride)):
     if y is None:
       y, switches = part, jnp.zeros(part.shape, jnp.int32)
     else:
@@ -68,7 +78,7 @@ def max_unpool(y: jax.Array, switches: jax.Array, window: IntOrPair,
   """Puts each value of `y` back at its switch position, zeros elsewhere.
 
   The output is ((Ho - 1) * s + k) per axis. `switches` may have 1 channel (spatial switches).
-  This is the adjoint of the gather in `max_pool_with_argmax`: where overlapping windows
+  This is the adjoint of `max_pool_with_argmax`'s selection: where overlapping windows
   (window > stride) chose the same pixel, the values add up.
   """
   (kh, kw), (sh, sw) = _pair(window), _pair(stride)
