@@ -136,6 +136,11 @@ def _decode_image(data: bytes, channels: int, where: str, key: str) -> np.ndarra
   return arr
 
 
+def _text(value) -> str:
+  """A tfds Text feature as str (data sources return bytes)."""
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class DecodedSource(grain.RandomAccessDataSource):
   """A tfds data source whose records come out decoded to numpy (errors name the record)."""
 
@@ -171,8 +176,7 @@ class DecodedSource(grain.RandomAccessDataSource):
 
   def phrases(self, index: int) -> list[str]:
     """The region phrases of record `index`, without decoding its images."""
-    text = lambda t: t.decode() if isinstance(t, bytes) else str(t)
-    return [text(t) for t in self._source[index]['objects']['phrase']]
+    return [_text(t) for t in self._source[index]['objects']['phrase']]
 
   def __getitem__(self, index: int) -> dict:
     raw = self._source[index]
@@ -196,9 +200,7 @@ class DecodedSource(grain.RandomAccessDataSource):
       ex['proposals'] = self._proposals[index]
     if self.vocab is not None:  # Dense captioning: token ids of each object's phrase.
       ex['captions'] = self.vocab.encode_all(self.phrases(index))
-      caption = raw['caption']
-      ex['caption'] = self.vocab.encode(caption.decode() if isinstance(caption, bytes)
-                                        else str(caption))
+      ex['caption'] = self.vocab.encode(_text(raw['caption']))
       ex['caption_flip'] = self._caption_flip
     return ex
 

@@ -7,6 +7,7 @@ that keeps the model's boxes and scores but writes the training set's most frequ
 every box: the part of the mAP the captions earn.
 """
 import collections
+import functools
 import os
 
 import numpy as np
@@ -57,8 +58,13 @@ class DenseCapTask(DetectionTask):
   def postprocess(self, outputs, batch):
     return dict(outputs['detections'])
 
+  @functools.cached_property
+  def baseline_phrase(self) -> str:
+    """The training split's most frequent phrase, read once per task (every evaluation uses it)."""
+    return most_frequent_phrase(self.config.data, self.vocab)
+
   def make_evaluator(self):
-    return DenseCapEvaluator(self.vocab, most_frequent_phrase(self.config.data, self.vocab))
+    return DenseCapEvaluator(self.vocab, self.baseline_phrase)
 
   def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
     """Writes ground truth | prediction panels: numbered boxes and their phrases."""
