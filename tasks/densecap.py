@@ -32,11 +32,11 @@ class DenseCapTask(DetectionTask):
     # Datasets whose vocabulary comes from their training phrases (visual_genome) know it only
     # once prepared, and dataset_info (in super().__init__) reads it.
     data.ensure_prepared(config.data)
-    super().__init__(config)
-    if self.info['vocab'] is None:
+    if data.dataset_info(config.data)['vocab'] is None:  # Before the model needs its size.
       raise ValueError(f'Dataset {config.data.name}/{config.data.variant} has no region phrases; '
                        'dense captioning needs shapes/captions (or captions_small) or '
                        'visual_genome.')
+    super().__init__(config)
 
   @property
   def class_names(self) -> list[str]:

@@ -98,6 +98,14 @@ def test_interpolated_ap_and_region_merging():
   assert refs == [['a', 'b'], ['c']]
 
 
+def test_dataset_without_phrases_is_refused(tfds_dir):
+  del tfds_dir
+  config = loader.load('configs/densecap/densecap_shapes.py:runlocal')
+  config.data.variant = 'small'
+  with pytest.raises(ValueError, match='has no region phrases'):
+    tasks.get_task(config)
+
+
 @pytest.fixture(scope='module')
 def densecap(tfds_dir):
   del tfds_dir  # The task reads the dataset info (no data needed for synthetic batches).
