@@ -86,6 +86,8 @@ class CaptionDecoder(nn.Module):
     normalisation). PAD and START are never emitted; after END every token is PAD and the
     log-probability stops accumulating.
     """
+    if beam_size < 1:
+      raise ValueError(f'beam_size must be >= 1 (1 = greedy), got {beam_size}')
     if beam_size == 1:
       return self.greedy(features, max_len=max_len)
     return self.beam_search(features, max_len=max_len, beam_size=beam_size)

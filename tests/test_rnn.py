@@ -71,6 +71,15 @@ def test_unknown_cell_lists_the_valid_ones():
                                                   jnp.zeros((1, T), jnp.int32), train=False)
 
 
+def test_beam_size_below_one_is_refused():
+  model = CaptionDecoder(vocab_size=V)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros((1, T), jnp.int32),
+                         train=False)
+  with pytest.raises(ValueError, match='beam_size must be >= 1'):
+    model.apply(variables, jnp.zeros((1, 3)), max_len=T, beam_size=0,
+                method=CaptionDecoder.decode)
+
+
 def _sequence_log_prob(model, variables, features, tokens):
   """Sum of teacher-forced log-probabilities of the tokens up to and including END."""
   logp = jax.nn.log_softmax(model.apply(variables, features, tokens, train=False))
