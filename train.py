@@ -32,6 +32,7 @@ from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
 from training.parallel import DataParallel, initialize_distributed
+from training.recompiles import step_compiles_once
 from training.state import example_batch, init_state
 from training.step import make_train_step
 from training.writers import MetricWriter
@@ -113,7 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   for step in range(first_step + 1, config.total_steps + 1):
     batch = parallel.put_batch(next(train_iter))
     step_start = time.perf_counter()
-    state, metrics = train_step(state, batch)
+    with step_compiles_once(step, first_step, batch):
+      state, metrics = train_step(state, batch)
     history.append(metrics)
     if step == first_step + 1:  # The first call compiles; report it apart from step time.
       jax.block_until_ready(metrics)

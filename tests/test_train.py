@@ -13,6 +13,7 @@ import pytest
 import train
 from configs import loader
 from training.checkpoint import Checkpointer
+from training.recompiles import RecompileError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = 'configs/seg/fcn8s_shapes.py:runlocal'
@@ -116,24 +117,21 @@ def test_killed_run_resumes_to_identical_parameters(reference, tmp_path, tfds_di
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path, monkeypatch):
+def _change_third_batch(monkeypatch, change):
+  """Makes `data.make_train_iterator` pass its third batch through `change`."""
   import data
-  config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
-  config.checkpoint_every_steps = 2
   make_iterator = data.make_train_iterator
 
-  def poisoned_iterator(*args, **kwargs):
+  def changing_iterator(*args, **kwargs):
     it = make_iterator(*args, **kwargs)
 
-    class Poisoned:
+    class Changing:
       calls = 0
 
       def __next__(self):
         batch = next(it)
-        Poisoned.calls += 1
-        if Poisoned.calls == 3:
-          batch['image'][:] = np.nan
-        return batch
+        Changing.calls += 1
+        return change(batch) if Changing.calls == 3 else batch
 
       def get_state(self):
         return it.get_state()
@@ -141,12 +139,25 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path,
       def set_state(self, s):
         it.set_state(s)
 
-    return Poisoned()
+    return Changing()
 
-  monkeypatch.setattr(data, 'make_train_iterator', poisoned_iterator)
+  monkeypatch.setattr(data, 'make_train_iterator', changing_iterator)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path, monkeypatch):
+  config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
+  config.checkpoint_every_steps = 2
+  _change_third_batch(monkeypatch, lambda b: {**b, 'image': np.full_like(b['image'], np.nan)})
   with pytest.raises(train.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
     train.train_and_evaluate(config, str(tmp_path))
   assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == 2
+
+
+def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, monkeypatch):
+  config.total_steps = STEPS
+  _change_third_batch(monkeypatch, lambda b: {k: v[:4] for k, v in b.items()})
+  with pytest.raises(RecompileError, match=r'at step 3: .*image float32\[4, 64, 64, 3\]'):
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 @pytest.mark.parametrize('field,value,valid', [

@@ -33,9 +33,12 @@ class DataParallel:
       raise ValueError(f'unknown config.parallel {mode!r}; valid: {", ".join(PARALLEL_MODES)}')
     self.mode = mode
     self.devices = list(devices if devices is not None else jax.devices())
-    self.mesh = Mesh(np.asarray(self.devices), ('data',))
+    # pmap's outputs are sharded over a mesh axis named after its axis_name; inputs placed on the
+    # same mesh keep the second step from compiling again for a new input sharding.
+    axis = PMAP_AXIS if mode == 'pmap' else 'data'
+    self.mesh = Mesh(np.asarray(self.devices), (axis,))
     self.replicated = NamedSharding(self.mesh, P())
-    self.data_sharding = NamedSharding(self.mesh, P('data'))
+    self.data_sharding = NamedSharding(self.mesh, P(axis))
 
   @property
   def num_devices(self) -> int:

@@ -34,6 +34,7 @@ import tasks
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import lr_multiplier, make_optimizer
+from training.recompiles import step_compiles_once
 from training.state import example_batch, init_state
 from training.step import make_train_step
 from training.writers import MetricWriter
@@ -239,7 +240,8 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   for step in range(first_step + 1, config.total_steps + 1):
     batches = [next(it) for it in iterators]
     batch = jax.tree.map(lambda *x: np.stack(x), *batches) if per_member_batch else batches[0]
-    state, metrics = step_fn(state, jax.device_put(members.hparams, pop), batch)
+    with step_compiles_once(step, first_step, batch):
+      state, metrics = step_fn(state, jax.device_put(members.hparams, pop), batch)
     history.append(metrics)
     since_exploit.append(metrics['loss'])
     is_last = step == config.total_steps
