@@ -21,8 +21,12 @@ demo: $(STAMP)
 	$(BIN)/python train.py --config configs/seg/fcn8s_shapes.py:demo --workdir $(DEMO_DIR)
 	@echo "metrics: $(DEMO_DIR)/eval/metrics.json   overlays: $(DEMO_DIR)/eval/*.png"
 
+# pytest-xdist: one worker per core, at most 4 (each worker generates its own Shapes data), none
+# on a single core. Whole files go to one worker, so module fixtures are built once.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
+	[ $$n -lt 2 ] && n=0; echo $$n)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Segmentation speed table of BENCHMARKS.md: every FCN x upsampling kind, DeconvNet, and the
 # sliding-window patch classifier at the same 128x128 resolution.
