@@ -27,3 +27,20 @@ def test_one_train_step(path):
   state, metrics = jax.jit(make_train_step(task))(state, batch)
   assert int(state.step) == 1
   assert np.isfinite(float(metrics['loss'])) and float(metrics['grad_norm']) > 0
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_loss():
+  losses = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = loader.load('configs/seg/fcn8s_shapes.py:runlocal')
+    config.model.dtype = dtype
+    task = tasks.get_task(config)
+    batch = synthetic_batch(task, 2)
+    state = init_state(task, task.model, make_optimizer(config.optimizer, config.total_steps),
+                       jax.random.PRNGKey(0), batch)
+    step = make_train_step(task)
+    assert ('bf16[' in str(jax.make_jaxpr(step)(state, batch))) == (dtype == 'bfloat16')
+    state, metrics = jax.jit(step)(state, batch)
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype('float32')}
+    losses[dtype] = float(metrics['loss'])
+  assert losses['bfloat16'] == pytest.approx(losses['float32'], rel=0.05)
