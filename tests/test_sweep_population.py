@@ -66,7 +66,7 @@ def test_population_of_four_learning_rates_matches_four_separate_runs(config, tm
       logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
       lrs = [x['train/learning_rate'] for x in logged if 'train/learning_rate' in x]
       assert lrs[-1] == pytest.approx(LEARNING_RATES[i] * float(np.cos(np.pi * 2 / 3) + 1) / 2)
-  with pytest.raises(ValueError, match='valid: vmap, unroll'):
+  with pytest.raises(ValueError, match='valid: vmap, unroll, loop'):
     train_population(configs, dirs, str(tmp_path / 'pop_bad'), mode='scan')
 
 

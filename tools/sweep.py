@@ -14,10 +14,11 @@ non-finite loss) and resumes the others from their last checkpoint.
 - `--vectorize`: when the swept fields leave shapes alone (training/population.py: learning rate,
   weight decay, seed), all pending trials train as one population in one jitted step, sharded
   over the devices; otherwise it says why and runs the trials one by one. `--population-mode`
-  picks how the step covers the members: `vmap` (accelerators: one grouped convolution for all)
-  or `unroll` (the CPU default: the K steps side by side in one program, since XLA:CPU runs
-  grouped convolutions ~3.6x slower than K separate ones). Either way there is one process, one
-  jitted step and one data pipeline for all trials (BENCHMARKS.md);
+  picks how the step covers the members: `vmap` (accelerators: one grouped convolution for all),
+  `unroll` (the K steps side by side in one program) or `loop` (the CPU default: one compiled
+  member step called for each member; XLA:CPU runs grouped convolutions ~3.6x slower than K
+  separate ones, and an unrolled program compiles K times longer). Either way there is one
+  process, one compiled step and one data pipeline for all trials (BENCHMARKS.md);
 - `--pbt-every N`: population-based training on the vectorised population.
 
 Finally `W/results.csv` gets one row per trial (swept values, status, final/ and best/ metrics)
@@ -259,7 +260,7 @@ def main(argv=None):
   parser.add_argument('--vectorize', action='store_true',
                       help='train vectorisable sweeps as one population in one jitted step')
   parser.add_argument('--population-mode', choices=MODES, default=None,
-                      help='vmap or unroll over the members (default: unroll on CPU, else vmap)')
+                      help='how one step covers the members (default: loop on CPU, else vmap)')
   parser.add_argument('--pbt-every', type=int, default=0, help='PBT interval in steps (0: off)')
   parser.add_argument('--pbt-fraction', type=float, default=0.25)
   parser.add_argument('--pbt-perturb', type=float, nargs='+', default=[0.8, 1.25])

@@ -2,12 +2,15 @@
 
 Hyperparameters that leave every shape alone (peak learning rate, weight decay, seed) become
 arrays with a leading population axis. Parameters, batch statistics, optimizer state and RNG get
-the same axis, and the trainer's pure step runs over that axis in one jitted program, so a
-population step computes exactly what K separate steps would: under `jax.vmap` (`mode='vmap'`,
-for accelerators, where per-member weights become one grouped convolution) or unrolled, K copies
-of the step in one program (`mode='unroll'`, the default on CPU: XLA:CPU runs grouped
-convolutions ~3.6x slower than K separate ones, and a `lax.map` loop ~20x slower; the unrolled
-program runs at the speed of K separate steps, at K times the compile time). Each member's
+the same axis, and the trainer's pure step runs over that axis, so a population step computes
+exactly what K separate steps would: under `jax.vmap` in one program (`mode='vmap'`, for
+accelerators, where per-member weights become one grouped convolution), unrolled, K copies of the
+step in one program (`mode='unroll'`), or one compiled member step called for each member in turn
+(`mode='loop'`, the default on CPU). On XLA:CPU grouped convolutions run ~3.6x slower than K
+separate ones and a `lax.map` loop ~20x slower; the unrolled program runs at the speed of K
+separate steps but compiles K times longer, so a Python loop over one compiled step is fastest
+there (an 8-trial sweep: 1.40x faster than the trials one by one, unroll 1.13x; BENCHMARKS.md).
+Each member's
 hyperparameters live in its optimizer state (`optax.inject_hyperparams`): before every update
 the member's learning rate is set to `peak * lr_multiplier(step)`, which is the config's
 schedule with the member's own peak. All members see the same batches, like separate runs with
@@ -88,11 +91,11 @@ def init_population(task, model, tx, seeds, batch):
   return jax.vmap(lambda key: init_state(task, model, tx, key, batch))(keys)
 
 
-MODES = ('vmap', 'unroll')
+MODES = ('vmap', 'unroll', 'loop')
 
 
 def default_mode() -> str:
-  return 'unroll' if jax.default_backend() == 'cpu' else 'vmap'
+  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
 
 
 def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str = 'vmap'):
@@ -102,6 +105,7 @@ def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str 
   population step then costs ~3.6x its K separate steps (fcn8s, K=4: 5.86 s vs 4 x 0.39 s).
   'unroll': the members' steps side by side in one program, each with ordinary convolutions
   (1.48 s there). (`lax.map` over the members took 30.8 s: XLA:CPU is slow inside loops.)
+  'loop': the step of one member; `compile_population_step` calls it for each.
   """
   if mode not in MODES:
     raise ValueError(f'Unknown population mode {mode!r}; valid: {", ".join(MODES)}')
@@ -116,6 +120,8 @@ def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str 
 
   if mode == 'vmap':
     return jax.vmap(member_step, in_axes=(0, 0, 0 if per_member_batch else None))
+  if mode == 'loop':  # One member per call; compile_population_step loops over them.
+    return member_step
 
   def unrolled(state, hparams, batch):
     take = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
@@ -124,6 +130,44 @@ def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str 
     return jax.tree.map(lambda *x: jnp.stack(x), *outs)
 
   return unrolled
+
+
+def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: bool, mode: str):
+  """The population step on `mesh`'s 'pop' axis: `step(state, hparams, batch) -> (state, metrics)`.
+
+  'vmap' and 'unroll' are one program, shard_mapped so that each device steps its own members
+  (letting jit partition the vmapped step fails in XLA's partitioner for the grouped convolutions
+  that vmap creates). 'loop' compiles one member's step and calls it for each member in turn, on
+  the device that holds the member: the whole step of K members then costs K single steps plus
+  one compile, and the population still saves the K processes, data pipelines and compiles of
+  separate runs.
+  """
+  member_step = make_population_step(task, multiplier, per_member_batch=per_member_batch,
+                                     mode=mode)
+  if mode != 'loop':
+    batch_spec = P('pop') if per_member_batch else P()
+    return jax.jit(jax.shard_map(member_step, mesh=mesh, out_specs=(P('pop'), P('pop')),
+                                 in_specs=(P('pop'), P('pop'), batch_spec)), donate_argnums=0)
+  pop = NamedSharding(mesh, P('pop'))
+  step = jax.jit(member_step)
+  take = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
+  stack = jax.jit(lambda *trees: jax.tree.map(lambda *x: jnp.stack(x), *trees))
+
+  def loop(state, hparams, batch):
+    size, devices = len(hparams['learning_rate']), list(mesh.devices.flat)
+    per_device = size // len(devices)
+    blocks = []  # Each device's members, stacked on that device.
+    for d, device in enumerate(devices):
+      outs = []
+      for i in range(d * per_device, (d + 1) * per_device):
+        member = jax.device_put((take(state, i), take(hparams, i),
+                                 take(batch, i) if per_member_batch else batch), device)
+        outs.append(step(*member))
+      blocks.append(stack(*outs))
+    return jax.tree.map(lambda *x: jax.make_array_from_single_device_arrays(
+        (size,) + x[0].shape[1:], pop, list(x)), *blocks)
+
+  return loop
 
 
 def population_mesh(size: int, devices=None) -> Mesh:
@@ -189,7 +233,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   Every member writes metrics.jsonl, TensorBoard events, config.json and eval/ into its own
   workdir, as `train.train_and_evaluate` would; `popdir` holds the population's checkpoints and
   the PBT log, so a rerun resumes. Returns (state with a leading member axis, per member
-  {'status', 'message', 'hparams', 'lineage'}). `mode`: 'vmap' or 'unroll' (None: `default_mode()`).
+  {'status', 'message', 'hparams', 'lineage'}). `mode`: one of MODES (None: `default_mode()`).
   """
   _check_same_config(configs)
   config, size = configs[0], len(configs)
@@ -222,14 +266,9 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
     members.load_json(saved['population'])
     logging.info('Population resumed from step %d in %s', int(state.step[0]), popdir)
 
-  # shard_map: each device steps its own members. (Letting jit partition the vmapped step
-  # instead fails in XLA's partitioner for the grouped convolutions that vmap creates.)
-  batch_spec = P('pop') if per_member_batch else P()
-  step_fn = jax.jit(jax.shard_map(
-      make_population_step(task, lr_multiplier(config.optimizer, config.total_steps),
-                           per_member_batch=per_member_batch, mode=mode or default_mode()),
-      mesh=mesh, in_specs=(P('pop'), P('pop'), batch_spec), out_specs=(P('pop'), P('pop'))),
-      donate_argnums=0)
+  step_fn = compile_population_step(task, lr_multiplier(config.optimizer, config.total_steps),
+                                    mesh, per_member_batch=per_member_batch,
+                                    mode=mode or default_mode())
   copy_fn = jax.jit(lambda s, src: jax.tree.map(lambda x: x[src], s).replace(rng=s.rng),
                     out_shardings=pop, donate_argnums=0)
   evaluator = Evaluator(task, config)
