@@ -1,4 +1,4 @@
-"""Vectorised populations: K models of one config trained by one jitted step, and PBT on top.
+"""Vectorised populations: K models of one config trained together in one process, and PBT.
 
 Hyperparameters that leave every shape alone (peak learning rate, weight decay, seed) become
 arrays with a leading population axis. Parameters, batch statistics, optimizer state and RNG get
@@ -10,12 +10,11 @@ step in one program (`mode='unroll'`), or one compiled member step called for ea
 separate ones and a `lax.map` loop ~20x slower; the unrolled program runs at the speed of K
 separate steps but compiles K times longer, so a Python loop over one compiled step is fastest
 there (an 8-trial sweep: 1.40x faster than the trials one by one, unroll 1.13x; BENCHMARKS.md).
-Each member's
-hyperparameters live in its optimizer state (`optax.inject_hyperparams`): before every update
-the member's learning rate is set to `peak * lr_multiplier(step)`, which is the config's
-schedule with the member's own peak. All members see the same batches, like separate runs with
-the same seed; when seeds differ, each member reads its own data order. The population axis is
-sharded over a device mesh axis `pop`.
+Each member's hyperparameters live in its optimizer state (`optax.inject_hyperparams`): before
+every update the member's learning rate is set to `peak * lr_multiplier(step)`, which is the
+config's schedule with the member's own peak. All members see the same batches, like separate
+runs with the same seed; when seeds differ, each member reads its own data order. The population
+axis is sharded over a device mesh axis `pop`.
 
 Population-based training (Jaderberg et al. 2017, "Population Based Training of Neural
 Networks"): every `PBT.interval` steps the worst members copy the weights and optimizer state of

@@ -59,7 +59,7 @@ def step_compiles_once(step: int, first_step: int, batch: dict):
     yield
   if step > first_step + 1 and compiled.count:
     raise RecompileError(
-        f'the train step compiled again at step {step}: this batch ({_shapes(batch)}) differs in '
-        'shape or dtype from the ones before it. Every step must see the same shapes (batches '
-        'are dropped, not padded, at the end of the data); a recompiling step is many times '
-        'slower.')
+        f'the train step compiled again at step {step}: an input changed shape, dtype or '
+        f'sharding since the step before (this batch: {_shapes(batch)}). Every step must see the '
+        'same batch shapes (batches are dropped, not padded, at the end of the data) and get the '
+        'state back as the step returned it; a recompiling step is many times slower.')
