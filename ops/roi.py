@@ -131,7 +131,9 @@ def _gather_align(features, batch, wy, wx, y_cells, x_cells):
   # Each bin reads 2 * sampling_ratio rows and columns (two per sample): sum those
   # (2 * sampling_ratio)**2 gathers of [K, oh, ow, C], each fused with its multiply-add. (Picking
   # the cells as the top-k of the dense weights instead cost a sort: 10% of DeepPose's step.)
-  (iy, vy), (ix, vx) = y_cells, x_cells
+  # The barrier keeps XLA from fusing the cell arithmetic into the gathers, where it would be
+  # redone for every channel (Faster R-CNN trained at 133 instead of 151 img/s without it).
+  (iy, vy), (ix, vx) = lax.optimization_barrier((y_cells, x_cells))
   b = batch[:, None, None]
   out = 0.0
   for a in range(iy.shape[-1]):
