@@ -93,6 +93,16 @@ def init_population(task, model, tx, seeds, batch):
 MODES = ('vmap', 'unroll', 'loop')
 
 
+def _member(tree, i):
+  """Member i's slice (i may be an index array) of a tree with a leading population axis."""
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _stack(trees):
+  """Per-member trees -> one tree with a leading population axis (the inverse of `_member`)."""
+  return jax.tree.map(lambda *x: jnp.stack(x), *trees)
+
+
 def default_mode() -> str:
   return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
 
@@ -123,10 +133,9 @@ def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str 
     return member_step
 
   def unrolled(state, hparams, batch):
-    take = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
-    outs = [member_step(take(state, i), take(hparams, i), take(batch, i) if per_member_batch
-                        else batch) for i in range(len(hparams['learning_rate']))]
-    return jax.tree.map(lambda *x: jnp.stack(x), *outs)
+    return _stack([member_step(_member(state, i), _member(hparams, i),
+                               _member(batch, i) if per_member_batch else batch)
+                   for i in range(len(hparams['learning_rate']))])
 
   return unrolled
 
@@ -149,8 +158,7 @@ def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: b
                                  in_specs=(P('pop'), P('pop'), batch_spec)), donate_argnums=0)
   pop = NamedSharding(mesh, P('pop'))
   step = jax.jit(member_step)
-  take = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
-  stack = jax.jit(lambda *trees: jax.tree.map(lambda *x: jnp.stack(x), *trees))
+  take, stack = jax.jit(_member), jax.jit(_stack)
 
   def loop(state, hparams, batch):
     size, devices = len(hparams['learning_rate']), list(mesh.devices.flat)
@@ -162,7 +170,7 @@ def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: b
         member = jax.device_put((take(state, i), take(hparams, i),
                                  take(batch, i) if per_member_batch else batch), device)
         outs.append(step(*member))
-      blocks.append(stack(*outs))
+      blocks.append(stack(outs))
     return jax.tree.map(lambda *x: jax.make_array_from_single_device_arrays(
         (size,) + x[0].shape[1:], pop, list(x)), *blocks)
 
@@ -268,7 +276,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   step_fn = compile_population_step(task, lr_multiplier(config.optimizer, config.total_steps),
                                     mesh, per_member_batch=per_member_batch,
                                     mode=mode or default_mode())
-  copy_fn = jax.jit(lambda s, src: jax.tree.map(lambda x: x[src], s).replace(rng=s.rng),
+  copy_fn = jax.jit(lambda s, src: _member(s, src).replace(rng=s.rng),
                     out_shardings=pop, donate_argnums=0)
   evaluator = Evaluator(task, config)
   writers = [MetricWriter(w) for w in workdirs]
@@ -310,7 +318,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
       for i, (writer, workdir) in enumerate(zip(writers, workdirs, strict=True)):
         if members.diverged[i] is not None:
           continue
-        variables = jax.tree.map(lambda x, i=i: x[i], state.variables)
+        variables = _member(state.variables, i)
         eval_dir = os.path.join(workdir, 'eval')
         metrics_i = evaluator.run(variables, eval_dir, progress=progress,
                                   num_overlays=config.num_overlays if is_last else 0)
