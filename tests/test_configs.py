@@ -17,14 +17,19 @@ def test_configs_found():
   assert 'configs/seg/fcn8s_shapes.py' in CONFIGS
 
 
-@pytest.mark.parametrize('path', CONFIGS)
-def test_one_train_step(path):
-  config = loader.load(f'{path}:runlocal')
+def _initial_state_and_step(config):
+  """(first state, synthetic batch, the un-jitted train step) for `config`, batch size 2."""
   task = tasks.get_task(config)
   batch = synthetic_batch(task, 2)
   tx = make_optimizer(config.optimizer, config.total_steps)
   state = init_state(task, task.model, tx, jax.random.PRNGKey(0), batch)
-  state, metrics = jax.jit(make_train_step(task))(state, batch)
+  return state, batch, make_train_step(task)
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_one_train_step(path):
+  state, batch, step = _initial_state_and_step(loader.load(f'{path}:runlocal'))
+  state, metrics = jax.jit(step)(state, batch)
   assert int(state.step) == 1
   assert np.isfinite(float(metrics['loss'])) and float(metrics['grad_norm']) > 0
 
@@ -34,11 +39,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_loss():
   for dtype in ('float32', 'bfloat16'):
     config = loader.load('configs/seg/fcn8s_shapes.py:runlocal')
     config.model.dtype = dtype
-    task = tasks.get_task(config)
-    batch = synthetic_batch(task, 2)
-    state = init_state(task, task.model, make_optimizer(config.optimizer, config.total_steps),
-                       jax.random.PRNGKey(0), batch)
-    step = make_train_step(task)
+    state, batch, step = _initial_state_and_step(config)
     assert ('bf16[' in str(jax.make_jaxpr(step)(state, batch))) == (dtype == 'bfloat16')
     state, metrics = jax.jit(step)(state, batch)
     assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype('float32')}
