@@ -51,9 +51,17 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# Compute dtypes a config may name (`config.model.dtype`); parameters stay float32.
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
 def get_model(name: str, /, **kwargs) -> nn.Module:
-  """Builds model `name` with kwargs; ValueError listing the valid names if it is unknown."""
+  """Builds model `name` with kwargs; ValueError listing the valid names (of the model or of its
+  compute dtype) if one is unknown."""
+  dtype = kwargs.get('dtype')
+  if isinstance(dtype, str) and dtype not in DTYPES:
+    raise ValueError(f'unknown model.dtype {dtype!r}; valid: {", ".join(DTYPES)}')
   return lookup(MODELS, name, 'model')(**kwargs)
 
 
-__all__ = ['BACKBONES', 'MODELS', 'get_backbone', 'get_model']
+__all__ = ['BACKBONES', 'DTYPES', 'MODELS', 'get_backbone', 'get_model']

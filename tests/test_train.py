@@ -166,6 +166,7 @@ def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, mo
     ('data.name', 'shape', 'shapes'),
     ('parallel', 'pmapp', 'pmap'),
     ('optimizer.name', 'adamm', 'adamw'),
+    ('model.dtype', 'bf16', 'bfloat16'),
 ])
 def test_unknown_names_fail_listing_valid_ones(config, tmp_path, field, value, valid):
   loader.override(config, [f'{field}={value}'])
