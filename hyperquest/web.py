@@ -110,7 +110,7 @@ def create_app(data_dir, settings=None, num_workers=1, clock=time.time,
   app = FastAPI(title="HyperQuest", openapi_url=None, docs_url=None, redoc_url=None,
                 lifespan=lifespan)
   app.add_middleware(BodyLimit, limit=MAX_BODY)
-  app.state.engine, app.state.pool, app.state.store = engine, pool, store
+  app.state.engine, app.state.pool = engine, pool
 
   # ------------------------------------------------------------ helpers
   def me(request):
