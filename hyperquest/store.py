@@ -122,9 +122,6 @@ class Store:
     return None if row is None else row["value"]
 
   # ---- nonces of submitted forms (form tokens themselves are signed, not stored)
-  def nonce_used(self, nonce):
-    return self.one("SELECT 1 FROM used_nonces WHERE nonce = ?", (nonce,)) is not None
-
   def use_nonce(self, nonce, issued, forget_before):
     """Records a form's nonce as used: False if it already was. Forgets the nonces issued before
     `forget_before`: their forms have expired and are refused before this table is asked, so it

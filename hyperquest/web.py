@@ -132,7 +132,8 @@ def create_app(data_dir, settings=None, num_workers=1, clock=time.time,
     return page(request, "error.html", player, status=status, message=message, link=link)
 
   async def checked_form(request, player_id):
-    """The posted form if its token is this player's, for this form, unexpired and unused."""
+    """The posted form if its token is this player's, for this form and unexpired (`spend`
+    refuses a nonce already used)."""
     form = await request.form()
     nonce = text(form, "nonce")
     verdict = security.check_form_token(key, player_id, request.url.path, nonce,
@@ -143,8 +144,6 @@ def create_app(data_dir, settings=None, num_workers=1, clock=time.time,
     if verdict == "expired":
       raise FormError(403, f"Form refused: this page is more than {form_ttl // 3600} hours old "
                            "(forms expire). Reload the page and submit the form again.")
-    if store.nonce_used(nonce):
-      raise FormError(409, REPLAYED)
     return form
 
   def spend(form, change):
@@ -152,7 +151,7 @@ def create_app(data_dir, settings=None, num_workers=1, clock=time.time,
     nonce back, so the player can go Back, correct the form and submit it again."""
     nonce = form["nonce"]
     if not store.use_nonce(nonce, security.issued_at(nonce), clock() - form_ttl):
-      raise FormError(409, REPLAYED)  # the same form posted twice at once
+      raise FormError(409, REPLAYED)
     try:
       return change()
     except RuleError as e:

@@ -216,7 +216,7 @@ class Fuzz:
     token = rng.choice([
       {}, {"nonce": "1.x"}, {"csrf": "0" * 64},
       {"nonce": f"{int(self.clock[0])}.abc", "csrf": "f" * 64},
-      {"nonce": rng.choice(TEXTS), "csrf": rng.choice(TEXTS)},
+      {"nonce": rng.choice(TEXTS), "csrf": rng.choice(TEXTS)}, {"nonce": "1.x", "csrf": "é" * 64},
       self.token(pid, "/logout" if path != "/logout" else "/survey"),  # another form's
       self.token(other, path),  # another player's
       self.token(pid, path, age=security.FORM_TTL + rng.randrange(1, 10**6)),  # expired
@@ -286,7 +286,7 @@ class Fuzz:
 
   def bad_cookie(self, rng):
     pid = self.players["alice"][1]
-    forged = rng.choice([b"1.2.abc", b"\xe9\xff", b"x" * 4000, b"..", b"-1.0.0",
+    forged = rng.choice([b"1.2.abc", b"\xe9\xff", b"1.2.\xe9\xff", b"x" * 4000, b"..", b"-1.0.0",
                          b"%d.%d.%s" % (pid, self.clock[0], b"0" * 64),
                          b"99999999999999999999.1." + b"f" * 64])
     path = rng.choice(["/home", "/survey", f"/session/{self.players['alice'][2]}",
