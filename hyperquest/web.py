@@ -149,7 +149,7 @@ def create_app(data_dir, settings=None, num_workers=1, clock=time.time,
   def spend(form, change):
     """Uses up the form's nonce, then applies `change()`. A change the rules refuse gives the
     nonce back, so the player can go Back, correct the form and submit it again."""
-    nonce = form["nonce"]
+    nonce = text(form, "nonce")
     if not store.use_nonce(nonce, security.issued_at(nonce), clock() - form_ttl):
       raise FormError(409, REPLAYED)
     try:
