@@ -11,6 +11,11 @@ import time
 
 import httpx
 
+from hyperquest.rules import Settings
+
+# A game small enough for tests: in-process (TINY) and through the CLI (TINY_FLAGS).
+TINY = Settings(train_size=128, val_size=64, batch_size=64, eval_batch_size=64,
+                baseline_epochs=1, num_datasets=1)
 TINY_FLAGS = ["--train-size", "256", "--val-size", "64", "--batch-size", "64",
               "--eval-batch-size", "64", "--baseline-epochs", "1", "--num-datasets", "1"]
 
