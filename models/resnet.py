@@ -24,12 +24,15 @@ class _Block(nn.Module):
   bottleneck: bool
   dtype: Any = None
   bn_axis_name: str | None = None
+  dilation: int = 1  # Of the 3x3 conv (torchvision's replace_stride_with_dilation).
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     bn = batch_norm(train, self.bn_axis_name, self.dtype)
-    conv = lambda f, k, s, name: Conv(f, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2,
-                                         use_bias=False, dtype=self.dtype, name=name)
+    d = self.dilation
+    conv = lambda f, k, s, name: Conv(f, (k, k), (s, s), padding=[(d * (k // 2),) * 2] * 2,
+                                      kernel_dilation=(d, d) if k == 3 else (1, 1),
+                                      use_bias=False, dtype=self.dtype, name=name)
     if self.bottleneck:
       layers = [(self.width, 1, 1), (self.width, 3, self.stride), (self.width * 4, 1, 1)]
     else:
@@ -49,12 +52,18 @@ class ResNet(nn.Module):
 
   pre_pool[2] is the input image (the stem conv strides it). With `num_classes`, also 'logits'
   from global average pooling and `fc` (torchvision's classifier).
+
+  `dilate` (torchvision's replace_stride_with_dilation, for layer2..4): a dilated layer keeps the
+  resolution of the one before and dilates its 3x3 convs instead (the first block by the previous
+  dilation, the others by twice that). 'features' keys still name the layers: with FCN's
+  (False, True, True), features[16] and features[32] are at stride 8.
   """
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   bottleneck: bool = False
   num_classes: int | None = None
   dtype: Any = None
   bn_axis_name: str | None = None
+  dilate: Sequence[bool] = (False, False, False)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> dict[str, Any]:
@@ -68,13 +77,17 @@ class ResNet(nn.Module):
     # took a sixth of ResNet-18's train step on 64x64 images.
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     x = max_pool_with_argmax(x, 3, 2)[0]
+    dilation = 1
     for stage, n in enumerate(self.stage_sizes):
-      stride = 4 * 2**stage
+      stride, step, previous = 4 * 2**stage, 2 if stage > 0 else 1, dilation
+      if stage > 0 and self.dilate[stage - 1]:
+        dilation, step = dilation * 2, 1
       for i in range(n):
         if i == 0 and stage > 0:
           pre_pool[stride] = x
-        x = _Block(64 * 2**stage, 2 if (i == 0 and stage > 0) else 1, self.bottleneck,
-                   self.dtype, self.bn_axis_name, name=f'layer{stage + 1}_{i}')(x, train=train)
+        x = _Block(64 * 2**stage, step if i == 0 else 1, self.bottleneck,
+                   self.dtype, self.bn_axis_name, dilation=previous if i == 0 else dilation,
+                   name=f'layer{stage + 1}_{i}')(x, train=train)
       features[stride] = x
     out = {'features': features, 'pre_pool': pre_pool}
     if self.num_classes is not None:
