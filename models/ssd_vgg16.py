@@ -54,14 +54,15 @@ def _max_pool(x, k: int, s: int, pad: tuple[int, int]):
 
 class SSDVGG16(nn.Module):
   """VGG16 + L2Norm + fc6/fc7 + extras -> the six maps [38, 19, 10, 5, 3, 1 at 300 px]."""
+  width_divisor: int = 1  # Every width / this: 1 is torchvision's; more for CPU-sized tests.
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> list[jax.Array]:
     del train  # No batch norm or dropout.
     conv = lambda f, k, name, stride=1, pad=1, dilation=1: Conv(
-        f, (k, k), (stride, stride), padding=[(pad, pad)] * 2, kernel_dilation=(dilation,) * 2,
-        dtype=self.dtype, name=name)
+        f // self.width_divisor, (k, k), (stride, stride), padding=[(pad, pad)] * 2,
+        kernel_dilation=(dilation,) * 2, dtype=self.dtype, name=name)
     maps = []
     for stage, widths in enumerate(VGG16_STAGES, start=1):
       if stage > 1:  # pool1..pool4; pool3 in ceil mode (one row/column of -inf after).
@@ -117,6 +118,7 @@ class SSDVGG16Detector(nn.Module):
   pixel_mean: Sequence[float] = MEAN
   pixel_std: Sequence[float] = STD
   pixel_scale: float = 1.0
+  width_divisor: int = 1  # Backbone widths / this (`SSDVGG16`).
   dtype: Any = None
   bn_axis_name: str | None = None  # Unused (no batch norm); every model takes it.
 
@@ -125,7 +127,7 @@ class SSDVGG16Detector(nn.Module):
     mean = jnp.asarray(self.pixel_mean, jnp.float32)
     std = jnp.asarray(self.pixel_std, jnp.float32)
     x = (images.astype(jnp.float32) * self.pixel_scale - mean) / std
-    maps = SSDVGG16(dtype=self.dtype, name='backbone')(x, train=train)
+    maps = SSDVGG16(self.width_divisor, self.dtype, name='backbone')(x, train=train)
     n, logits, deltas = images.shape[0], [], []
     for k, (fmap, ratios) in enumerate(zip(maps, ASPECT_RATIOS, strict=True)):
       a = 2 + 2 * len(ratios)
@@ -164,3 +166,11 @@ def detect(outputs: dict, image_hw, **select_kwargs) -> dict:
   """A batch's detections, torchvision's post-processing (`select_detections`)."""
   boxes, scores = decode(outputs, image_hw)
   return jax.vmap(functools.partial(select_detections, **select_kwargs))(boxes, scores)
+
+
+def detect_from_config(outputs: dict, image_hw, detect_config) -> dict:
+  """`detect` with `config.detect`'s fields; its pre_nms_topk counts per class here (400)."""
+  return detect(outputs, image_hw, score_threshold=detect_config.score_threshold,
+                topk_per_class=detect_config.pre_nms_topk,
+                iou_threshold=detect_config.nms_iou_threshold,
+                max_detections=detect_config.max_detections)

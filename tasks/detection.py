@@ -21,7 +21,7 @@ from losses.rcnn import rcnn_loss
 from losses.ssd import ssd_loss
 from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
-from models import roi_heads, ssd, yolo
+from models import roi_heads, ssd, ssd_vgg16, yolo
 from ops.nms import select_batch_detections
 from tasks import drawing
 from tasks.segmentation import SegmentationTask
@@ -31,6 +31,9 @@ class Family(NamedTuple):
   loss: Callable
   decode: Callable
   inputs: dict = {}  # Model keyword -> batch key, besides the image.
+  # The family's own selection `select(outputs, image_hw, **config.detect) -> detections`, for
+  # a reference post-processing that differs from the shared one (torchvision's SSD).
+  select: Callable | None = None
 
 
 GROUND_TRUTH = {'gt_boxes': 'boxes', 'gt_labels': 'labels', 'gt_valid': 'valid'}  # Training only.
@@ -39,6 +42,7 @@ PROPOSALS = {'proposals': 'proposals', 'proposal_valid': 'proposal_valid'}
 FAMILIES = {  # config.model.name -> Family.
     'yolo': Family(yolo_loss, yolo.decode),
     'ssd': Family(ssd_loss, ssd.decode),
+    'ssd_vgg16': Family(ssd_loss, ssd_vgg16.decode, select=ssd_vgg16.detect_from_config),
     'sliding_window': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
     'rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
     'spp_net': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
@@ -89,6 +93,8 @@ class DetectionTask:
   def postprocess(self, outputs, batch):
     image_hw = batch['image'].shape[1:3]
     d = self.config.detect
+    if self.family.select is not None:
+      return self.family.select(outputs, image_hw, d)
     return select_batch_detections(
         *self.family.decode(outputs, image_hw), image_hw, score_threshold=d.score_threshold,
         iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
