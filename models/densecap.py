@@ -53,7 +53,7 @@ class DenseCap(FasterRCNNWithHeads):
 
   Extra input in training: `gt_captions` [B, M, T] (the batch's `captions`). Extra training
   outputs: 'caption_logits' [B, F, T, V] and 'caption_targets' (tokens [B, F, T], valid [B, F])
-  over the F = int(roi_batch_size * roi_positive_fraction) foreground slots. Inference adds
+  over the F = int(roi.batch_size * roi.positive_fraction) foreground slots. Inference adds
   'detections' (boxes, scores, labels, valid) with 'captions' int32 [B, D, T] and
   'caption_log_prob' [B, D].
   """
@@ -76,10 +76,10 @@ class DenseCap(FasterRCNNWithHeads):
                        'sets it from the dataset (data.dataset_info(...)["vocab"]).')
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
     rois = self.head_rois(out, images.shape[1:3], train=train)
-    pooled = pool(rois['boxes'], self.roi_size)
+    pooled = pool(rois['boxes'], self.roi.size)
     if self.context_scale > 0:
       pooled = jnp.concatenate([pooled, pool(scale_boxes(rois['boxes'], self.context_scale),
-                                             self.roi_size)], axis=-1)
+                                             self.roi.size)], axis=-1)
     code = RegionCode(self.region_code, self.dtype, name='recognition')(pooled)
     captioner = CaptionDecoder(self.vocab_size, self.caption_embed, self.caption_hidden,
                                self.caption_cell, name='captioner')

@@ -28,9 +28,8 @@ from ops.psroi import spatial_pyramid_pool
 
 
 class FastRCNN(RoIDetector):
+  """roi.pooling: 'pool', the paper's RoI max pooling (the default), or 'align' (RoIAlign)."""
   feature_stride: int = 16
-  roi_pooling: str = 'pool'  # The paper's RoI max pooling; 'align' for RoIAlign.
-  roi_size: int = 7
 
   @nn.compact
   def __call__(self, images, proposals, proposal_valid, gt_boxes=None, gt_labels=None,
@@ -42,8 +41,9 @@ class FastRCNN(RoIDetector):
 
   def roi_features(self, features):
     """RoIs [B, R, 4] -> pooled [B, R, s, s, C] from the shared feature map."""
-    return functools.partial(pool_rois, features, output_size=self.roi_size,
-                             stride=self.feature_stride, method=self.roi_pooling)
+    return functools.partial(pool_rois, features, output_size=self.roi.size,
+                             stride=self.feature_stride, method=self.roi.pooling,
+                             aligned=self.roi.aligned, sampling_ratio=self.roi.sampling_ratio)
 
 
 class SPPNet(FastRCNN):

@@ -157,9 +157,11 @@ def select_detections(boxes, scores, *, score_threshold: float = 0.01, topk_per_
 
 
 def decode(outputs: dict, image_hw):
-  """-> boxes [N, D, 4] clipped to `image_hw`, scores [N, D, C - 1] (softmax, foreground)."""
+  """-> boxes [N, D, 4] clipped to `image_hw` ((H, W) or [N, 2]), scores [N, D, C - 1] (softmax,
+  foreground)."""
   boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], BOX_WEIGHTS)
-  return box_ops.clip(boxes, image_hw), jax.nn.softmax(outputs['class_logits'], -1)[..., 1:]
+  hw = jnp.broadcast_to(jnp.asarray(image_hw, jnp.float32), (boxes.shape[0], 2))
+  return box_ops.clip(boxes, hw[:, None]), jax.nn.softmax(outputs['class_logits'], -1)[..., 1:]
 
 
 def detect(outputs: dict, image_hw, **select_kwargs) -> dict:

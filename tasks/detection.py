@@ -31,9 +31,13 @@ class Family(NamedTuple):
   loss: Callable
   decode: Callable
   inputs: dict = {}  # Model keyword -> batch key, besides the image.
-  # The family's own selection `select(outputs, image_hw, **config.detect) -> detections`, for
+  optional: dict = {}  # The same, passed when the batch has the key.
+  # The family's own selection `select(outputs, image_hw, config.detect) -> detections`, for
   # a reference post-processing that differs from the shared one (torchvision's SSD).
   select: Callable | None = None
+
+
+SIZES = {'image_hw': 'image_hw'}  # Each image's size inside the padded canvas.
 
 
 GROUND_TRUTH = {'gt_boxes': 'boxes', 'gt_labels': 'labels', 'gt_valid': 'valid'}  # Training only.
@@ -47,8 +51,8 @@ FAMILIES = {  # config.model.name -> Family.
     'rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
     'spp_net': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
     'fast_rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
-    'faster_rcnn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
-    'rfcn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
+    'faster_rcnn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH, SIZES),
+    'rfcn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH, SIZES),
 }
 
 
@@ -78,27 +82,29 @@ class DetectionTask:
     """config.detect as the keywords of models that select their detections themselves."""
     d = self.config.detect
     return dict(score_threshold=d.score_threshold, nms_iou_threshold=d.nms_iou_threshold,
-                pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections)
+                pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections,
+                min_size=d.get('min_size', 0.0))
 
   def model_inputs(self, batch):
     missing = sorted(set(self.family.inputs.values()) - set(batch))
     if missing:
       raise ValueError(f'{self.config.model.name} needs batch keys {missing}; for external '
                        'proposals set --config.data.proposals.method (see data/proposals.py).')
-    return (batch['image'],), {k: batch[v] for k, v in self.family.inputs.items()}
+    optional = {k: batch[v] for k, v in self.family.optional.items() if v in batch}
+    return (batch['image'],), {**{k: batch[v] for k, v in self.family.inputs.items()}, **optional}
 
   def loss(self, outputs, batch):
     return self._loss(outputs, batch)
 
   def postprocess(self, outputs, batch):
-    image_hw = batch['image'].shape[1:3]
+    image_hw = batch.get('image_hw', batch['image'].shape[1:3])  # Clip to each image's size.
     d = self.config.detect
     if self.family.select is not None:
       return self.family.select(outputs, image_hw, d)
     return select_batch_detections(
         *self.family.decode(outputs, image_hw), image_hw, score_threshold=d.score_threshold,
         iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
-        max_detections=d.max_detections)
+        max_detections=d.max_detections, min_size=d.get('min_size', 0.0))
 
   def make_evaluator(self):
     return DetectionEvaluator(self.class_names)

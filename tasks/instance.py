@@ -16,17 +16,26 @@ from losses.mask_rcnn import mask_rcnn_loss
 from metrics import CocoEvaluator
 from metrics.pose import pose_metrics
 from ops.boxes import iou
-from ops.masks import paste_masks
+from ops.masks import paste_masks, paste_masks_torchvision
 from tasks import drawing
-from tasks.detection import GROUND_TRUTH, DetectionEvaluator, DetectionTask, Family, image_boxes
+from tasks.detection import (
+  GROUND_TRUTH,
+  SIZES,
+  DetectionEvaluator,
+  DetectionTask,
+  Family,
+  image_boxes,
+)
 
 INSTANCE_INPUTS = {**GROUND_TRUTH, 'gt_masks': 'instance_masks', 'gt_keypoints': 'keypoints'}
+PASTE = {'ours': paste_masks, 'torchvision': paste_masks_torchvision}  # config.model.mask.paste
 MASK_THRESHOLD = 0.5  # The paper's binarisation of the pasted mask probabilities.
 
 
 class InstanceTask(DetectionTask):
   name = 'instance_segmentation'
-  families = {'mask_rcnn': Family(mask_rcnn_loss, decode=None, inputs=INSTANCE_INPUTS)}
+  families = {'mask_rcnn': Family(mask_rcnn_loss, decode=None, inputs=INSTANCE_INPUTS,
+                                 optional=SIZES)}
 
   def build_model(self, bn_axis_name=None):
     # The detections the heads see are the ones evaluated.
@@ -34,16 +43,19 @@ class InstanceTask(DetectionTask):
 
   @property
   def has_masks(self) -> bool:
-    return self.config.model.get('mask_head', True)
+    return self.config.model.get('mask', {}).get('enabled', True)
 
   @property
   def has_keypoints(self) -> bool:
-    return self.config.model.get('num_keypoints', 0) > 0
+    return self.config.model.get('keypoint', {}).get('num_keypoints', 0) > 0
 
   def postprocess(self, outputs, batch):
     detections = dict(outputs['detections'])
     if 'masks' in detections:
-      paste = functools.partial(paste_masks, image_hw=batch['image'].shape[1:3])
+      method = self.config.model.get('mask', {}).get('paste', 'ours')
+      if method not in PASTE:
+        raise ValueError(f'unknown model.mask.paste {method!r}; valid: {", ".join(PASTE)}')
+      paste = functools.partial(PASTE[method], image_hw=batch['image'].shape[1:3])
       pasted = jax.vmap(paste)(detections['masks'], detections['boxes'])
       detections['masks'] = (pasted >= MASK_THRESHOLD) & detections['valid'][..., None, None]
     return detections

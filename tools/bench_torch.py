@@ -233,9 +233,9 @@ def twin(name: str, params: dict, batch: dict, config):
   if name == 'faster_rcnn':
     classes = params['box_head']['class_logits']['kernel'].shape[-1]
     per_cell = params['rpn']['objectness']['kernel'].shape[-1]
-    model = FasterRCNN(classes, per_cell, config.model.rpn_width, config.model.feature_stride,
-                       config.model.roi_size, config.model.head_hidden).eval()
-    r = config.model.roi_batch_size
+    model = FasterRCNN(classes, per_cell, config.model.rpn.width, config.model.feature_stride,
+                       config.model.roi.size, config.model.roi.head_hidden).eval()
+    r = config.model.roi.batch_size
     size = images.shape[-1]
     yx = torch.rand(n, r, 2, generator=gen) * size * 0.7
     rois = torch.cat([yx, yx + torch.rand(n, r, 2, generator=gen) * size * 0.3 + 2], -1)

@@ -83,9 +83,10 @@ def seeded_state_dict(arch: str, seed: int, num_classes: int) -> dict:
   `num_batches_tracked`).
 
   Convolutions: He-normal (std sqrt(2 / fan_in)), so ReLU activations keep their scale through
-  VGG's 15 layers without batch norm (SSD's first conv / 64 for its 0-255 input); the last batch norm of each residual block scales by
-  ~0.2 so 33 blocks stay in range; running statistics near (0, 1); biases small. SSD's class
-  logits then have std ~1.3: scores spread over (0, 0.96), so rankings are really compared.
+  VGG's 15 layers without batch norm (SSD's first conv / 64 for its 0-255 input); the last batch
+  norm of each residual block scales by ~0.2 so 33 blocks stay in range; running statistics near
+  (0, 1); biases small. SSD's class logits then have std ~1.3: scores spread over (0, 0.96), so
+  rankings are really compared.
   """
   rng = np.random.default_rng(seed)
   out = {}

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from tools import import_weights
+from training import model_init
 from training.checkpoint import Checkpointer
 
 BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
@@ -20,7 +21,8 @@ BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
 
 def frozen_modules(config) -> tuple[str, ...]:
   """The top-level parameter modules the optimizer must leave alone."""
-  return (BACKBONE,) if config.get('init', {}).get('freeze_backbone', False) else ()
+  whole = (BACKBONE,) if config.get('init', {}).get('freeze_backbone', False) else ()
+  return whole or model_init.frozen_backbone_stages(config)
 
 
 def backbone_variables(source: str) -> dict:
@@ -40,7 +42,11 @@ def backbone_variables(source: str) -> dict:
 
 
 def load_backbone(state, source: str):
-  """`state` with its backbone parameters and batch statistics replaced by those in `source`."""
+  """`state` with its backbone parameters and batch statistics replaced by those in `source`;
+  every variable when `source` holds exactly this model (`model_init.restore_whole`)."""
+  whole = model_init.restore_whole(state, source)
+  if whole is not None:
+    return whole
   loaded = backbone_variables(source)
   replaced = {}
   for collection in ('params', 'batch_stats'):

@@ -17,6 +17,16 @@ def base_detection_config() -> ml_collections.ConfigDict:
   return c
 
 
+def option_groups(c: ml_collections.ConfigDict, *names: str) -> ml_collections.ConfigDict:
+  """Adds the R-CNN family's option groups to c.model: 'rpn' (anchors, RPN, proposals), 'roi'
+  (RoI sampling, pooling, box head), 'mask', 'keypoint' (models/*: RPNOptions, RoIOptions,
+  MaskOptions, KeypointOptions hold the fields and their defaults)."""
+  for name in names:
+    if name not in c.model:
+      c.model[name] = ml_collections.ConfigDict()
+  return c
+
+
 def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
   """What R-CNN, Fast R-CNN, Faster R-CNN and the sliding window share on 64x64 Shapes.
 
@@ -24,12 +34,12 @@ def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
   here, 128 over 2 images in Fast R-CNN) and two-layer MLP head (256 wide here, 4096 there).
   `arg`: the parsed `runlocal`, `demo`, `backbone`, `classifier` arguments.
   """
-  c = base_detection_config()
+  c = option_groups(base_detection_config(), 'roi')
   c.model.name = name
   c.model.backbone = arg.backbone
-  c.model.roi_batch_size = 64
-  c.model.roi_positive_fraction = 0.25
-  c.model.head_hidden = 256
+  c.model.roi.batch_size = 64
+  c.model.roi.positive_fraction = 0.25
+  c.model.roi.head_hidden = 256
   c.model.classifier = c.loss.classifier = arg.classifier  # The head's scores, the loss's kind.
   c.detect.nms_iou_threshold = 0.5  # Fast R-CNN's per-class NMS.
 
@@ -47,7 +57,7 @@ def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
     c.total_steps = 800
   if arg.runlocal:
     common.runlocal(c)
-    c.model.head_hidden = 32
+    c.model.roi.head_hidden = 32
   return c
 
 
@@ -63,7 +73,7 @@ def per_crop_cnn(c: ml_collections.ConfigDict, arg) -> ml_collections.ConfigDict
   32x32 and the head flattens the crop's stride-8 map (4x4); 32 RoIs per image, 8 images."""
   c.model.crop_size = 32
   c.model.feature_stride = 8
-  c.model.roi_batch_size = 32
+  c.model.roi.batch_size = 32
   if not arg.runlocal:
     c.batch_size = 8
     c.eval_batch_size = 8  # Every region is a CNN pass: 8 images are hundreds of crops.

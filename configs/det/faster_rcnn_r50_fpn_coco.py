@@ -21,22 +21,22 @@ from configs.det import defaults
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, runlocal=False)
-  c = defaults.base_detection_config()
+  c = defaults.option_groups(defaults.base_detection_config(), 'rpn', 'roi')
   c.model.name = 'faster_rcnn'
   c.model.backbone = 'resnet50'
   c.model.fpn_strides = (4, 8, 16, 32)  # P2-P5 (+ P6 for the RPN).
   c.model.fpn_width = 256
-  c.model.anchor_sizes = (32.0, 64.0, 128.0, 256.0, 512.0)  # One per level, P2..P6.
-  c.model.anchor_ratios = (0.5, 1.0, 2.0)
-  c.model.rpn_width = 256
-  c.model.rpn_batch_size = 256
-  c.model.pre_nms_topk_train = c.model.post_nms_topk_train = 2000
-  c.model.pre_nms_topk_test = c.model.post_nms_topk_test = 1000
-  c.model.roi_batch_size = 512
-  c.model.roi_positive_fraction = 0.25
-  c.model.roi_pooling = 'align'
-  c.model.roi_size = 7
-  c.model.head_hidden = 1024
+  c.model.rpn.anchor_sizes = (32.0, 64.0, 128.0, 256.0, 512.0)  # One per level, P2..P6.
+  c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)
+  c.model.rpn.width = 256
+  c.model.rpn.batch_size = 256
+  c.model.rpn.pre_nms_topk_train = c.model.rpn.post_nms_topk_train = 2000
+  c.model.rpn.pre_nms_topk_test = c.model.rpn.post_nms_topk_test = 1000
+  c.model.roi.batch_size = 512
+  c.model.roi.positive_fraction = 0.25
+  c.model.roi.pooling = 'align'
+  c.model.roi.size = 7
+  c.model.roi.head_hidden = 1024
 
   c.data.name = 'coco2017'
   c.data.train_split = 'train'
@@ -63,10 +63,10 @@ def get_config(arg=None):
     c.data.variant = 'default'  # COCO has no small variant; runlocal only shrinks the model.
     c.model.backbone = 'resnet18'
     c.model.fpn_width = 16
-    c.model.anchor_sizes = (8.0, 16.0, 32.0, 64.0, 128.0)
-    c.model.rpn_width = 16
-    c.model.pre_nms_topk_train = c.model.pre_nms_topk_test = 200
-    c.model.post_nms_topk_train = c.model.post_nms_topk_test = 32
-    c.model.roi_batch_size = 16
-    c.model.head_hidden = 32
+    c.model.rpn.anchor_sizes = (8.0, 16.0, 32.0, 64.0, 128.0)
+    c.model.rpn.width = 16
+    c.model.rpn.pre_nms_topk_train = c.model.rpn.pre_nms_topk_test = 200
+    c.model.rpn.post_nms_topk_train = c.model.rpn.post_nms_topk_test = 32
+    c.model.roi.batch_size = 16
+    c.model.roi.head_hidden = 32
   return c
