@@ -119,6 +119,11 @@ class SSDVGG16Detector(nn.Module):
   pixel_std: Sequence[float] = STD
   pixel_scale: float = 1.0
   width_divisor: int = 1  # Backbone widths / this (`SSDVGG16`).
+  # Imported heads with another label space (torchvision's 91 COCO ids): the head's class of each
+  # dataset label, background first. The head has max + 1 classes; 'class_logits' stay the head's
+  # (torchvision's softmax over all of them) and 'head_classes' goes out with them, so the loss
+  # maps the labels in and `decode` takes the dataset's columns of the scores.
+  head_classes: Sequence[int] = ()
   dtype: Any = None
   bn_axis_name: str | None = None  # Unused (no batch norm); every model takes it.
 
@@ -128,17 +133,24 @@ class SSDVGG16Detector(nn.Module):
     std = jnp.asarray(self.pixel_std, jnp.float32)
     x = (images.astype(jnp.float32) * self.pixel_scale - mean) / std
     maps = SSDVGG16(self.width_divisor, self.dtype, name='backbone')(x, train=train)
+    if self.head_classes and len(self.head_classes) != self.num_classes:
+      raise ValueError(f'model.head_classes has {len(self.head_classes)} entries for '
+                       f'{self.num_classes} dataset classes; give one head class per dataset '
+                       'class, background (0) first.')
+    classes = max(self.head_classes) + 1 if self.head_classes else self.num_classes
     n, logits, deltas = images.shape[0], [], []
     for k, (fmap, ratios) in enumerate(zip(maps, ASPECT_RATIOS, strict=True)):
       a = 2 + 2 * len(ratios)
       head = functools.partial(Conv, kernel_size=(3, 3), padding=[(1, 1)] * 2, dtype=self.dtype)
-      logits.append(head(a * self.num_classes, name=f'class_head{k}')(fmap)
-                    .reshape(n, -1, self.num_classes))
+      logits.append(head(a * classes, name=f'class_head{k}')(fmap).reshape(n, -1, classes))
       deltas.append(head(a * 4, name=f'box_head{k}')(fmap).reshape(n, -1, 4))
     anchors = torchvision_default_boxes(images.shape[1:3], [m.shape[1:3] for m in maps])
-    return {'class_logits': jnp.concatenate(logits, 1).astype(jnp.float32),
-            'box_deltas': jnp.concatenate(deltas, 1).astype(jnp.float32),
-            'anchors': jnp.asarray(anchors)}
+    out = {'class_logits': jnp.concatenate(logits, 1).astype(jnp.float32),
+           'box_deltas': jnp.concatenate(deltas, 1).astype(jnp.float32),
+           'anchors': jnp.asarray(anchors)}
+    if self.head_classes:
+      out['head_classes'] = jnp.asarray(self.head_classes, jnp.int32)
+    return out
 
 
 def select_detections(boxes, scores, *, score_threshold: float = 0.01, topk_per_class: int = 400,
@@ -161,7 +173,10 @@ def decode(outputs: dict, image_hw):
   foreground)."""
   boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], BOX_WEIGHTS)
   hw = jnp.broadcast_to(jnp.asarray(image_hw, jnp.float32), (boxes.shape[0], 2))
-  return box_ops.clip(boxes, hw[:, None]), jax.nn.softmax(outputs['class_logits'], -1)[..., 1:]
+  scores = jax.nn.softmax(outputs['class_logits'], -1)
+  columns = outputs['head_classes'][1:] if 'head_classes' in outputs else slice(1, None)
+  scores = scores[..., columns]
+  return box_ops.clip(boxes, hw[:, None]), scores
 
 
 def detect(outputs: dict, image_hw, **select_kwargs) -> dict:

@@ -8,7 +8,8 @@ Make the file once where torch is installed:
 then check it against our model and use it as a backbone init (whole torchvision detectors:
 `--arch fasterrcnn_resnet50_fpn|maskrcnn_resnet50_fpn|keypointrcnn_resnet50_fpn --out DIR` writes
 our checkpoint, see models/torchvision_detection.py and the README's "Reproduce torchvision's COCO
-numbers"):
+numbers"; `--arch fcn_resnet50|fcn_resnet101|ssd300_vgg16 --out DIR` likewise, see
+models/torchvision_fcn_ssd.py):
 
   python tools/import_weights.py resnet18.safetensors --arch resnet18
   python train.py --config configs/loc/localizer_shapes.py:backbone=resnet18 --workdir runs/x \
@@ -30,7 +31,7 @@ from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models import torchvision_detection  # noqa: E402
+from models import torchvision_detection, torchvision_fcn_ssd  # noqa: E402
 from training import model_init  # noqa: E402
 
 _INDEX = re.compile(r'\.(\d+)(?=\.|$)')
@@ -120,7 +121,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('path', help='torchvision state dict as .safetensors')
   parser.add_argument('--arch', default='resnet18',
-                      choices=('resnet18', 'resnet50', 'resnet101', *torchvision_detection.MODELS))
+                      choices=('resnet18', 'resnet50', 'resnet101', *torchvision_detection.MODELS,
+                               *torchvision_fcn_ssd.MODELS))
   parser.add_argument('--out', help='write our checkpoint here (a directory, see '
                       'training/model_init.py); without it, only check the file')
   args = parser.parse_args()
@@ -130,6 +132,11 @@ def main():
   if args.arch in torchvision_detection.MODELS:
     variables = torchvision_detection.convert(load_file(args.path))
     count = torchvision_detection.check(variables, args.arch)
+  elif args.arch in torchvision_fcn_ssd.MODELS:
+    state_dict = load_file(args.path)
+    classes = torchvision_fcn_ssd.num_classes_of(state_dict, args.arch)
+    variables = torchvision_fcn_ssd.convert(state_dict, args.arch)
+    count = torchvision_fcn_ssd.check(variables, args.arch, classes)
   else:
     variables = load_safetensors(args.path)
     fc = variables['params'].get('fc', {}).get('kernel')
