@@ -116,6 +116,17 @@ def test_torchvision_anchor_placement():
                                                            'anchor_placement': 'torchvision'})
   with pytest.raises(ValueError, match='needs the canvas'):
     model.anchors({4: (2, 2), 8: (1, 1)})
+  # Each image's own padded size: an 800x1344 canvas holding a 600x1333 image has torchvision's
+  # anchors of a 608x1344 image in its first cells, and no others.
+  model = FasterRCNN(num_classes=3, fpn_strides=(4, 8, 16, 32), rpn={
+      'anchor_sizes': (32.0, 64.0, 128.0, 256.0, 512.0), 'anchor_placement': 'torchvision',
+      'anchor_canvas': 'image'})
+  cells = lambda hw: {s: (-(-hw[0] // s), -(-hw[1] // s)) for s in (4, 8, 16, 32, 64)}
+  per_image, valid = model.image_anchors(cells((800, 1344)), jnp.asarray([[600, 1333]]))
+  own = cells((608, 1344))
+  np.testing.assert_array_equal(per_image[0][valid[0]], torchvision_anchors(
+      (608, 1344), [own[s] for s in sorted(own)], [(s,) for s in model.rpn.anchor_sizes],
+      model.rpn.anchor_ratios))
   with pytest.raises(ValueError, match=r'unknown config.model.roi field\(s\) sise; valid: '):
     resolve(RoIOptions, {'sise': 7}, 'roi')
 
@@ -151,6 +162,8 @@ def test_torchvision_configs_build_the_converted_models(config, arch):
   for key, value in kwargs.items():
     if key in ('rpn', 'roi', 'mask', 'keypoint'):
       assert {k: model[key][k] for k in value} == value, key
+      # The parity runs batch three images, so their anchors follow the batch's canvas.
+      assert key != 'rpn' or model[key]['anchor_canvas'] == 'image'
     elif key in ('score_threshold', 'nms_iou_threshold', 'pre_nms_topk', 'max_detections',
                  'min_size'):
       assert c.detect[key] == value, key

@@ -38,7 +38,8 @@ def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   As models/torchvision_detection.py's TORCHVISION_COMMON and DETECT, which the parity tests
   check: ImageNet mean/std on [0, 1] inputs; frozen batch norm with eps 0 (the COCO weights'),
-  3 trainable ResNet stages; anchors 32..512 per level, rounded, at stride canvas // cells; 1000
+  3 trainable ResNet stages; anchors 32..512 per level, rounded, at stride padded image size //
+  cells; 1000
   proposals per level before and per image after NMS at 0.7 per level, min size 1e-3; RoIAlign
   aligned=False; detections above 0.05, sides >= 0.01, per-class NMS 0.5, top 100; inputs
   resized to a shorter side of 800 and a longer one of at most 1333.
@@ -56,6 +57,9 @@ def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.rpn.anchor_sizes = (32.0, 64.0, 128.0, 256.0, 512.0)
   c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)
   c.model.rpn.anchor_placement = 'torchvision'
+  # Strides from each image's own padded size, as torchvision's evaluation (one image a batch);
+  # tools/parity.py compares batches, whose canvas torchvision uses: 'batch' there.
+  c.model.rpn.anchor_canvas = 'image'
   c.model.rpn.width = 256
   c.model.rpn.per_level = True
   c.model.rpn.min_size = 1e-3
