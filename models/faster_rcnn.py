@@ -159,6 +159,9 @@ class FasterRCNN(RoIDetector):
                if image_hw is None else jnp.asarray(image_hw, jnp.float32))
     backbone_kwargs = {}
     if self.frozen_bn or self.trainable_layers != 5 or self.bn_epsilon != 1e-5:
+      if not self.backbone.startswith('resnet'):
+        raise ValueError(f'model.frozen_bn, trainable_layers and bn_epsilon need a ResNet '
+                         f'backbone (got {self.backbone!r}); leave them at their defaults.')
       backbone_kwargs = dict(frozen_bn=self.frozen_bn, trainable_layers=self.trainable_layers,
                              bn_epsilon=self.bn_epsilon)
     features = backbone_features(self.backbone, self.normalize(images, image_hw), train=train,
