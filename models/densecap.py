@@ -3,7 +3,7 @@
 The paper's three parts, on our Faster R-CNN pieces:
 - Localization layer: an RPN over the backbone's feature map (anchors, objectness, box
   regression), proposals after NMS, and bilinear sampling of a fixed-size grid per region. The
-  paper's bilinear sampler is RoIAlign here (`roi_pooling='align'`); its fixed B regions are the
+  paper's bilinear sampler is RoIAlign here (`roi.pooling='align'`); its fixed B regions are the
   RoI minibatch in training (positives first) and the top detections at test time.
 - Recognition network: two fully-connected layers on each region's features give a region code;
   from it, the box head refines the box and scores the region against background (regions are

@@ -40,7 +40,7 @@ from models.fpn import FPN, pool_pyramid
 from models.options import resolve_fields
 from models.roi_heads import RoIDetector, decode
 from models.rpn import RPNHead, propose, rpn_targets
-from ops.anchors import multilevel_anchors, torchvision_anchors
+from ops.anchors import multilevel_anchors, torchvision_anchors, torchvision_image_anchors
 from ops.nms import select_batch_detections
 
 
@@ -55,6 +55,11 @@ class RPNOptions:
   # 'torchvision': see `ops.anchors.torchvision_anchors` (needs the FPN; the canvas is the padded
   # batch, so the canvas must be torchvision's padded size for identical anchors).
   anchor_placement: str = 'centred'
+  # 'torchvision' only: the size its strides come from. 'batch': the padded batch (torchvision
+  # on a batch). 'image': each image's `image_hw` padded to `size_divisor` (torchvision on one
+  # image, as its COCO evaluation runs), cells beyond it dropped.
+  anchor_canvas: str = 'batch'
+  size_divisor: int = 32
   width: int = 512
   batch_size: int = 256  # Sampled anchors per image in training.
   pre_nms_topk_train: int = 2000
@@ -107,6 +112,16 @@ class FasterRCNN(RoIDetector):
                                     rpn.anchor_ratios, offset=0.5)
     return jnp.asarray(anchors)
 
+  def image_anchors(self, level_hw, image_hw):
+    """Per image ([B, N, 4], valid [B, N]): torchvision's anchors of each image's own padded
+    size (`ops.anchors.torchvision_image_anchors`)."""
+    strides = sorted(level_hw)
+    d = self.rpn.size_divisor
+    padded = (-(-image_hw.astype(jnp.int32) // d)) * d
+    return jax.vmap(lambda hw: torchvision_image_anchors(
+        hw, [level_hw[s] for s in strides], strides, [(s,) for s in self.rpn.anchor_sizes],
+        self.rpn.anchor_ratios))(padded)
+
   def roi_head(self, pyramid, pool):
     """RoIs [B, R, 4] -> (logits, deltas): Fast R-CNN's head on `roi.size` pooled features."""
     del pyramid  # Read through `pool`; R-FCN's head reads the map itself.
@@ -144,6 +159,9 @@ class FasterRCNN(RoIDetector):
                if image_hw is None else jnp.asarray(image_hw, jnp.float32))
     backbone_kwargs = {}
     if self.frozen_bn or self.trainable_layers != 5 or self.bn_epsilon != 1e-5:
+      if not self.backbone.startswith('resnet'):
+        raise ValueError(f'model.frozen_bn, trainable_layers and bn_epsilon need a ResNet '
+                         f'backbone (got {self.backbone!r}); leave them at their defaults.')
       backbone_kwargs = dict(frozen_bn=self.frozen_bn, trainable_layers=self.trainable_layers,
                              bn_epsilon=self.bn_epsilon)
     features = backbone_features(self.backbone, self.normalize(images, image_hw), train=train,
@@ -156,19 +174,31 @@ class FasterRCNN(RoIDetector):
       pyramid = {self.feature_stride: features[self.feature_stride]}
       roi_strides = (self.feature_stride,)
     level_hw = {s: p.shape[1:3] for s, p in pyramid.items()}
-    anchors = self.anchors(level_hw, canvas)
     rpn = self.rpn
+    anchors = self.anchors(level_hw, canvas)
+    anchor_valid = None
+    if rpn.anchor_placement == 'torchvision' and rpn.anchor_canvas == 'image':
+      anchors, anchor_valid = self.image_anchors(level_hw, clip_hw)
+    elif rpn.anchor_canvas != 'batch':
+      raise ValueError(f"unknown model.rpn.anchor_canvas {rpn.anchor_canvas!r}; valid: 'batch', "
+                       "'image' (with anchor_placement='torchvision').")
     per_cell = len(rpn.anchor_ratios) * (1 if self.fpn_strides else len(rpn.anchor_sizes))
     rpn_head = RPNHead(per_cell, rpn.width, self.dtype, name='rpn')  # Shared by levels.
     rpn_logits, rpn_deltas = (jnp.concatenate(x, axis=1) for x in zip(
         *(rpn_head(pyramid[s]) for s in sorted(pyramid)), strict=True))
     counts = [int(np.prod(level_hw[s])) * per_cell for s in sorted(level_hw)]
-    proposals, proposal_valid = jax.vmap(functools.partial(
-        propose, anchors=anchors, nms_iou=rpn.nms_iou, min_size=rpn.min_size,
+    select = functools.partial(
+        propose, nms_iou=rpn.nms_iou, min_size=rpn.min_size,
         level_counts=counts if rpn.per_level else None,
         pre_nms_topk=rpn.pre_nms_topk_train if train else rpn.pre_nms_topk_test,
-        post_nms_topk=rpn.post_nms_topk_train if train else rpn.post_nms_topk_test))(
-            rpn_logits, rpn_deltas, image_hw=clip_hw)
+        post_nms_topk=rpn.post_nms_topk_train if train else rpn.post_nms_topk_test)
+    if anchor_valid is None:
+      proposals, proposal_valid = jax.vmap(functools.partial(select, anchors=anchors))(
+          rpn_logits, rpn_deltas, image_hw=clip_hw)
+    else:  # Per-image anchors; the cells an image does not have never score.
+      proposals, proposal_valid = jax.vmap(select)(
+          jnp.where(anchor_valid, rpn_logits, -jnp.inf), rpn_deltas, image_hw=clip_hw,
+          anchors=anchors, anchor_valid=anchor_valid)
 
     def pool(rois, output_size: int):
       return pool_pyramid(pyramid, rois, roi_strides, output_size=output_size,
@@ -178,8 +208,10 @@ class FasterRCNN(RoIDetector):
     out = self.roi_outputs(self.roi_head(pyramid, pool), proposals, proposal_valid, gt_boxes,
                            gt_labels, gt_valid, train=train)
     if train:
-      rpn_t = jax.vmap(functools.partial(rpn_targets, anchors, batch_size=rpn.batch_size))(
-          gt_boxes, gt_valid, jax.random.split(self.make_rng('sample'), len(images)))
+      targets = functools.partial(rpn_targets, batch_size=rpn.batch_size)
+      rngs = jax.random.split(self.make_rng('sample'), len(images))
+      rpn_t = (jax.vmap(functools.partial(targets, anchors))(gt_boxes, gt_valid, rngs)
+               if anchor_valid is None else jax.vmap(targets)(anchors, gt_boxes, gt_valid, rngs))
       out.update(rpn_logits=rpn_logits, rpn_deltas=rpn_deltas, rpn_targets=rpn_t)
     return out, pool
 

@@ -107,11 +107,11 @@ class KeypointOptions:
   # resized (bicubic) to the box's integer size first, score the resized logit there
   # (`ops.keypoints.torchvision_keypoints`; its cost grows with `decode_size`).
   decode: str = 'ours'
-  decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas).
+  decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas's).
 
 
 class MaskRCNN(FasterRCNNWithHeads):
-  """Faster R-CNN + mask head (`mask_head`) and/or keypoint head (`num_keypoints` > 0).
+  """Faster R-CNN + mask head (`mask.enabled`) and/or keypoint head (`keypoint.num_keypoints` > 0).
 
   Extra inputs in training: `gt_masks` [B, M, H, W] (the batch's instance masks) and
   `gt_keypoints` [B, M, J, 3]. Extra training outputs: 'mask_logits' [B, F, 28, 28] (the channel
@@ -166,7 +166,7 @@ class MaskRCNN(FasterRCNNWithHeads):
         out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
         out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
       elif kp.decode == 'torchvision':
-        size = kp.decode_size or max(images.shape[1:3])
+        size = kp.decode_size or tuple(images.shape[1:3])  # Boxes lie inside the canvas.
         out['detections']['keypoints'] = jax.vmap(functools.partial(
             torchvision_keypoints, max_size=size))(heatmaps, boxes)
       elif kp.decode == 'ours':

@@ -2,7 +2,7 @@
 
 Training labels each proposal (ground-truth boxes are added to the proposals, as detectron2 does,
 so every object has a perfect RoI from step 0) foreground at IoU >= 0.5 with a ground-truth box,
-background below, and samples `roi_batch_size` RoIs per image with at most 25% foreground (the
+background below, and samples `roi.batch_size` RoIs per image with at most 25% foreground (the
 Shapes configs: 64; Fast R-CNN: 128 RoIs from 2 images). Each RoI is pooled to 7x7 from the
 feature map (RoI max pooling as in the paper, or RoIAlign from Mask R-CNN) and a two-layer MLP
 predicts C class scores (0 = background) and class-specific box deltas for the C - 1 foreground

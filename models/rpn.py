@@ -56,7 +56,8 @@ def rpn_targets(anchors, gt_boxes, gt_valid, rng, *, pos_iou: float = 0.7, neg_i
 
 def propose(logits, deltas, anchors, image_hw, *, pre_nms_topk: int, post_nms_topk: int,
             nms_iou: float = 0.7, min_size: float = 0.0,
-            level_counts: Sequence[int] | None = None) -> tuple[jax.Array, jax.Array]:
+            level_counts: Sequence[int] | None = None,
+            anchor_valid=None) -> tuple[jax.Array, jax.Array]:
   """One image: the `post_nms_topk` proposals [P, 4] (best first) and their validity [P].
 
   The `pre_nms_topk` highest-scoring anchors are decoded, clipped to the image (`image_hw`, a
@@ -83,6 +84,8 @@ def propose(logits, deltas, anchors, image_hw, *, pre_nms_topk: int, post_nms_to
   sides = boxes[:, 2:] - boxes[:, :2]
   # Empty boxes (clipped away entirely) never count, whatever `min_size` (torchvision: >= 1e-3).
   big_enough = jnp.all((sides >= min_size) & (sides > 0), axis=-1)
+  if anchor_valid is not None:  # [N]: anchors that do not exist for this image.
+    big_enough &= anchor_valid[top]
   if levels is None:
     keep, valid = nms(boxes, scores, nms_iou, post_nms_topk, valid_mask=big_enough)
   else:

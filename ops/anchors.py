@@ -9,6 +9,7 @@ under jit).
 import math
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -92,6 +93,27 @@ def multilevel_anchors(feature_hws: Sequence[tuple[int, int]], strides: Sequence
   levels = [grid_anchors(hw, s, sz, ar, offset)
             for hw, s, sz, ar in zip(feature_hws, strides, sizes, aspect_ratios, strict=True)]
   return np.concatenate(levels, axis=0), [len(a) for a in levels]
+
+
+def torchvision_image_anchors(padded_hw, feature_hws: Sequence[tuple[int, int]],
+                              strides: Sequence[int], sizes: Sequence[Sequence[float]],
+                              aspect_ratios: Sequence[float]):
+  """`torchvision_anchors` of one image whose padded size `padded_hw` ([2] int, traced) is
+  smaller than the canvas its feature maps [H_l, W_l] cover: torchvision's grid of that image
+  has ceil(padded / stride_l) cells per axis, so its strides are padded // those counts; our
+  cells beyond them do not exist there. Returns (anchors [sum_l H_l * W_l * A, 4], valid [...])."""
+  anchors, valid = [], []
+  for (h, w), stride, size in zip(feature_hws, strides, sizes, strict=True):
+    cells = -(-padded_hw // stride)  # torchvision's feature size of the padded image.
+    step = padded_hw // cells
+    ys, xs = jnp.arange(h), jnp.arange(w)
+    yy, xx = jnp.meshgrid(ys * step[0], xs * step[1], indexing='ij')
+    shifts = jnp.stack([yy, xx, yy, xx], axis=-1).reshape(-1, 1, 4).astype(jnp.float32)
+    cell = jnp.asarray(torchvision_cell_anchors(size, aspect_ratios))
+    anchors.append((shifts + cell[None]).reshape(-1, 4))
+    inside = (ys[:, None] < cells[0]) & (xs[None, :] < cells[1])
+    valid.append(jnp.repeat(inside.reshape(-1), len(cell)))
+  return jnp.concatenate(anchors), jnp.concatenate(valid)
 
 
 def num_anchors_per_cell(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> int:
