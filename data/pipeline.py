@@ -262,7 +262,7 @@ def _to_float(ex: dict) -> dict:
   return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
 
 
-def _train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
+def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
   # One generator per (seed, host, position in the repeated stream): no epoch counter needed and
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
@@ -323,7 +323,7 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
     raise ValueError(f'{source}: shard {process_index}/{process_count} has {len(ds)} examples, '
                      f'fewer than one batch of {per_host}')
   ds = ds.shuffle(seed=seed).repeat(None)
-  ds = ds.map_with_index(functools.partial(_train_element, cfg=cfg, seed=seed,
+  ds = ds.map_with_index(functools.partial(train_element, cfg=cfg, seed=seed,
                                            process_index=process_index))
   ds = ds.batch(per_host, drop_remainder=True)
   threads = int(_get(cfg, 'read_threads', 2))
