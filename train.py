@@ -32,6 +32,7 @@ from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
 from training.parallel import DataParallel, initialize_distributed
+from training.prefetch import DevicePrefetch
 from training.recompiles import step_compiles_once
 from training.state import example_batch, init_state
 from training.step import make_train_step
@@ -102,6 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     log.info('Backbone loaded from %s', config.init.checkpoint)
   last_good_step = checkpointer.latest_step()
 
+  train_iter = DevicePrefetch(train_iter, parallel.put_batch, config.data.get('device_prefetch', 2))
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   evaluator = Evaluator(task, config)
   writer = MetricWriter(workdir)
@@ -112,7 +114,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   bar = tqdm.tqdm(total=config.total_steps, initial=first_step, disable=not progress,
                   desc='train', dynamic_ncols=True)
   for step in range(first_step + 1, config.total_steps + 1):
-    batch = parallel.put_batch(next(train_iter))
+    batch = next(train_iter)
     step_start = time.perf_counter()
     with step_compiles_once(step, first_step, batch):
       state, metrics = train_step(state, batch)
@@ -148,6 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if is_last and jax.process_index() == 0:
         write_metrics(eval_metrics, os.path.join(workdir, 'eval'), step)
   bar.close()
+  train_iter.close()
   writer.close()
   checkpointer.close()
   return parallel.get_state(state), eval_metrics

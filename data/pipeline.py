@@ -41,13 +41,20 @@ def default_config() -> ml_collections.ConfigDict:
       image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
       max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
       # crop_size: train crop/pad size; None = image_size.
-      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int)),
+      # Train-time resize: the detection recipe's shorter side `min_size` (longer side at most
+      # `max_size`; None = no recipe resize) times a random jitter in [scale_min, scale_max].
+      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int),
+                   min_size=placeholder(int), max_size=placeholder(int)),
       # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
       # method: None (none; batches have no proposal keys), 'selective_search_fast' or
       # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
       proposals=dict(method=placeholder(str), max_proposals=2000),
-      worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
-      read_threads=2,  # Threads that prepare batches ahead in-process.
+      worker_count=0,  # Training: 0 = in-process (threads); >0 = grain worker processes.
+      read_threads=2,  # Threads that prepare batches (in each worker process, if any).
+      # Batches read ahead (train and eval). Memory is bounded by about (read_threads +
+      # prefetch_batches) batches, whatever the split's size (grain's default: 500).
+      prefetch_batches=4,
+      device_prefetch=2,  # Train batches put on the devices ahead of the step (train.py).
   ))
 
 
@@ -214,10 +221,13 @@ class DecodedSource(grain.RandomAccessDataSource):
 def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   """Decoded/augmented example -> one batch element with CONTRACTS.md dtypes, padded to M.
 
-  Proposals, if the example has them, are padded or truncated to `max_proposals`.
+  Compact: the image stays uint8 (the train/eval step makes it float on the device), the semantic
+  mask uint8, the instances one uint8 id map (slot j's visible pixels are j + 1) instead of M
+  planes. Proposals, if the example has them, are padded or truncated to `max_proposals`.
   """
   image = ex['image']
-  image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+  if image.dtype != np.uint8:  # Float [0, 1] images of tests and hand-made examples.
+    image = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
   h, w = image.shape[:2]
   keep = np.flatnonzero(ex.get('box_valid', np.ones(len(ex['labels']), bool)))[:max_boxes]
   n = len(keep)
@@ -225,17 +235,20 @@ def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   labels = np.zeros((max_boxes,), np.int32)
   valid = np.zeros((max_boxes,), bool)
   boxes[:n], labels[:n], valid[:n] = ex['boxes'][keep], ex['labels'][keep], True
-  masks = np.zeros((max_boxes, h, w), np.uint8)
-  if 'instance_ids' in ex:  # Detection-only datasets have none: their masks stay empty.
+  if 'instance_ids' in ex:  # Source id k + 1 (object k) -> slot j + 1 if object k is kept as j.
     ids = ex['instance_ids']
-    masks[:n] = ids[None] == (keep + 1).astype(ids.dtype)[:, None, None]
+    slot = np.zeros(max(int(ids.max(initial=0)), len(ex['labels'])) + 1, np.uint8)
+    slot[keep + 1] = np.arange(1, n + 1)
+    instance_ids = slot[ids]
+  else:  # Detection-only datasets have no masks.
+    instance_ids = np.zeros((h, w), np.uint8)
   joints = ex['keypoints'].shape[1] if 'keypoints' in ex else _NO_JOINTS
   keypoints = np.zeros((max_boxes, joints, 3), np.float32)
   if 'keypoints' in ex:
     keypoints[:n] = ex['keypoints'][keep]
-  out = dict(image=np.ascontiguousarray(image, np.float32),
-             mask=np.ascontiguousarray(ex['mask'], np.int32), boxes=boxes, labels=labels,
-             instance_masks=masks, valid=valid, keypoints=keypoints)
+  out = dict(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(ex['mask'], np.uint8),
+             boxes=boxes, labels=labels, instance_ids=instance_ids, valid=valid,
+             keypoints=keypoints, image_hw=np.asarray(ex.get('image_hw', (h, w)), np.int32))
   if 'difficult' in ex:  # Boxes that evaluation ignores (VOC 'difficult', COCO crowds).
     out['difficult'] = np.zeros((max_boxes,), bool)
     out['difficult'][:n] = ex['difficult'][keep]
@@ -258,24 +271,22 @@ def _crop_hw(cfg) -> tuple[int, int]:
   return size, size
 
 
-def _to_float(ex: dict) -> dict:
-  return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
-
-
 def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
+  """Train example `index` of the repeated stream, augmented -> batch element."""
   # One generator per (seed, host, position in the repeated stream): no epoch counter needed and
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
   aug = _get(cfg, 'augment', {})
   ex = augment.random_augment(
-      _to_float(ex), rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
-      scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)))
+      ex, rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
+      scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)),
+      min_size=_get(aug, 'min_size', None), max_size=_get(aug, 'max_size', None))
   return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
 
 
 def _eval_element(ex: dict, *, cfg) -> dict:
   size = int(cfg.image_size)
-  ex = augment.fit(_to_float(ex), (size, size))
+  ex = augment.fit(ex, (size, size))
   out = to_element(ex, cfg.max_boxes, _num_proposals(cfg))
   out['example_valid'] = np.bool_(True)
   return out
@@ -286,16 +297,25 @@ def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int) ->
   proposal_keys = dict(proposals=np.zeros((p, 4), np.float32), proposal_valid=np.zeros((p,), bool))
   caption_keys = dict(captions=np.zeros((m, caption_len), np.int32),
                       caption=np.zeros((caption_len,), np.int32))
-  return dict(image=np.zeros((size, size, 3), np.float32),
-              mask=np.full((size, size), augment.IGNORE, np.int32),
+  return dict(image=np.zeros((size, size, 3), np.uint8),
+              mask=np.full((size, size), augment.IGNORE, np.uint8),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
-              instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
-              keypoints=np.zeros((m, num_joints, 3), np.float32), example_valid=np.bool_(False),
+              instance_ids=np.zeros((size, size), np.uint8), valid=np.zeros((m,), bool),
+              keypoints=np.zeros((m, num_joints, 3), np.float32),
+              image_hw=np.asarray((size, size), np.int32), example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
               **(proposal_keys if p else {}), **(caption_keys if caption_len else {}))
 
 
-def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
+def _read_options(cfg) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=int(_get(cfg, 'read_threads', 2)),
+                           prefetch_buffer_size=int(_get(cfg, 'prefetch_batches', 4)))
+
+
+def _check(cfg, batch_size: int, process_index: int, process_count: int) -> None:
+  if not 1 <= int(cfg.max_boxes) <= 255:
+    raise ValueError(f'config.data.max_boxes must be in [1, 255] (instance ids are uint8), got '
+                     f'{cfg.max_boxes}')
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} not in [0, process_count={process_count})')
   if batch_size <= 0:
@@ -316,7 +336,7 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
     raise ValueError(f'global_batch_size {global_batch_size} is not divisible by process_count '
                      f'{process_count}')
   per_host = global_batch_size // process_count
-  _check_sharding(per_host, process_index, process_count)
+  _check(cfg, per_host, process_index, process_count)
   source = DecodedSource(cfg, _get(cfg, 'train_split', 'train'))
   ds = grain.MapDataset.source(source)[process_index::process_count]
   if len(ds) < per_host:
@@ -326,8 +346,7 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
   ds = ds.map_with_index(functools.partial(train_element, cfg=cfg, seed=seed,
                                            process_index=process_index))
   ds = ds.batch(per_host, drop_remainder=True)
-  threads = int(_get(cfg, 'read_threads', 2))
-  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4))
+  it_ds = ds.to_iter_dataset(_read_options(cfg))
   workers = int(_get(cfg, 'worker_count', 0))
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
@@ -336,14 +355,28 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
   return iter(it_ds)
 
 
+class EvalBatches:
+  """The eval batches of a split: `len()` and iteration with bounded read-ahead (a grain
+  MapDataset iterates with grain's default buffers: up to 500 batches, a memory leak in effect)."""
+
+  def __init__(self, dataset: grain.MapDataset, read_options: grain.ReadOptions):
+    self._dataset, self._read_options = dataset, read_options
+
+  def __len__(self) -> int:
+    return len(self._dataset)
+
+  def __iter__(self):
+    return iter(self._dataset.to_iter_dataset(self._read_options))
+
+
 def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process_index: int = 0,
-                      process_count: int = 1) -> grain.MapDataset:
+                      process_count: int = 1) -> EvalBatches:
   """This host's share of `split` (default eval_split), once, in order, in batches of batch_size.
 
   Every host gets the same number of batches (padded with `example_valid` False) so that
-  multi-host evaluation steps stay in lockstep.
+  multi-host evaluation steps stay in lockstep. Memory: a few batches (`prefetch_batches`).
   """
-  _check_sharding(batch_size, process_index, process_count)
+  _check(cfg, batch_size, process_index, process_count)
   source = DecodedSource(cfg, split or _get(cfg, 'eval_split', 'validation'))
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
@@ -354,5 +387,5 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   def element(i):
     return _eval_element(shard[i], cfg=cfg) if i < n else pad
 
-  return grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
-
+  batches = grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+  return EvalBatches(batches, _read_options(cfg))
