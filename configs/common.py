@@ -77,6 +77,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to seconds on a laptop CPU: tiny data, batch and step counts."""
   c.data.variant = 'small'
   c.data.image_size = 64  # The small variants are 64x64.
+  c.data.worker_count = 0  # Starting worker processes takes longer than such a run.
   c.batch_size = 8
   c.eval_batch_size = 16
   c.total_steps = 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import os
 
 import grain.python as grain
 import ml_collections
@@ -49,7 +50,9 @@ def default_config() -> ml_collections.ConfigDict:
       # method: None (none; batches have no proposal keys), 'selective_search_fast' or
       # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
       proposals=dict(method=placeholder(str), max_proposals=2000),
-      worker_count=0,  # Training: 0 = in-process (threads); >0 = grain worker processes.
+      # Training: grain worker processes; 0 = in-process (threads); -1 = one per core (2 workers
+      # read 13.4 img/s vs 11.4 in-process on 2 cores, BENCHMARKS.md), in-process on one core.
+      worker_count=-1,
       read_threads=2,  # Threads that prepare batches (in each worker process, if any).
       # Batches read ahead (train and eval). Memory is bounded by about (read_threads +
       # prefetch_batches) batches, whatever the split's size (grain's default: 500).
@@ -348,6 +351,9 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
   ds = ds.batch(per_host, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(cfg))
   workers = int(_get(cfg, 'worker_count', 0))
+  if workers < 0:
+    cores = len(os.sched_getaffinity(0))
+    workers = cores if cores > 1 else 0
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
       flags.FLAGS.mark_as_parsed()

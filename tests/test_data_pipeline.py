@@ -17,7 +17,7 @@ def cfg(tfds_dir):
   c.variant = 'small'
   c.data_dir = tfds_dir
   c.max_boxes = M
-  c.read_threads = 1
+  c.read_threads, c.worker_count = 1, 0
   return c
 
 
@@ -230,7 +230,7 @@ def test_eval_memory_stays_bounded_by_the_buffers(cfg):
   for batch in batches:
     start = start or _rss()
     growth = max(growth, _rss() - start)
+    batch_bytes = sum(v.nbytes for v in batch.values())
     time.sleep(0.25)  # Slower than the readers, so their buffers fill up.
-  batch_bytes = sum(v.nbytes for v in batch.values())
   # read_threads + prefetch_batches + the batch in hand (grain's defaults: ~7 batches here).
   assert growth < 4 * batch_bytes, (growth, batch_bytes)

@@ -75,7 +75,7 @@ def voc_dirs(tmp_path_factory):
 def _cfg(data_dir, manual_dir):
   c = pipeline.default_config()
   c.name, c.data_dir, c.manual_dir = 'voc2012_segmentation', data_dir, manual_dir
-  c.read_threads = 0
+  c.read_threads, c.worker_count = 0, 0
   return c
 
 
