@@ -3,8 +3,9 @@
 An example is a dict with `image` [H, W, 3] (uint8 in the pipeline; the dtype is kept), `mask`
 [H, W] (semantic, 255 = ignore) and optionally `instance_ids` [H, W] (k = instance k, 0 = none),
 `instance_masks` [K, H, W], `boxes` float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 =
-last pixel + 1), `labels` [K] and `keypoints` float32 [K, J, 3] (y, x, v; see data/people.py) with `keypoint_flip`, the joint set's
-flip permutation (the pipeline sets it from the dataset; LSP's 14 joints if absent).
+last pixel + 1), `labels` [K] and `keypoints` float32 [K, J, 3] (y, x, v; see data/people.py)
+with `keypoint_flip`, the joint set's flip permutation (the pipeline sets it from the dataset;
+LSP's 14 joints if absent).
 
 Keypoints move with the image; a flip also swaps left and right joints (the person's right hand
 becomes their left), and a joint pushed out of the crop becomes unlabelled (v = 0).
