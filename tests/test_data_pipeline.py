@@ -234,3 +234,15 @@ def test_eval_memory_stays_bounded_by_the_buffers(cfg):
     time.sleep(0.25)  # Slower than the readers, so their buffers fill up.
   # read_threads + prefetch_batches + the batch in hand (grain's defaults: ~7 batches here).
   assert growth < 4 * batch_bytes, (growth, batch_bytes)
+
+
+@pytest.mark.parametrize('min_size,max_size,want_hw', [(80, 1000, 80), (80, 72, 72)])
+def test_recipe_resize_scales_the_shorter_side_and_pads_bottom_right(min_size, max_size, want_hw):
+  ex = _scene()  # 64 x 64.
+  out = augment.random_augment(ex, np.random.default_rng(0), crop_hw=(96, 96), flip=False,
+                               min_size=min_size, max_size=max_size)
+  np.testing.assert_array_equal(out['image_hw'], [want_hw, want_hw])
+  assert out['image'][want_hw:].max() == 0 and np.all(out['mask'][:, want_hw:] == 255)
+  scale = want_hw / 64
+  np.testing.assert_allclose(out['boxes'][out['box_valid']],
+                             ex['boxes'][out['box_valid']] * scale, atol=1.0)
