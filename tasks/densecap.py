@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 import data
-from data.pipeline import DecodedSource
+from data.source import DecodedSource
 from losses.densecap import densecap_loss
 from metrics.densecap import DenseCapMetric
 from tasks import drawing
@@ -93,8 +93,7 @@ def regions(batch) -> np.ndarray:
 
 def most_frequent_phrase(data_config, vocab) -> str:
   """The training split's most frequent region phrase (the captions-free baseline's)."""
-  source = DecodedSource(data_config, data_config.get('train_split', 'train'),
-                         with_proposals=False)
+  source = DecodedSource(data_config, data_config.get('train_split', 'train'))
   counts = collections.Counter()
   for index in range(len(source)):  # As the model sees them: cleaned, unknown words as <unk>.
     counts.update(vocab.decode(vocab.encode(p)) for p in source.phrases(index))

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from configs import loader  # noqa: E402
-from data import pipeline, proposals  # noqa: E402
+from data import proposals  # noqa: E402
+from data import source as data_source  # noqa: E402
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
   split = args.split or cfg.eval_split
 
   boxes, count = proposals.load_or_compute(cfg, split)
-  source = pipeline.DecodedSource(cfg, split, with_proposals=False)
+  source = data_source.DecodedSource(cfg, split)
   gt = []
   for i in range(len(source)):
     ex = source[i]

@@ -43,7 +43,7 @@ PAPER = {'rcnn': {'train_h': 84.0, 'test_s': 47.0, 'test_with_s': 49.0},
 
 def selective_search_seconds(config, num_images: int) -> float:
   """Mean seconds of selective search (the config's mode) per validation image."""
-  source = pipeline.DecodedSource(config.data, config.data.eval_split)
+  source = pipeline.decoded_source(config.data, config.data.eval_split)
   mode = proposals.mode_of(config.data.proposals.method)
   times = []
   for i in range(min(num_images, len(source))):

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data import pipeline  # noqa: E402
+from data import pipeline, source  # noqa: E402
 from metrics.segmentation import confusion_matrix, segmentation_metrics  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main():
   args = parser.parse_args()
   cfg = pipeline.default_config()
   cfg.name, cfg.variant, cfg.image_size = args.dataset, args.variant, args.image_size
-  pipeline.ensure_prepared(cfg)
+  source.ensure_prepared(cfg)
   metrics = stride_ceiling(cfg, args.stride)
   print(f'{args.dataset}/{args.variant} stride {args.stride}: mean IoU ceiling '
         f'{metrics["mean_iou"]:.3f}, pixel accuracy {metrics["pixel_accuracy"]:.3f}')
