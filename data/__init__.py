@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from data.pipeline import (
     dataset_info,
-    default_config,
     make_eval_batches,
     make_train_iterator,
 )
 from data.source import DATASETS, ensure_prepared, get_dataset, variants
 
-__all__ = ['DATASETS', 'get_dataset', 'variants', 'dataset_info', 'default_config',
+__all__ = ['DATASETS', 'get_dataset', 'variants', 'dataset_info',
            'ensure_prepared', 'make_eval_batches', 'make_train_iterator']

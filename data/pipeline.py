@@ -10,7 +10,6 @@ import functools
 import math
 
 import grain.python as grain
-import ml_collections
 import numpy as np
 from absl import flags
 
@@ -18,32 +17,6 @@ from data import augment, proposals
 from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `config.data` block with every field's default.
-
-  Optional fields are typed placeholders so that `--config.data.data_dir=...` can override them.
-  """
-  placeholder = ml_collections.config_dict.placeholder  # A new one per field: they are shared refs.
-  return ml_collections.ConfigDict(dict(
-      name='shapes',  # A key of data.DATASETS.
-      variant='default',  # A builder config of that dataset (data.variants(name)).
-      data_dir=placeholder(str),  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
-      manual_dir=placeholder(str),  # VOC archives; None = <data_dir>/downloads/manual.
-      train_split='train',
-      eval_split='validation',
-      image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
-      max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
-      # crop_size: train crop/pad size; None = image_size.
-      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int)),
-      # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
-      # method: None (none; batches have no proposal keys), 'selective_search_fast' or
-      # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
-      proposals=dict(method=placeholder(str), max_proposals=2000),
-      worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
-      read_threads=2,  # Threads that prepare batches ahead in-process.
-  ))
 
 
 def _num_proposals(cfg) -> int:

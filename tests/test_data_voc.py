@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from configs import common
 from data import pipeline, voc
 from data import source as data_source
 
@@ -74,7 +75,7 @@ def voc_dirs(tmp_path_factory):
 
 
 def _cfg(data_dir, manual_dir):
-  c = pipeline.default_config()
+  c = common.data_config()
   c.name, c.data_dir, c.manual_dir = 'voc2012_segmentation', data_dir, manual_dir
   c.read_threads = 0
   return c

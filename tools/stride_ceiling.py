@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from configs import common  # noqa: E402
 from data import pipeline, source  # noqa: E402
 from metrics.segmentation import confusion_matrix, segmentation_metrics  # noqa: E402
 
@@ -42,7 +43,7 @@ def main():
   parser.add_argument('--image_size', type=int, default=128)
   parser.add_argument('--stride', type=int, default=8)
   args = parser.parse_args()
-  cfg = pipeline.default_config()
+  cfg = common.data_config()
   cfg.name, cfg.variant, cfg.image_size = args.dataset, args.variant, args.image_size
   source.ensure_prepared(cfg)
   metrics = stride_ceiling(cfg, args.stride)
