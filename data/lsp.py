@@ -23,7 +23,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data import people, shapes
+from data import shapes
+from ops.joints import LSP_14
 
 ZIP_NAME = 'lsp_dataset.zip'
 CLASS_NAMES = ('background', 'person')
@@ -63,7 +64,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'Images, 14 joints with occlusion, person box from the joints.'}
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name='default', description='LSP, 1000 / 1000.')]
   DEFAULT_CONFIG_NAME = 'default'
-  joints = people.LSP_14  # The joint set of the keypoints (the pipeline reads it).
+  joints = LSP_14  # The joint set of the keypoints (the pipeline reads it).
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Download {ZIP_NAME} from http://sam.johnson.io/research/lsp.html and place it in the '
       'manual dir (data.manual_dir, default <data_dir>/downloads/manual).')

@@ -34,7 +34,7 @@ def _num_proposals(cfg) -> int:
 
 def dataset_info(cfg) -> dict:
   """num_classes (incl. background), class_names, image_size, max_boxes, max_proposals (0: no
-  proposals), joints (the `data.people.JointSet` of the keypoints, None without), num_joints (J of
+  proposals), joints (the `ops.joints.JointSet` of the keypoints, None without), num_joints (J of
   the batches' keypoints), vocab (the `data.captions.Vocabulary` of datasets with phrases, else
   None), max_caption_len (its T, or 0), num_train, num_eval.
 

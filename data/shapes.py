@@ -16,7 +16,7 @@ Example features (shared with `data/voc.py`, so the pipeline treats both alike):
   instance_ids  PNG uint8   [H, W, 1]  k = visible pixels of objects[k - 1], 0 = none
   objects       sequence of {box: float32 [4] (y1, x1, y2, x2) absolute pixels, tight around the
                 visible pixels, y2/x2 exclusive (= last pixel + 1); label: ClassLabel;
-                people only: keypoints float32 [14, 3] (y, x, v), see `data/people.py`;
+                people only: keypoints float32 [14, 3] (y, x, v), see `ops/joints.py`;
                 captions only: phrase text}
   caption       text        captions only: the whole image's caption
 """
@@ -32,6 +32,7 @@ from etils import epath
 from PIL import Image, ImageDraw
 
 from data import captions, people
+from ops.joints import LSP_14, NUM_JOINTS, JointSet
 
 CLASS_NAMES = ('background', 'circle', 'square', 'triangle', 'star')
 PEOPLE_CLASS_NAMES = ('background', 'person')
@@ -249,9 +250,9 @@ def render_people(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str, np.n
   colour = _contrasting_colour(rng, image[figure].mean(axis=0, keepdims=True))
   image[figure] = np.clip(colour + rng.normal(0, 4, size=(int(figure.sum()), 1)), 0, 255)
   joints += 0.5  # PIL draws at pixel centres; our coordinates put pixel i's centre at i + 0.5.
-  visible = np.ones(people.NUM_JOINTS, bool)
+  visible = np.ones(NUM_JOINTS, bool)
   if rng.random() < 0.3:
-    cy, cx = joints[rng.integers(people.NUM_JOINTS)] + rng.normal(0, 0.1 * height, size=2)
+    cy, cx = joints[rng.integers(NUM_JOINTS)] + rng.normal(0, 0.1 * height, size=2)
     occluder = _shape_mask(rng, int(rng.integers(1, len(CLASS_NAMES))), cy, cx,
                            rng.uniform(0.1, 0.2) * height, size)
     image[occluder] = _contrasting_colour(rng, np.stack([colour, image[occluder].mean(0)]))
@@ -289,7 +290,7 @@ class LocalBuilderMixin:
     return epath.Path(inspect.getfile(cls))
 
 
-def example_features(class_names, image_format: str = 'png', joints: people.JointSet | None = None,
+def example_features(class_names, image_format: str = 'png', joints: JointSet | None = None,
                      difficult: bool = False, masks: bool = True,
                      phrases: bool = False) -> tfds.features.FeaturesDict:
   """The feature spec shared by every builder of ours.
@@ -354,9 +355,9 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   @property
-  def joints(self) -> people.JointSet | None:
+  def joints(self) -> JointSet | None:
     """The joint set of the keypoints (the pipeline reads it): LSP's for people, else none."""
-    return people.LSP_14 if self.builder_config.variant == 'people' else None
+    return LSP_14 if self.builder_config.variant == 'people' else None
 
   @property
   def vocab(self) -> captions.Vocabulary | None:

@@ -15,16 +15,17 @@ import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
-from data import augment, people
+from data import augment
 from data.coco import Coco2017
 from data.lsp import Lsp
 from data.shapes import Shapes
 from data.visual_genome import VisualGenome
 from data.voc import Voc2012Segmentation, VocDetection
+from ops.joints import NUM_JOINTS, JointSet
 
 _PNG_KEYS = ('image', 'mask', 'instance_ids')
 # J of datasets without joints: their batches still have `keypoints`, with 14 unlabelled joints.
-NO_JOINTS = people.NUM_JOINTS
+NO_JOINTS = NUM_JOINTS
 
 DATASETS = {
     'shapes': Shapes,
@@ -77,7 +78,7 @@ def ensure_prepared(cfg) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def joints_of(builder) -> people.JointSet | None:
+def joints_of(builder) -> JointSet | None:
   """The joint set of the builder's keypoints: builders with keypoints name it as `joints`."""
   return getattr(builder, 'joints', None)
 

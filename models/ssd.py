@@ -27,8 +27,7 @@ from models.backbones import get_backbone
 from models.layers import Conv, ConvBNReLU, batch_norm
 from ops import boxes as box_ops
 from ops.anchors import grid_anchors
-
-BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # 1 / the paper's variances (0.1, 0.1, 0.2, 0.2).
+from ops.box_coding import SSD_BOX_WEIGHTS
 
 
 def default_boxes(image_hw: tuple[int, int], feature_sizes: Sequence[int], min_scale: float,
@@ -106,5 +105,5 @@ class SSD(nn.Module):
 def decode(outputs: dict, image_hw: tuple[int, int]):
   """-> boxes [N, D, 4] pixels, scores [N, D, C - 1] softmax probabilities of the foreground."""
   del image_hw  # The default boxes are already in pixels.
-  boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], BOX_WEIGHTS)
+  boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], SSD_BOX_WEIGHTS)
   return boxes, jax.nn.softmax(outputs['class_logits'], axis=-1)[..., 1:]

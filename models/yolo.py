@@ -22,6 +22,7 @@ from flax import linen as nn
 
 from models.backbones import get_backbone
 from models.layers import ConvBNReLU
+from ops.box_coding import cell_boxes, to_corners
 
 
 class YOLOv1(nn.Module):
@@ -72,26 +73,6 @@ class YOLOv1(nn.Module):
     x = x.reshape(x.shape[0], s, s, out_dim).astype(jnp.float32)
     boxes = x[..., :5 * b].reshape(x.shape[0], s, s, b, 5)
     return {'boxes': boxes[..., :4], 'confidence': boxes[..., 4], 'class_logits': x[..., 5 * b:]}
-
-
-def cell_boxes(raw_boxes: jax.Array) -> jax.Array:
-  """Raw [..., S, S, B, 4] -> normalised (cy, cx, sqrt h, sqrt w) in image fractions.
-
-  The predicted (x, y) are offsets inside cell (i, j), so the centre is ((i, j) + offset) / S.
-  """
-  s = raw_boxes.shape[-3]
-  t = jax.nn.sigmoid(raw_boxes)
-  grid = jnp.arange(s, dtype=jnp.float32)
-  cy = (grid[:, None, None] + t[..., 0]) / s
-  cx = (grid[None, :, None] + t[..., 1]) / s
-  return jnp.stack([cy, cx, t[..., 2], t[..., 3]], axis=-1)
-
-
-def to_corners(centre_sqrt_size: jax.Array) -> jax.Array:
-  """(cy, cx, sqrt h, sqrt w) -> (y1, x1, y2, x2), all in image fractions."""
-  cy, cx = centre_sqrt_size[..., 0], centre_sqrt_size[..., 1]
-  h, w = centre_sqrt_size[..., 2] ** 2, centre_sqrt_size[..., 3] ** 2
-  return jnp.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
 
 
 def decode(outputs: dict, image_hw: tuple[int, int]):

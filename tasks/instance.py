@@ -11,11 +11,11 @@ import os
 import jax
 import numpy as np
 
-from data.people import LSP_14
 from losses.mask_rcnn import mask_rcnn_loss
 from metrics import CocoEvaluator
 from metrics.pose import pose_metrics
 from ops.boxes import iou
+from ops.joints import LSP_14
 from ops.masks import paste_masks
 from tasks import drawing
 from tasks.detection import GROUND_TRUTH, DetectionEvaluator, DetectionTask, Family, image_boxes

@@ -12,9 +12,9 @@ import numpy as np
 
 import data
 import models
-from data.people import NUM_JOINTS, SKELETON
 from losses.pose import pose_loss
 from metrics.pose import pose_metrics
+from ops.joints import NUM_JOINTS, SKELETON
 from ops.keypoints import from_frame
 from tasks import drawing
 from tasks.localization import frozen_backbone
