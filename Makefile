@@ -34,8 +34,8 @@ UPSAMPLE_KINDS := nearest bed_of_nails max_unpool transpose_conv resize_conv
 SEG_BENCH := $(foreach m,fcn32s fcn16s fcn8s,$(foreach k,$(UPSAMPLE_KINDS),\
 	--config configs/seg/$(m)_shapes.py:upsample=$(k))) --config configs/seg/deconvnet_shapes.py
 bench: $(STAMP)
-	$(BIN)/python tools/bench.py $(SEG_BENCH)
-	$(BIN)/python tools/bench.py --config configs/seg/patch_classifier_shapes.py --steps 3
+	$(BIN)/python -m tools.bench $(SEG_BENCH)
+	$(BIN)/python -m tools.bench --config configs/seg/patch_classifier_shapes.py --steps 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
