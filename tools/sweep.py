@@ -41,10 +41,9 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 
-import train
 from configs import loader
 from sweeps import hyper
-from training import compile_cache
+from training import compile_cache, loop
 from training.population import MODES, PBT, non_vectorizable, train_population
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,9 +87,9 @@ def _check_same_sweep(workdir: str, record: dict):
 
 def _run_in_process(config, trial_dir: str):
   try:
-    train.train_and_evaluate(config, trial_dir)
+    loop.train_and_evaluate(config, trial_dir)
     _write_status(trial_dir, 'done')
-  except train.NonFiniteLossError as e:
+  except loop.NonFiniteLossError as e:
     _write_status(trial_dir, 'diverged', message=str(e))
   except Exception as e:  # Keep sweeping; the trial is retried by the next run.
     logging.exception('%s failed', trial_dir)
