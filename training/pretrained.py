@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from models import torchvision_weights
+from tasks.base import freeze_backbone
 from training.checkpoint import Checkpointer
 
 BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
@@ -20,7 +21,7 @@ BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
 
 def frozen_modules(config) -> tuple[str, ...]:
   """The top-level parameter modules the optimizer must leave alone."""
-  return (BACKBONE,) if config.get('init', {}).get('freeze_backbone', False) else ()
+  return (BACKBONE,) if freeze_backbone(config) else ()
 
 
 def backbone_variables(source: str) -> dict:
