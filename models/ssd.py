@@ -16,7 +16,7 @@ extra layers pad 'SAME', so the last maps of SSD300 are 5, 3, 2 instead of 5, 3,
 """
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +57,11 @@ def boxes_per_cell(ratios: Sequence[float]) -> int:
 
 class SSD(nn.Module):
   """Backbone levels `feature_strides` + len(extra_widths) extra levels -> multibox heads."""
+  # Read off the class by the detection task (tasks/detection.py): the loss family, no batch
+  # inputs besides the image, and the decoder of the outputs.
+  loss_family: ClassVar[str] = 'ssd'
+  batch_inputs: ClassVar[dict] = {}
+
   num_classes: int
   backbone: str = 'vgg_small'
   feature_strides: Sequence[int] = (8, 16, 32)
@@ -66,6 +71,10 @@ class SSD(nn.Module):
   aspect_ratios: Sequence[Sequence[float]] = ((2.0,), (2.0, 3.0), (2.0, 3.0), (2.0,))  # Per level.
   dtype: Any = None
   bn_axis_name: str | None = None
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> dict[str, jax.Array]:

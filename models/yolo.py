@@ -14,7 +14,7 @@ The paper's last layer is linear; squashing x, y, sqrt w, sqrt h and the confide
 with a sigmoid (and the class scores with a softmax) keeps early training from diverging while
 the loss is still the paper's sum-squared error on those quantities.
 """
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,11 @@ class YOLOv1(nn.Module):
   (flatten -> fc_width -> dropout -> S * S * (5B + C)); with 0 it is a 1x1 conv per cell, which
   is much smaller and enough for small images.
   """
+  # Read off the class by the detection task (tasks/detection.py): the loss family, no batch
+  # inputs besides the image, and the decoder of the outputs.
+  loss_family: ClassVar[str] = 'yolo'
+  batch_inputs: ClassVar[dict] = {}
+
   num_classes: int
   backbone: str = 'vgg_small'
   feature_stride: int = 8  # Backbone level the head reads.
@@ -44,6 +49,10 @@ class YOLOv1(nn.Module):
   dropout_rate: float = 0.0  # After the first FC layer (0.5 in the paper).
   dtype: Any = None
   bn_axis_name: str | None = None
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> dict[str, jax.Array]:
