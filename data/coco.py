@@ -28,7 +28,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from pycocotools import coco as coco_api
 
-from data import shapes
+from data.builder import LocalBuilderMixin, encode_png, example_features
 from data.manual import ManualFiles
 from ops.joints import COCO_17, JointSet
 
@@ -103,7 +103,7 @@ def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int],
   return out
 
 
-class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class Coco2017(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """COCO 2017 (train 118k / validation 5k): boxes, crowd flags, instance masks, keypoints."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -130,7 +130,7 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(self.builder_config.class_names, image_format='jpeg',
+        features=example_features(self.builder_config.class_names, image_format='jpeg',
                                          joints=self.joints, difficult=True),
         disable_shuffling=True,  # Record order = ascending image id.
         homepage='https://cocodataset.org/',
@@ -169,8 +169,8 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
         yield i, {
             'id': str(image_id),
             'image': files.read(folder, coco.imgs[image_id]['file_name']),
-            'mask': shapes.encode_png(ex['mask']),
-            'instance_ids': shapes.encode_png(ex['instance_ids']),
+            'mask': encode_png(ex['mask']),
+            'instance_ids': encode_png(ex['instance_ids']),
             'objects': objects,
         }
     finally:

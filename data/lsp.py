@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data import shapes
+from data.builder import LocalBuilderMixin, encode_png, example_features
 from ops.joints import LSP_14
 
 ZIP_NAME = 'lsp_dataset.zip'
@@ -57,7 +57,7 @@ def read_archive(path: epath.Path) -> tuple[list[str], np.ndarray]:
   return [names[i] for i in order], joints.astype(np.float32)
 
 
-class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class Lsp(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Leeds Sports Pose: 2000 people with 14 joints (1000 train / 1000 validation = test)."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -75,7 +75,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(CLASS_NAMES, image_format='jpeg', joints=self.joints),
+        features=example_features(CLASS_NAMES, image_format='jpeg', joints=self.joints),
         disable_shuffling=True,  # Record i is image i of its split.
         homepage='http://sam.johnson.io/research/lsp.html',
     )
@@ -103,7 +103,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
         yield i, {
             'id': names[i].rsplit('/', 1)[-1],
             'image': jpeg,
-            'mask': shapes.encode_png(filled),
-            'instance_ids': shapes.encode_png(filled),
+            'mask': encode_png(filled),
+            'instance_ids': encode_png(filled),
             'objects': {'box': box[None], 'label': [1], 'keypoints': joints[i][None]},
         }
