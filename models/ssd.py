@@ -72,10 +72,6 @@ class SSD(nn.Module):
   dtype: Any = None
   bn_axis_name: str | None = None
 
-  @staticmethod
-  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
-    return decode(outputs, image_hw)
-
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     num_levels = len(self.feature_strides) + len(self.extra_widths)
@@ -109,6 +105,10 @@ class SSD(nn.Module):
     return {'class_logits': jnp.concatenate(logits, 1).astype(jnp.float32),
             'box_deltas': jnp.concatenate(deltas, 1).astype(jnp.float32),
             'anchors': jnp.asarray(anchors)}
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)  # The module's decoder, for the detection task.
 
 
 def decode(outputs: dict, image_hw: tuple[int, int]):

@@ -50,10 +50,6 @@ class YOLOv1(nn.Module):
   dtype: Any = None
   bn_axis_name: str | None = None
 
-  @staticmethod
-  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
-    return decode(outputs, image_hw)
-
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     s, b, c = self.grid_size, self.boxes_per_cell, self.num_classes - 1
@@ -82,6 +78,10 @@ class YOLOv1(nn.Module):
     x = x.reshape(x.shape[0], s, s, out_dim).astype(jnp.float32)
     boxes = x[..., :5 * b].reshape(x.shape[0], s, s, b, 5)
     return {'boxes': boxes[..., :4], 'confidence': boxes[..., 4], 'class_logits': x[..., 5 * b:]}
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)  # The module's decoder, for the detection task.
 
 
 def decode(outputs: dict, image_hw: tuple[int, int]):
