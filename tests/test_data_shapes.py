@@ -95,4 +95,4 @@ def test_save_examples_grid(tmp_path):
   from tools import shapes_grid
   path = str(tmp_path / 'grid.png')
   shapes_grid.main(['--out', path, '--num', '4', '--config', 'small'])
-  assert Image.open(path).size == (2 * (2 * 64 * 3 + 3 * 4), 2 * (64 * 3 + 4) + 4)
+  assert Image.open(path).size == (4 * (2 * 64 * 3 + 3 * 4), (64 * 3 + 4) + 4)  # 1 row of 4.
