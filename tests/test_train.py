@@ -12,6 +12,7 @@ import pytest
 
 import train
 from configs import loader
+from training import loop
 from training.checkpoint import Checkpointer
 from training.recompiles import RecompileError
 
@@ -151,7 +152,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path,
   # inputs take either), the third one NaN.
   _change_batches(monkeypatch, lambda n, b: {**b, 'image': np.full(
       b['image'].shape, np.nan if n == 3 else 0.5, np.float32)})
-  with pytest.raises(train.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
+  with pytest.raises(loop.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
     train.train_and_evaluate(config, str(tmp_path))
   assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == 2
 
