@@ -108,7 +108,7 @@ def bench_eval(config, batch_size: int, images: int, step_s: float) -> dict:
 
 def bench_stages(config, images: int, batch_size: int) -> dict:
   """ms per image of each stage of the train pipeline, in this thread."""
-  source = pipeline.DecodedSource(config.data, config.data.get('train_split', 'train'))
+  source = pipeline.decoded_source(config.data, config.data.get('train_split', 'train'))
   times = dict(decode=0.0, augment_element=0.0, batch=0.0)
   elements = []
   for i in range(images):
