@@ -21,13 +21,13 @@ import jax
 import ml_collections
 import numpy as np
 import tqdm
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
 import data
 import tasks
-from training import compile_cache, pretrained
+from training import compile_cache, errors, pretrained, resume
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
@@ -48,20 +48,19 @@ flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initia
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0.')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0..num_processes-1.')
+flags.DEFINE_bool('allow_config_change', False, 'Resume a workdir\'s checkpoints although the '
+                  'config changes fields outside training/resume.py:RESUMABLE.')
 
 
-class NonFiniteLossError(FloatingPointError):
-  pass
+class NonFiniteLossError(errors.UserError):
+  """Training diverged: reported as one line with advice (training/resume.py), exit code 2."""
 
 
 def _check_finite(metrics: dict, step: int, last_good_step, workdir: str):
   bad = [k for k in ('loss', 'param_norm') if not math.isfinite(float(metrics[k]))]
   if bad:
-    raise NonFiniteLossError(
-        f'{" and ".join(bad)} became {float(metrics[bad[0]])} at step {step}. Training stopped; '
-        f'the last good checkpoint (step {last_good_step}) in {workdir}/checkpoints is intact. '
-        'Lower --config.optimizer.learning_rate, set --config.optimizer.grad_clip_norm, or check '
-        'the data for broken labels, then rerun to resume from that checkpoint.')
+    raise NonFiniteLossError(resume.nonfinite_message(
+        " and ".join(bad), float(metrics[bad[0]]), step, last_good_step, workdir))
 
 
 def _mean_metrics(history: list) -> dict:
@@ -70,23 +69,25 @@ def _mean_metrics(history: list) -> dict:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       progress: bool = False, devices=None):
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns (state, metrics)."""
-  task = tasks.get_task(config)  # Unknown task/model/dataset names fail here, listing valid ones.
-  parallel = DataParallel(config.parallel, devices)
-  parallel.check_batch_size(config.batch_size)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+                       progress: bool = False, devices=None, allow_config_change: bool = False):
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns (state, metrics).
+
+  A resume whose config changes more than training/resume.py allows is refused (UserError)
+  unless `allow_config_change`."""
+  with errors.user_input():  # Unknown names and bad sizes in the config: the user's mistakes.
+    task = tasks.get_task(config)  # Unknown task/model/dataset names fail here, listing them.
+    parallel = DataParallel(config.parallel, devices)
+    parallel.check_batch_size(config.batch_size)
+    tx = make_optimizer(config.optimizer, config.total_steps,
+                        frozen=pretrained.frozen_modules(config))
+  resume.prepare_workdir(config, workdir, allow_change=allow_config_change,
+                         write=jax.process_index() == 0)
 
   data.ensure_prepared(config.data)
   train_iter = data.make_train_iterator(
       config.data, global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
   model = task.build_model(bn_axis_name=parallel.axis_name)
-  tx = make_optimizer(config.optimizer, config.total_steps,
-                      frozen=pretrained.frozen_modules(config))
   state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
 
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
@@ -104,11 +105,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   evaluator = Evaluator(task, config)
-  writer = MetricWriter(workdir)
   state = parallel.put_state(state)
   first_step = int(parallel.get_state(state).step)
+  writer = MetricWriter(workdir, resume_step=first_step)
   history, eval_metrics = [], {}
-  train_start = time.perf_counter()
+  train_start, timed_steps = time.perf_counter(), 0
   bar = tqdm.tqdm(total=config.total_steps, initial=first_step, disable=not progress,
                   desc='train', dynamic_ncols=True)
   for step in range(first_step + 1, config.total_steps + 1):
@@ -121,30 +122,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       jax.block_until_ready(metrics)
       writer.write_scalars(step, {'compile_time_s': time.perf_counter() - step_start})
       train_start = time.perf_counter()
+    else:
+      timed_steps += 1
     bar.update(1)
 
     is_last = step == config.total_steps
     if step % config.log_every_steps == 0 or is_last:
       summary = _mean_metrics([parallel.metrics_to_host(m) for m in history])
       _check_finite(summary, step, last_good_step, workdir)
-      steps_done = len(history) if step > first_step + 1 else 1
-      summary['steps_per_s'] = steps_done / max(time.perf_counter() - train_start, 1e-9)
-      summary['images_per_s'] = summary['steps_per_s'] * config.batch_size
+      if timed_steps:  # Speeds only from steps after the compiling one (none in its summary).
+        summary['steps_per_s'] = timed_steps / max(time.perf_counter() - train_start, 1e-9)
+        summary['images_per_s'] = summary['steps_per_s'] * config.batch_size
       writer.write_scalars(step, summary, prefix='train/')
       bar.set_postfix(loss=f'{summary["loss"]:.4f}')
-      history, train_start = [], time.perf_counter()
+      history, train_start, timed_steps = [], time.perf_counter(), 0
 
     if step % config.checkpoint_every_steps == 0 or is_last:
       # Never save a diverged state: check this very step's metrics before writing.
       _check_finite(parallel.metrics_to_host(metrics), step, last_good_step, workdir)
       checkpointer.save(step, parallel.get_state(state), train_iter.get_state())
       last_good_step = step
+      train_start, timed_steps = time.perf_counter(), 0  # Saving is not step time.
 
     if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
       eval_metrics = evaluator.run(
           parallel.host_local(parallel.get_state(state).variables), os.path.join(workdir, 'eval'),
           num_overlays=config.num_overlays if is_last else 0, progress=progress)
       writer.write_scalars(step, scalar_metrics(eval_metrics), prefix='eval/')
+      train_start, timed_steps = time.perf_counter(), 0  # Nor is evaluating.
       if is_last and jax.process_index() == 0:
         write_metrics(eval_metrics, os.path.join(workdir, 'eval'), step)
   bar.close()
@@ -161,11 +166,12 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   compile_cache.enable()
-  metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)[1]
+  metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress,
+                               allow_config_change=FLAGS.allow_config_change)[1]
   if metrics:
     print(json.dumps(scalar_metrics(metrics), indent=2))
 
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  errors.run(main)

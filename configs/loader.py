@@ -4,6 +4,7 @@ train.py gets the same behaviour from ml_collections' `config_flags`; tools (ben
 tests use this module so they can load several configs in one process.
 """
 import ast
+import difflib
 import glob
 import importlib.util
 import os
@@ -28,8 +29,11 @@ def load(spec: str) -> ml_collections.ConfigDict:
   """'configs/seg/fcn8s_shapes.py:runlocal' -> the ConfigDict its get_config returns."""
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f'config file {path!r} not found; configs: {", ".join(all_config_files())}')
+    configs = all_config_files()
+    near = difflib.get_close_matches(os.path.normpath(path), configs, n=4, cutoff=0.5)
+    raise FileNotFoundError(f'config file {path!r} not found; nearest: {", ".join(near)}'
+                            if near else f'config file {path!r} not found; configs: '
+                            f'{", ".join(configs)}')
   module_spec = importlib.util.spec_from_file_location('_experiment_config', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -55,19 +59,31 @@ def _parse_value(text: str, current):
   return value
 
 
+def check_fields(config: ml_collections.ConfigDict, keys):
+  """Raises KeyError for a dotted key ('optimizer.learning_rate') naming no field, listing the
+  fields of the node where it goes wrong."""
+  for key in keys:
+    node = config
+    for i, name in enumerate(key.split('.')):
+      if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+        where = '.'.join(key.split('.')[:i]) or 'config'
+        fields = sorted(node) if isinstance(node, ml_collections.ConfigDict) else []
+        near = difflib.get_close_matches(name, fields, n=1)
+        hint = f'did you mean {near[0]!r}? ' if near else ''
+        raise KeyError(f'unknown config field {key!r}: {hint}{where} has {", ".join(fields)}')
+      node = node[name]
+
+
 def override(config: ml_collections.ConfigDict, assignments) -> ml_collections.ConfigDict:
   """Applies 'optimizer.learning_rate=0.01'-style assignments; unknown keys list valid ones."""
   for assignment in assignments:
     key, sep, text = assignment.partition('=')
     if not sep:
       raise ValueError(f'override {assignment!r} must look like key=value')
+    check_fields(config, [key])
     *parents, leaf = key.split('.')
     node = config
-    for i, name in enumerate(parents + [leaf]):
-      if name not in node:
-        where = '.'.join(parents[:i]) or 'config'
-        raise KeyError(f'unknown config field {key!r}: {where} has {", ".join(sorted(node))}')
-      if i < len(parents):
-        node = node[name]
+    for name in parents:
+      node = node[name]
     node[leaf] = _parse_value(text, node[leaf])
   return config

@@ -111,7 +111,8 @@ class DetectionTask:
            drawing.draw_boxes(image, predictions['boxes'][i][shown],
                               predictions['labels'][i][shown], names,
                               scores=predictions['scores'][i][shown])],
-          ['image', 'ground truth', 'prediction'],
+          ['image', 'ground truth',
+           drawing.prediction_title(int(shown.sum()), self.config.detect.show_score)],
           os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1, legend=names)
     return count
 

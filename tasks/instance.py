@@ -74,7 +74,8 @@ class InstanceTask(DetectionTask):
           masks=predictions['masks'][i][shown] if self.has_masks else None,
           keypoints=predictions['keypoints'][i][shown][..., :2] if self.has_keypoints else None,
           **skeleton)
-      drawing.save_panel([truth, predicted], ['ground truth', 'prediction'],
+      title = drawing.prediction_title(int(shown.sum()), self.config.detect.show_score)
+      drawing.save_panel([truth, predicted], ['ground truth', title],
                          os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1,
                          legend=names)
     return count

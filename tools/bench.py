@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tasks  # noqa: E402
 from configs import loader  # noqa: E402
 from data import captions  # noqa: E402
-from training import compile_cache  # noqa: E402
+from training import compile_cache, errors  # noqa: E402
 from training.optim import make_optimizer  # noqa: E402
 from training.parallel import DataParallel  # noqa: E402
 from training.state import example_batch, init_state  # noqa: E402
@@ -156,7 +156,14 @@ COMPARE_HEADER = ('| config | batch | params | train img/s | torch train img/s |
                   '|---|---|---|---|---|---|---|---|---|---|')
 
 
-def main():
+def _load(spec: str, assignments):
+  with errors.user_input():  # A missing file or a misspelt field: one line, exit code 2.
+    config = loader.override(loader.load(spec), assignments)
+    tasks.get_task(config)  # Unknown names fail here, listing the valid ones.
+  return config
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', action='append', help='path.py[:args]; repeat (default with '
                       '--compare-torch: ' + ', '.join(COMPARE_CONFIGS) + ')')
@@ -167,7 +174,7 @@ def main():
                       'cache loads, not compiles)')
   parser.add_argument('--compare-torch', action='store_true',
                       help='also time the same architecture in PyTorch (requirements-bench.txt)')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   if not args.config and not args.compare_torch:
     parser.error('give --config (or --compare-torch for the default comparison)')
   if args.compile_cache:
@@ -178,7 +185,7 @@ def main():
     print(f'# torch {torch.__version__}, {os.cpu_count()} threads each')
     print(COMPARE_HEADER)
     for spec in args.config or COMPARE_CONFIGS:
-      config = loader.override(loader.load(spec), args.set)
+      config = _load(spec, args.set)
       r = compare_torch(config, args.steps)
       print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["params"]} | '
             f'{r["train_images_per_s"]:.1f} | {r["torch_train_images_per_s"]:.1f} | '
@@ -189,7 +196,7 @@ def main():
     return
   print(HEADER)
   for spec in args.config:
-    config = loader.override(loader.load(spec), args.set)
+    config = _load(spec, args.set)
     r = bench_config(config, args.steps)
     print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["train_images_per_s"]:.1f} | '
           f'{r["train_step_ms"]:.1f} | {r["train_compile_s"]:.1f} | '
@@ -198,4 +205,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(errors.guard(main)())
