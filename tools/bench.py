@@ -174,6 +174,7 @@ def main(argv=None):
                       'cache loads, not compiles)')
   parser.add_argument('--compare-torch', action='store_true',
                       help='also time the same architecture in PyTorch (requirements-bench.txt)')
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if not args.config and not args.compare_torch:
     parser.error('give --config (or --compare-torch for the default comparison)')

@@ -314,6 +314,7 @@ def main(argv=None):
   parser.add_argument('--pbt-fraction', type=float, default=0.25)
   parser.add_argument('--pbt-perturb', type=float, nargs='+', default=[0.8, 1.25])
   parser.add_argument('--metric', default='eval/mean_iou', help='metric to plot per swept value')
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
   compile_cache.enable()

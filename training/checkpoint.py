@@ -37,7 +37,7 @@ def file_digests(step_dir: str) -> dict[str, str]:
     for name in files:
       path = os.path.join(root, name)
       rel = os.path.relpath(path, step_dir)
-      if rel == INTEGRITY_FILE:
+      if rel in (INTEGRITY_FILE, INTEGRITY_FILE + '.tmp'):
         continue
       h = hashlib.sha256()
       with open(path, 'rb') as f:
@@ -49,9 +49,10 @@ def file_digests(step_dir: str) -> dict[str, str]:
 
 def write_integrity(step_dir: str):
   """Writes the integrity record atomically: a kill leaves either no record or a whole one."""
+  digests = file_digests(step_dir)
   tmp = os.path.join(step_dir, INTEGRITY_FILE + '.tmp')
   with open(tmp, 'w') as f:
-    json.dump({'sha256': file_digests(step_dir)}, f, indent=1, sort_keys=True)
+    json.dump({'sha256': digests}, f, indent=1, sort_keys=True)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, os.path.join(step_dir, INTEGRITY_FILE))

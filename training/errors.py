@@ -56,6 +56,12 @@ def report(error: BaseException, argv=None) -> int:
   return EXIT_CODE
 
 
+def add_verbose_flag(parser):
+  """--verbose for an argparse tool whose main is wrapped by `guard`."""
+  parser.add_argument('--verbose', action='store_true',
+                      help=f'show tracebacks of user errors (or {VERBOSE_ENV}=1)')
+
+
 def guard(main):
   """`main(argv)` with user errors reported as one line and exit code 2 (argparse tools)."""
   def guarded(argv=None):
