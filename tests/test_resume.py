@@ -76,3 +76,11 @@ def test_nan_message_names_the_last_checkpoint_or_none():
   later = resume.nonfinite_message('loss', float('nan'), 7, 4, 'runs/x')
   assert 'The last checkpoint is step 4 in runs/x/checkpoints' in later
   assert 'grad_clip_norm' in later and resume.FORCE_FLAG in later
+
+
+def test_a_read_only_workdir_is_one_line(tmp_path, monkeypatch):
+  # Root may write anywhere, so the test cannot chmod its way there: os.access answers as for a
+  # user without write permission.
+  monkeypatch.setattr(os, 'access', lambda path, mode: False)
+  with pytest.raises(UserError, match='is not writable; give a directory you can write to'):
+    resume.prepare_workdir(common.base_config(), str(tmp_path))

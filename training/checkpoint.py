@@ -94,9 +94,12 @@ def _first_line(error: Exception) -> str:
 
 
 class Checkpointer:
-  def __init__(self, directory: str, *, max_to_keep: int = 3):
+  def __init__(self, directory: str, *, max_to_keep: int = 3, finite: bool = True):
+    """`finite`: a restored state must hold finite numbers (False for a population, whose
+    diverged members are saved as they are)."""
     # Orbax's array writer rejects relative paths (at the first save, not here).
     self.directory = os.path.abspath(directory)
+    self.finite = finite
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=self._options)
@@ -139,7 +142,7 @@ class Checkpointer:
                         f'({_first_line(e)}); resume with the config it was saved with, or use a '
                         'new --workdir') from e
       raise CorruptCheckpointError(f'{where} cannot be read ({_first_line(e)})') from e
-    bad = _non_finite(restored['state'])
+    bad = self.finite and _non_finite(restored['state'])
     if bad:
       raise CorruptCheckpointError(f'{where} is corrupt: {bad} holds NaN or infinite values')
     return state.replace(**restored['state']), (restored['data'] or None)

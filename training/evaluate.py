@@ -67,14 +67,17 @@ def evaluate_workdir(workdir: str, step: int | None = None, num_overlays: int | 
   """Evaluates a checkpoint; `overrides` ('a.b=value') change test-time settings (e.g. the
   number of proposals) and `out_dir` (default <workdir>/eval) receives the results."""
   config = loader.override(load_config(workdir), overrides)
-  task = tasks.get_task(config)
-  tx = make_optimizer(config.optimizer, config.total_steps)
-  state = init_state(task, task.model, tx, jax.random.PRNGKey(config.seed),
-                     example_batch(task.info))
   checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'))
   step = checkpointer.latest_step() if step is None else step
   if step is None:
     raise UserError(f'no checkpoint in {workdir}/checkpoints; train first with train.py')
+  if step not in checkpointer.steps():
+    raise UserError(f'no checkpoint step {step} in {checkpointer.directory}; steps there: '
+                    f'{", ".join(map(str, checkpointer.steps()))}')
+  task = tasks.get_task(config)
+  tx = make_optimizer(config.optimizer, config.total_steps)
+  state = init_state(task, task.model, tx, jax.random.PRNGKey(config.seed),
+                     example_batch(task.info))
   try:  # No fallback here: metrics must be those of the step asked for (or the latest).
     state = checkpointer.restore(state, step)[0]
   except CorruptCheckpointError as e:

@@ -264,7 +264,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   mesh = population_mesh(size, devices)
   pop = NamedSharding(mesh, P('pop'))
   state = jax.device_put(state, pop)
-  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1)
+  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1, finite=False)
   restored = checkpointer.restore(state)
   if restored is not None:
     state, saved = restored

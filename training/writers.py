@@ -34,8 +34,10 @@ def truncate_jsonl(path: str, last_step: int):
 
 
 class MetricWriter:
-  def __init__(self, workdir: str, *, enabled: bool | None = None, resume_step: int = 0):
-    """`resume_step`: the step a run resumes from; metrics.jsonl's later records are dropped."""
+  def __init__(self, workdir: str, *, enabled: bool | None = None,
+               resume_step: int | None = None):
+    """`resume_step`: the step a run (re)starts from; metrics.jsonl's later records, written
+    before an interruption, are dropped (the run writes those steps again)."""
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._tb = None
     self._jsonl = None
@@ -43,9 +45,11 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # Deferred: only process 0 needs it.
       os.makedirs(workdir, exist_ok=True)
       # purge_step: TensorBoard hides the earlier run's events from that step on.
-      self._tb = SummaryWriter(workdir, flush_secs=30, purge_step=resume_step + 1)
+      self._tb = SummaryWriter(workdir, flush_secs=30,
+                               purge_step=None if resume_step is None else resume_step + 1)
       path = os.path.join(workdir, 'metrics.jsonl')
-      truncate_jsonl(path, resume_step)
+      if resume_step is not None:
+        truncate_jsonl(path, resume_step)
       self._jsonl = open(path, 'a')
 
   def write_scalars(self, step: int, scalars: dict, prefix: str = ''):
