@@ -180,13 +180,14 @@ def main(argv=None):
     parser.error('give --config (or --compare-torch for the default comparison)')
   if args.compile_cache:
     compile_cache.enable()
+  # Every config loads before the first table line: a typo fails at once, not after a benchmark.
+  configs = [(spec, _load(spec, args.set)) for spec in args.config or COMPARE_CONFIGS]
   print(f'# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}')
   if args.compare_torch:
     import torch  # noqa: PLC0415
     print(f'# torch {torch.__version__}, {os.cpu_count()} threads each')
     print(COMPARE_HEADER)
-    for spec in args.config or COMPARE_CONFIGS:
-      config = _load(spec, args.set)
+    for spec, config in configs:
       r = compare_torch(config, args.steps)
       print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["params"]} | '
             f'{r["train_images_per_s"]:.1f} | {r["torch_train_images_per_s"]:.1f} | '
@@ -196,8 +197,7 @@ def main(argv=None):
             f'{r["train_compile_s"]:.1f} |', flush=True)
     return
   print(HEADER)
-  for spec in args.config:
-    config = _load(spec, args.set)
+  for spec, config in configs:
     r = bench_config(config, args.steps)
     print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["train_images_per_s"]:.1f} | '
           f'{r["train_step_ms"]:.1f} | {r["train_compile_s"]:.1f} | '
