@@ -44,7 +44,8 @@ def user_input(types=(ValueError, KeyError, OSError)):
 
 def verbose(argv=None) -> bool:
   argv = sys.argv if argv is None else argv
-  return '--verbose' in argv or os.environ.get(VERBOSE_ENV, '') not in ('', '0')
+  flag = any(a in ('--verbose', '--verbose=true', '--verbose=1') for a in argv)
+  return flag or os.environ.get(VERBOSE_ENV, '') not in ('', '0')
 
 
 def report(error: BaseException, argv=None) -> int:
