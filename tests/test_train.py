@@ -14,6 +14,7 @@ import pytest
 
 import train
 from configs import loader
+from training import loop
 from training.checkpoint import INTEGRITY_FILE, Checkpointer, CorruptCheckpointError
 from training.errors import UserError
 from training.evaluate import evaluate_workdir
@@ -65,8 +66,8 @@ def test_train_writes_checkpoint_metrics_events_and_overlays(reference):
   lines = [json.loads(x) for x in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert any('train/loss' in x and np.isfinite(x['train/loss']) for x in lines)
   # Step 1 compiles: it has a compile time and no speed; the steps after it have speeds.
-  train = {x['step']: x for x in lines if 'train/loss' in x}
-  assert 'train/steps_per_s' not in train[1] and 'train/steps_per_s' in train[2]
+  logged = {x['step']: x for x in lines if 'train/loss' in x}
+  assert 'train/steps_per_s' not in logged[1] and 'train/steps_per_s' in logged[2]
   assert any('eval/mean_iou' in x for x in lines)
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   saved = json.load(open(os.path.join(workdir, 'eval', 'metrics.json')))
@@ -160,7 +161,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path,
   config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
   config.checkpoint_every_steps = every
   _change_third_batch(monkeypatch, lambda b: {**b, 'image': np.full_like(b['image'], np.nan)})
-  with pytest.raises(train.NonFiniteLossError, match=expected):
+  with pytest.raises(loop.NonFiniteLossError, match=expected):
     train.train_and_evaluate(config, str(tmp_path))
   assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == (
       2 if every == 2 else None)
