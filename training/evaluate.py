@@ -10,7 +10,8 @@ import tqdm
 import data
 import tasks
 from configs import loader
-from training.checkpoint import Checkpointer
+from training.checkpoint import Checkpointer, CorruptCheckpointError
+from training.errors import UserError
 from training.optim import make_optimizer
 from training.state import example_batch, init_state
 from training.step import make_eval_step
@@ -54,8 +55,9 @@ def scalar_metrics(metrics: dict) -> dict:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: is {workdir!r} a workdir written by train.py?')
+  if not os.path.isfile(path):
+    raise UserError(f'{path} not found: --workdir {workdir} is not a workdir written by '
+                    'train.py; give one that is')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -65,15 +67,22 @@ def evaluate_workdir(workdir: str, step: int | None = None, num_overlays: int | 
   """Evaluates a checkpoint; `overrides` ('a.b=value') change test-time settings (e.g. the
   number of proposals) and `out_dir` (default <workdir>/eval) receives the results."""
   config = loader.override(load_config(workdir), overrides)
+  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+  step = checkpointer.latest_step() if step is None else step
+  if step is None:
+    raise UserError(f'no checkpoint in {workdir}/checkpoints; train first with train.py')
+  if step not in checkpointer.steps():
+    raise UserError(f'no checkpoint step {step} in {checkpointer.directory}; steps there: '
+                    f'{", ".join(map(str, checkpointer.steps()))}')
   task = tasks.get_task(config)
   tx = make_optimizer(config.optimizer, config.total_steps)
   state = init_state(task, task.model, tx, jax.random.PRNGKey(config.seed),
                      example_batch(task.info))
-  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'))
-  restored = checkpointer.restore(state, step)
-  if restored is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints; train first with train.py')
-  state = restored[0]
+  try:  # No fallback here: metrics must be those of the step asked for (or the latest).
+    state = checkpointer.restore(state, step)[0]
+  except CorruptCheckpointError as e:
+    others = ', '.join(str(s) for s in checkpointer.steps() if s != step) or 'none'
+    raise CorruptCheckpointError(f'{e}; not evaluating it. Other steps (--step): {others}') from e
   out_dir = out_dir or os.path.join(workdir, 'eval')
   overlays = config.num_overlays if num_overlays is None else num_overlays
   metrics = Evaluator(task, config).run(state.variables, out_dir, num_overlays=overlays)
