@@ -6,6 +6,7 @@ with the list of valid names. The pipeline API the trainer calls lives in `data.
 from __future__ import annotations
 
 from data.coco import Coco2017
+from data.coco_json import CocoJson
 from data.lsp import Lsp
 from data.shapes import Shapes
 from data.visual_genome import VisualGenome
@@ -17,6 +18,7 @@ DATASETS = {
     'lsp': Lsp,
     'voc_detection': VocDetection,
     'coco2017': Coco2017,
+    'coco_json': CocoJson,
     'visual_genome': VisualGenome,
 }
 

@@ -18,7 +18,7 @@ from absl import flags, logging
 from PIL import Image
 
 import data as data_lib
-from data import augment, people, proposals
+from data import augment, eval_resize, people, proposals
 
 _PNG_KEYS = ('image', 'mask', 'instance_ids')
 # J of datasets without joints: their batches still have `keypoints`, with 14 unlabelled joints.
@@ -48,6 +48,14 @@ def default_config() -> ml_collections.ConfigDict:
       proposals=dict(method=placeholder(str), max_proposals=2000),
       worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
       read_threads=2,  # Threads that prepare batches ahead in-process.
+      # name='coco_json' (data/coco_json.py): COCO-format files; the image folders default to
+      # each JSON's own folder. keypoint_sigmas: OKS sigmas of its joints (default: COCO's).
+      train_json=placeholder(str), train_images=placeholder(str),
+      eval_json=placeholder(str), eval_images=placeholder(str), keypoint_sigmas=placeholder(tuple),
+      # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
+      # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
+      # eval_size_divisor. None: fit into image_size x image_size (downscale only).
+      eval_min_size=placeholder(int), eval_max_size=1333, eval_size_divisor=32,
   ))
 
 
@@ -71,6 +79,8 @@ def _num_proposals(cfg) -> int:
 def _builder(cfg) -> tfds.core.DatasetBuilder:
   name, variant = cfg.name, _get(cfg, 'variant', 'default')
   cls = data_lib.get_dataset(name)
+  if hasattr(cls, 'from_data_config'):  # Described by config.data paths, not by a variant.
+    return cls.from_data_config(cfg)
   valid = data_lib.variants(name)
   if variant not in valid:
     raise ValueError(f'Unknown variant {variant!r} of dataset {name!r}; valid variants: {valid}')
@@ -97,10 +107,11 @@ def _joints(builder) -> people.JointSet | None:
 
 
 def dataset_info(cfg) -> dict:
-  """num_classes (incl. background), class_names, image_size, max_boxes, max_proposals (0: no
-  proposals), joints (the `data.people.JointSet` of the keypoints, None without), num_joints (J of
-  the batches' keypoints), vocab (the `data.captions.Vocabulary` of datasets with phrases, else
-  None), max_caption_len (its T, or 0), num_train, num_eval.
+  """num_classes (incl. background), class_names, category_ids (the dataset's id of labels 1..K),
+  eval_annotations (its COCO JSON of the eval split, or None), image_size, max_boxes,
+  max_proposals (0: no proposals), joints (the `data.people.JointSet` of the keypoints, None
+  without), num_joints (J of the batches' keypoints), vocab (the `data.captions.Vocabulary` of
+  datasets with phrases, else None), max_caption_len (its T, or 0), num_train, num_eval.
 
   Needs no prepared data (models can be built before the data exists); the example counts are
   None until the dataset is prepared.
@@ -111,12 +122,18 @@ def dataset_info(cfg) -> dict:
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
   joints = _joints(builder)
   vocab = getattr(builder, 'vocab', None)
+  eval_split = _get(cfg, 'eval_split', 'validation')
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
+              # The dataset's own id of label k (at k - 1) and its eval annotation file, where it
+              # has them (COCO-format data): predictions and COCO evaluation use both.
+              category_ids=tuple(getattr(builder, 'category_ids', range(1, len(names)))),
+              eval_annotations=(builder.annotation_file(eval_split)
+                                if hasattr(builder, 'annotation_file') else None),
               max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg), joints=joints,
               num_joints=_NO_JOINTS if joints is None else joints.num_joints, vocab=vocab,
               max_caption_len=vocab.max_len if vocab else 0,
               num_train=count(_get(cfg, 'train_split', 'train')),
-              num_eval=count(_get(cfg, 'eval_split', 'validation')))
+              num_eval=count(eval_split))
 
 
 # ---------------------------------------------------------------------------------- decoding ---
@@ -141,6 +158,12 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _image_id(record_id, index: int) -> int:
+  """The dataset's numeric image id (COCO files), else the record index (e.g. VOC's names)."""
+  text = _text(record_id)
+  return int(text) if text.isdigit() else index
+
+
 class DecodedSource(grain.RandomAccessDataSource):
   """A tfds data source whose records come out decoded to numpy (errors name the record)."""
 
@@ -155,10 +178,9 @@ class DecodedSource(grain.RandomAccessDataSource):
     self.num_joints = _NO_JOINTS if self.joints is None else self.joints.num_joints
     self.vocab = getattr(builder, 'vocab', None)
     self._caption_flip = self.vocab.flip_permutation() if self.vocab else None
-    self._source = tfds.data_source(
-        f'{builder.name}/{builder.builder_config.name}', split=split,
-        data_dir=_get(cfg, 'data_dir', None), download=False,
-        decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
+    # From the builder itself: builders made from config.data (coco_json) have no registered name.
+    self._source = builder.as_data_source(
+        split=split, decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
     self._proposals = None
     if with_proposals and _num_proposals(cfg):
       boxes, count = proposals.load_or_compute(cfg, split)
@@ -198,6 +220,7 @@ class DecodedSource(grain.RandomAccessDataSource):
       ex['annotated_boxes'] = True
     if self._proposals is not None:
       ex['proposals'] = self._proposals[index]
+    ex['image_id'] = _image_id(raw['id'], index)
     if self.vocab is not None:  # Dense captioning: token ids of each object's phrase.
       ex['captions'] = self.vocab.encode_all(self.phrases(index))
       ex['caption'] = self.vocab.encode(_text(raw['caption']))
@@ -274,10 +297,20 @@ def _train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) 
 
 
 def _eval_element(ex: dict, *, cfg) -> dict:
-  size = int(cfg.image_size)
-  ex = augment.fit(_to_float(ex), (size, size))
+  """Resized by the reference rule (unpadded; `eval_resize.collate` pads) or fitted into
+  image_size, with the frame keys that map predictions back to the source image."""
+  orig_hw = ex['image'].shape[:2]
+  resize = eval_resize.settings(cfg)
+  if resize:
+    ex = eval_resize.resize(_to_float(ex), *resize[:2])
+    image_hw = ex['image'].shape[:2]
+  else:
+    size = (int(cfg.image_size),) * 2
+    image_hw = augment.fitted_hw(*orig_hw, size)
+    ex = augment.fit(_to_float(ex), size)
   out = to_element(ex, cfg.max_boxes, _num_proposals(cfg))
   out['example_valid'] = np.bool_(True)
+  out.update(eval_resize.frame_keys(orig_hw, image_hw, ex['image_id']))
   return out
 
 
@@ -292,7 +325,8 @@ def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int) ->
               instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
               keypoints=np.zeros((m, num_joints, 3), np.float32), example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
-              **(proposal_keys if p else {}), **(caption_keys if caption_len else {}))
+              **(proposal_keys if p else {}), **(caption_keys if caption_len else {}),
+              **eval_resize.frame_keys((0, 0), (0, 0), -1))
 
 
 def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
@@ -354,5 +388,10 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   def element(i):
     return _eval_element(shard[i], cfg=cfg) if i < n else pad
 
-  return grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+  resize = eval_resize.settings(cfg)
+  if resize is None:
+    return grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+  choices = eval_resize.canvases(*resize)
+  return grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
+      [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
 

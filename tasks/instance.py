@@ -29,8 +29,11 @@ class InstanceTask(DetectionTask):
   families = {'mask_rcnn': Family(mask_rcnn_loss, decode=None, inputs=INSTANCE_INPUTS)}
 
   def build_model(self, bn_axis_name=None):
-    # The detections the heads see are the ones evaluated.
-    return super().build_model(bn_axis_name, **self.selection_kwargs())
+    # The detections the heads see are the ones evaluated; the keypoint head predicts the
+    # dataset's joints, however many the config assumed.
+    joints = self.info['joints'] if self.has_keypoints else None
+    return super().build_model(bn_axis_name, **self.selection_kwargs(),
+                               **({'num_keypoints': joints.num_joints} if joints else {}))
 
   @property
   def has_masks(self) -> bool:
@@ -43,6 +46,8 @@ class InstanceTask(DetectionTask):
   def postprocess(self, outputs, batch):
     detections = dict(outputs['detections'])
     if 'masks' in detections:
+      # The per-box probabilities too: COCO results paste them into the original image.
+      detections['mask_probs'] = detections['masks']
       paste = functools.partial(paste_masks, image_hw=batch['image'].shape[1:3])
       pasted = jax.vmap(paste)(detections['masks'], detections['boxes'])
       detections['masks'] = (pasted >= MASK_THRESHOLD) & detections['valid'][..., None, None]
@@ -50,9 +55,11 @@ class InstanceTask(DetectionTask):
 
   def make_evaluator(self):
     joints = self.info['joints'] if self.has_keypoints else None
+    sigmas = joints.oks_sigmas if joints else None
+    iou_types = ('bbox',) + ('segm',) * self.has_masks + ('keypoints',) * (joints is not None)
     return InstanceEvaluator(self.info['class_names'], masks=self.has_masks,
-                             keypoint_sigmas=joints.oks_sigmas if joints else None,
-                             lsp_pose=joints == LSP_14)
+                             keypoint_sigmas=sigmas, lsp_pose=joints == LSP_14,
+                             protocol=self.protocol_evaluator(iou_types, sigmas))
 
   def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
     """Writes ground truth | prediction panels (masks, boxes, skeletons); returns how many."""
@@ -90,14 +97,15 @@ class InstanceEvaluator(DetectionEvaluator):
   DeepPose's regression compare on one scale.
   """
 
-  def __init__(self, class_names, *, masks: bool, keypoint_sigmas=None, lsp_pose: bool = False):
-    super().__init__(class_names)
+  def __init__(self, class_names, *, masks: bool, keypoint_sigmas=None, lsp_pose: bool = False,
+               protocol=None):
+    super().__init__(class_names, protocol)
     self.people = [] if lsp_pose else None  # (predicted joints, true keypoints, true box).
     categories = range(1, len(self.class_names))
-    self.extra = {}
-    if masks:
+    self.extra = {}  # In-memory evaluators; the protocol evaluator scores masks and joints itself.
+    if masks and not protocol:
       self.extra['mask'] = CocoEvaluator('segm', category_ids=categories)
-    if keypoint_sigmas is not None:
+    if keypoint_sigmas is not None and not protocol:
       self.extra['keypoint'] = CocoEvaluator('keypoints', category_ids=categories,
                                              kpt_oks_sigmas=keypoint_sigmas)
 

@@ -29,10 +29,10 @@ class SegmentationTask:
     self.model = self.build_model()
 
   def build_model(self, bn_axis_name=None, **extra):
-    """config.model.name built with the rest of config.model (and `extra`) as keywords."""
+    """config.model.name built with the rest of config.model (`extra` overriding) as keywords."""
     kwargs = {k: v for k, v in self.config.model.items() if k != 'name'}
     return models.get_model(self.config.model.name, num_classes=self.num_classes,
-                            bn_axis_name=bn_axis_name, **kwargs, **extra)
+                            bn_axis_name=bn_axis_name, **{**kwargs, **extra})
 
   def model_inputs(self, batch):
     return (batch['image'],), {}
