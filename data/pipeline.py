@@ -395,3 +395,31 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   return grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
       [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
 
+
+
+def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS):
+  """Batches of label-free images (uint8 [H, W, 3], e.g. files to predict on), made exactly as
+  the eval split's: resized, padded to the eval canvas, with the frame keys; `image_id` is the
+  position in `images`. The last batch is padded with `example_valid` False. Yields
+  (indices, batch)."""
+  def element(index):
+    image = images[index]
+    ex = dict(image=image, mask=np.full(image.shape[:2], augment.IGNORE, np.uint8),
+              boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int32),
+              keypoints=np.zeros((0, num_joints, 3), np.float32), image_id=index)
+    return _eval_element(ex, cfg=cfg)
+
+  if _num_proposals(cfg):
+    raise ValueError('prediction on image files needs a model without external proposals; '
+                     'data.proposals.method is set (R-CNN / SPP-net / Fast R-CNN)')
+  resize = eval_resize.settings(cfg)
+  choices = eval_resize.canvases(*resize) if resize else None
+  pad = dict(_padding_element(cfg, False, num_joints, 0), example_valid=np.bool_(False))
+  for start in range(0, len(images), batch_size):
+    indices = list(range(start, min(start + batch_size, len(images))))
+    elements = [element(i) for i in indices]
+    elements += [pad] * (batch_size - len(elements))
+    if choices:
+      yield indices, eval_resize.collate(elements, choices)
+    else:
+      yield indices, {k: np.stack([e[k] for e in elements]) for k in elements[0]}

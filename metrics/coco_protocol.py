@@ -22,10 +22,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from metrics.coco import _BOX_KEYS, _KEYPOINT_KEYS
 from ops.boxes import yxyx_to_xywh
 from ops.masks import paste_masks
 
+# COCOeval.stats in order: the 12 numbers of its summary (10 for keypoints, which have no 'small').
+BOX_STATS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
+KEYPOINT_STATS = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 MASK_THRESHOLD = 0.5  # He et al. 2017: pasted mask probabilities binarised at 0.5.
 
 
@@ -94,12 +96,13 @@ def results_for(results: list[dict], iou_type: str) -> list[dict]:
 
 def evaluate(annotations, results: list[dict], iou_type: str, *, image_ids=None,
              kpt_oks_sigmas=None) -> dict:
-  """COCOeval of `results` on the annotation file (a path or a COCO); {'AP', 'AP50', ...}.
+  """COCOeval of `results` on the annotation file (a path or a COCO): its summary numbers named
+  as BOX_STATS / KEYPOINT_STATS.
 
   `image_ids`: the images evaluated (default: all of the file's). -1 where a range has no
   ground truth, 0 when there are no results (pycocotools' loadRes cannot take none).
   """
-  keys = _KEYPOINT_KEYS if iou_type == 'keypoints' else _BOX_KEYS
+  keys = KEYPOINT_STATS if iou_type == 'keypoints' else BOX_STATS
   gt = load_annotations(annotations)
   if not results:
     return {k: 0.0 for k in keys}

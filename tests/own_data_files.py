@@ -61,7 +61,7 @@ def _draw(anns, h, w, seed):
   return img
 
 
-def write_coco_set(root, num_train=4, num_eval=4, keypoints=False):
+def write_coco_set(root, num_train=8, num_eval=4, keypoints=False):
   """train.json / val.json and images/ under `root`; returns the config.data overrides."""
   rng = np.random.default_rng(0)
   os.makedirs(os.path.join(root, 'images'), exist_ok=True)
@@ -84,8 +84,9 @@ def write_coco_set(root, num_train=4, num_eval=4, keypoints=False):
         a['area'] = float(mask_api.area(rle))
         a.update(id=ann_id, image_id=image_id)
         ann_id += 1
-      name = f'{split}_{n}.jpg'
-      _draw(anns, h, w, image_id).save(os.path.join(root, 'images', name), quality=95)
+      # Train images are JPEGs; eval images alternate JPEG / PNG (predict reads that folder).
+      name = f'{split}_{n}.' + ('png' if split == 'val' and n % 2 else 'jpg')
+      _draw(anns, h, w, image_id).save(os.path.join(root, 'images', name))
       images.append({'id': image_id, 'file_name': name, 'height': h, 'width': w})
       annotations += anns
     splits[split] = {'images': images, 'annotations': annotations,
