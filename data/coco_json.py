@@ -11,17 +11,16 @@ map back to. Boxes, crowd flags, polygons and RLE masks and keypoints become exa
 the categories' `keypoints` / `skeleton` (OKS sigmas: `data.keypoint_sigmas`, else COCO's for
 COCO's joint names, else the mean of COCO's 17).
 
-The prepared copy lives in `<data_dir>/coco_json/<fingerprint>/`: the fingerprint hashes both
-JSON files and each referenced image's path, size and modification time, so a changed source is
-a new copy, never a stale one. tfds writes into a temporary folder and renames it when done, so a
-prepare that fails leaves nothing a later run would read. Bad input fails before any writing,
-with one line naming the file and the fix; boxes partly outside their image are clipped and
+The prepared copy lives in `<data_dir>/coco_json/fp_<fingerprint>/`: the fingerprint hashes both
+JSON files and each referenced image's path, size and modification time (data/fingerprint.py), so a
+changed source is a new copy, never a stale one. tfds writes into a temporary folder and renames it
+when done, so a prepare that fails leaves nothing a later run would read. Bad input fails before any
+writing, with one line naming the file and the fix; boxes partly outside their image are clipped and
 zero-area boxes dropped (as pycocotools' own loaders leave them unusable), and both are counted.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from pycocotools import coco as coco_api
 
 from data import people, shapes
 from data.coco import coco_example
+from data.fingerprint import fingerprint
 
 _SPLITS = {'train': 'train', 'validation': 'eval'}  # tfds split -> config.data field prefix.
 _REQUIRED = ('images', 'annotations', 'categories')
@@ -111,21 +111,19 @@ def joint_set(categories: list[dict], sigmas=None, where: str = '') -> people.Jo
 
 
 def _fingerprint(files: dict[str, tuple[str, dict, str]]) -> str:
-  """sha256 over the JSON bytes and each image's path, size and mtime; fails on missing images."""
-  h = hashlib.sha256(str(CocoJson.VERSION).encode())
+  """Of the JSON files (their bytes) and each referenced image; fails on missing images."""
+  paths, extra = [], str(CocoJson.VERSION).encode()
   for split, (path, content, images) in files.items():
     with open(path, 'rb') as f:
-      h.update(f.read())
+      extra += f.read()
     for im in content['images']:
       file = os.path.join(images, im['file_name'])
-      try:
-        st = os.stat(file)
-      except FileNotFoundError:
+      if not os.path.isfile(file):
         raise FileNotFoundError(
             f'{path}: image {im["id"]} file {file} not found; put it there, point '
-            f'data.{_SPLITS[split]}_images at its folder, or remove it from the JSON') from None
-      h.update(f'{split}\0{os.path.abspath(file)}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
-  return h.hexdigest()[:16]
+            f'data.{_SPLITS[split]}_images at its folder, or remove it from the JSON')
+      paths.append(file)
+  return fingerprint(paths, extra)
 
 
 @dataclasses.dataclass
