@@ -8,6 +8,7 @@ from __future__ import annotations
 from data.coco import Coco2017
 from data.coco_json import CocoJson
 from data.lsp import Lsp
+from data.mask_folder import MaskFolder
 from data.shapes import Shapes
 from data.visual_genome import VisualGenome
 from data.voc import Voc2012Segmentation, VocDetection
@@ -19,6 +20,7 @@ DATASETS = {
     'voc_detection': VocDetection,
     'coco2017': Coco2017,
     'coco_json': CocoJson,
+    'mask_folder': MaskFolder,
     'visual_genome': VisualGenome,
 }
 

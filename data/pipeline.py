@@ -52,6 +52,10 @@ def default_config() -> ml_collections.ConfigDict:
       # each JSON's own folder. keypoint_sigmas: OKS sigmas of its joints (default: COCO's).
       train_json=placeholder(str), train_images=placeholder(str),
       eval_json=placeholder(str), eval_images=placeholder(str), keypoint_sigmas=placeholder(tuple),
+      # name='mask_folder' (data/mask_folder.py): folders with images/ + masks/ (or VOC's
+      # Annotations/ + JPEGImages/); class names as a list or a file of one name a line.
+      train_dir=placeholder(str), eval_dir=placeholder(str), class_names=placeholder(tuple),
+      class_names_file=placeholder(str),
       # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
       # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
       # eval_size_divisor. None: fit into image_size x image_size (downscale only).

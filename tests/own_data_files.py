@@ -97,3 +97,45 @@ def write_coco_set(root, num_train=8, num_eval=4, keypoints=False):
   return ['data.name=coco_json', f'data.train_json={root}/train.json',
           f'data.train_images={images}', f'data.eval_json={root}/val.json',
           f'data.eval_images={images}']
+
+
+SEG_CLASSES = ('background', 'leaf', 'stone')
+
+
+def write_mask_folder(root, num_train=8, num_eval=3):
+  """train/ and val/ with images/ (JPEG and PNG) + masks/ (label and palette PNGs, 255 borders),
+  and classes.txt; returns the config.data overrides."""
+  rng = np.random.default_rng(1)
+  for split, count in (('train', num_train), ('val', num_eval)):
+    os.makedirs(os.path.join(root, split, 'images'), exist_ok=True)
+    os.makedirs(os.path.join(root, split, 'masks'), exist_ok=True)
+    for n in range(count):
+      h, w = SIZES[n % 2]
+      mask = np.zeros((h, w), np.uint8)
+      for label in (1, 2):
+        y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
+        mask[y:y + 14, x:x + 14] = label
+      mask[0, :] = 255  # An ignored border row.
+      colors = np.array([[30, 30, 30], [40, 200, 60], [150, 150, 160]], np.uint8)
+      image = Image.fromarray(colors[np.minimum(mask, 2)])
+      image.save(os.path.join(root, split, 'images', f'{split}_{n}.' + ('png' if n % 2 else 'jpg')))
+      png = Image.fromarray(mask, 'L' if n % 2 else 'P')
+      if n % 2 == 0:
+        png.putpalette([0, 0, 0, 0, 255, 0, 128, 128, 128] + [255] * (3 * 253))
+      png.save(os.path.join(root, split, 'masks', f'{split}_{n}.png'))
+  with open(os.path.join(root, 'train', 'classes.txt'), 'w') as f:
+    f.write('\n'.join(SEG_CLASSES) + '\n')
+  return ['data.name=mask_folder', f'data.train_dir={root}/train', f'data.eval_dir={root}/val']
+
+
+def write_voc_folder(root, names=('cat', 'teapot')):
+  """Annotations/ + JPEGImages/ with objects of `names`; returns the folder."""
+  os.makedirs(os.path.join(root, 'Annotations'))
+  os.makedirs(os.path.join(root, 'JPEGImages'))
+  for n, name in enumerate(names):
+    Image.new('RGB', (40, 30), (90, 90, 90)).save(os.path.join(root, 'JPEGImages', f'{n}.jpg'))
+    xml = (f'<annotation><object><name>{name}</name><difficult>0</difficult><bndbox><xmin>3'
+           '</xmin><ymin>5</ymin><xmax>20</xmax><ymax>25</ymax></bndbox></object></annotation>')
+    with open(os.path.join(root, 'Annotations', f'{n}.xml'), 'w') as f:
+      f.write(xml)
+  return root
