@@ -1,6 +1,11 @@
-"""Own data end to end: a COCO-format set on disk -> train Mask R-CNN by config.data overrides
-only -> evaluate by the official protocol -> predict on the eval folder (mixed PNG / JPEG, two
-sizes); eval's 12 COCO numbers equal pycocotools run directly on predictions.json."""
+"""Own data end to end: a dataset on disk -> train by config.data overrides only -> evaluate ->
+predict on the eval folder (mixed PNG / JPEG, two sizes).
+
+COCO-format sets (Mask R-CNN; keypoint R-CNN with 5 named joints) are evaluated by the official
+protocol, and eval's COCO numbers (12 per box / mask, 10 for keypoints) equal pycocotools run
+directly on predict.py's predictions.json and the annotation file; the mask-folder set (3 named
+classes) trains FCN-8s and predict writes a label PNG per image in its original size.
+"""
 import contextlib
 import io
 import json
@@ -8,9 +13,11 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+import data
 import train
 from configs import loader
 from metrics import coco_protocol
@@ -39,18 +46,22 @@ def _pycocotools(annotation_file, results, iou_type, sigmas=None):
   return ev.stats
 
 
+def _train(root, spec, overrides, steps=4):
+  """Trains config `spec` with `overrides` (config.data ones only) in root/run."""
+  config = loader.override(loader.load(os.path.join(REPO, spec)),
+                           overrides + [f'data.data_dir={root}/tfds'])
+  config.total_steps = steps  # Enough for detections that score above the threshold.
+  workdir = str(root / 'run')
+  _, metrics = train.train_and_evaluate(config, workdir)
+  return root, config, workdir, metrics
+
+
 @pytest.fixture(scope='module')
 def coco_run(tmp_path_factory):
   """Mask R-CNN :runlocal trained on a COCO-format set (categories 'blob' 7, 'box' 42)."""
   root = tmp_path_factory.mktemp('own_coco')
-  overrides = own_data_files.write_coco_set(str(root)) + RESIZE + [
-      f'data.data_dir={root}/tfds']
-  config = loader.override(loader.load(os.path.join(REPO, 'configs/inst/mask_rcnn_shapes.py:'
-                                                    'runlocal')), overrides)
-  config.total_steps = 4  # Enough for detections that score above the threshold.
-  workdir = str(root / 'run')
-  _, metrics = train.train_and_evaluate(config, workdir)
-  return root, config, workdir, metrics
+  return _train(root, 'configs/inst/mask_rcnn_shapes.py:runlocal',
+                own_data_files.write_coco_set(str(root)) + RESIZE)
 
 
 def test_coco_json_trains_evaluates_and_predicts(coco_run):
@@ -82,3 +93,38 @@ def test_coco_json_trains_evaluates_and_predicts(coco_run):
   np.testing.assert_allclose([evaluated[k] for k in keys], box, atol=1e-12)
   np.testing.assert_allclose([evaluated['mask_' + k] for k in keys], mask, atol=1e-12)
   assert evaluated['AP50'] > 0 or evaluated['mask_AP50'] > 0, 'a comparison of zeros only'
+
+
+def test_keypoint_coco_set_with_five_named_joints(tmp_path):
+  root, config, workdir, metrics = _train(
+      tmp_path, 'configs/inst/keypoint_rcnn_shapes.py:runlocal',
+      own_data_files.write_coco_set(str(tmp_path), keypoints=True) + RESIZE)
+  out = tmp_path / 'predicted'
+  predict.main(['--checkpoint', workdir, '--images', str(tmp_path / 'images' / 'val_*'),
+                '--out', str(out), '--no-progress'])
+  results = json.load(open(out / 'predictions.json'))
+  assert results and all(len(r['keypoints']) == 3 * 5 and r['category_id'] == 3
+                         for r in results)
+  sigmas = data.dataset_info(config.data)['joints'].oks_sigmas  # Those eval used.
+  box = _pycocotools(str(tmp_path / 'val.json'), results, 'bbox')
+  keypoints = _pycocotools(str(tmp_path / 'val.json'), results, 'keypoints', sigmas)
+  np.testing.assert_allclose([metrics[k] for k in coco_protocol.BOX_STATS], box, atol=1e-12)
+  np.testing.assert_allclose([metrics['keypoint_' + k] for k in coco_protocol.KEYPOINT_STATS],
+                             keypoints, atol=1e-12)
+
+
+def test_mask_folder_segmentation_trains_and_predicts_label_pngs(tmp_path):
+  root, config, workdir, metrics = _train(
+      tmp_path, 'configs/seg/fcn8s_shapes.py:runlocal',
+      own_data_files.write_mask_folder(str(tmp_path)), steps=2)
+  assert [k for k in metrics if k.startswith('iou_')] or 'mean_iou' in metrics
+  out = tmp_path / 'predicted'
+  predict.main(['--checkpoint', workdir, '--images', str(tmp_path / 'val' / 'images'),
+                '--out', str(out), '--no-progress'])
+  listing = json.load(open(out / 'predictions.json'))
+  assert listing['class_names'] == list(own_data_files.SEG_CLASSES)
+  for name, label_png in listing['labels'].items():
+    image = Image.open(tmp_path / 'val' / 'images' / name)
+    label = np.asarray(Image.open(out / label_png))
+    assert label.shape == (image.height, image.width) and label.max() < 3
+  assert len(os.listdir(out / 'overlays')) == len(listing['labels']) == 3

@@ -176,11 +176,12 @@ def predict(task, variables, paths: list[str], out: str, *, score_threshold: flo
         drawn, shown = _overlay_detections(image, mine, task)
       drawing.save_panel([drawn], [os.path.basename(paths[index])],
                          os.path.join(out, 'overlays', f'{name}.png'), scale=1,
-                         legend=task.class_names, legend_ids=shown)
+                         legend=task.info['class_names'], legend_ids=shown)
       bar.update(1)
   bar.close()
   with open(os.path.join(out, 'predictions.json'), 'w') as f:
-    json.dump({'class_names': task.class_names, 'labels': labels} if segmentation else results, f)
+    listing = {'class_names': task.info['class_names'], 'labels': labels}
+    json.dump(listing if segmentation else results, f)
   return len(paths)
 
 
