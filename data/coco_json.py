@@ -225,9 +225,10 @@ class CocoJson(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     """The file's category id of each internal label 1..K (index k - 1)."""
     return self.builder_config.category_ids
 
-  def annotation_file(self, split: str) -> str:
+  def annotation_file(self, split: str, manual_dir: str | None = None) -> str | None:
     """The COCO JSON of `split`: evaluation reads its ground truth from there."""
-    return self.builder_config.files[split][0]
+    del manual_dir  # The files are named by config.data.
+    return self.builder_config.files[split][0] if split in self.builder_config.files else None
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(

@@ -110,6 +110,14 @@ def _joints(builder) -> people.JointSet | None:
   return getattr(builder, 'joints', None)
 
 
+def _annotation_file(builder, cfg, split: str) -> str | None:
+  """The COCO annotation JSON of `split` for builders that have one (COCO-format data)."""
+  if not hasattr(builder, 'annotation_file'):
+    return None
+  manual_dir = _get(cfg, 'manual_dir', None)
+  return builder.annotation_file(split, *([manual_dir] if manual_dir else []))
+
+
 def dataset_info(cfg) -> dict:
   """num_classes (incl. background), class_names, category_ids (the dataset's id of labels 1..K),
   eval_annotations (its COCO JSON of the eval split, or None), image_size, max_boxes,
@@ -131,8 +139,7 @@ def dataset_info(cfg) -> dict:
               # The dataset's own id of label k (at k - 1) and its eval annotation file, where it
               # has them (COCO-format data): predictions and COCO evaluation use both.
               category_ids=tuple(getattr(builder, 'category_ids', range(1, len(names)))),
-              eval_annotations=(builder.annotation_file(eval_split)
-                                if hasattr(builder, 'annotation_file') else None),
+              eval_annotations=_annotation_file(builder, cfg, eval_split),
               max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg), joints=joints,
               num_joints=_NO_JOINTS if joints is None else joints.num_joints, vocab=vocab,
               max_caption_len=vocab.max_len if vocab else 0,
