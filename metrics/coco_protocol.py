@@ -48,13 +48,15 @@ def encode(masks: np.ndarray) -> list[dict]:
 
 
 def image_results(pred: dict, *, image_hw, orig_hw, image_id, category_ids,
-                  score_threshold: float = -np.inf, extra: dict | None = None) -> list[dict]:
+                  score_threshold: float = -np.inf, extra: dict | None = None,
+                  paste=paste_masks) -> list[dict]:
   """One image's detections as COCO result dicts in the original frame.
 
   `pred`: numpy arrays of one image: boxes [D, 4] (y1, x1, y2, x2) in the resized frame, scores,
   labels (1..K), valid; optionally mask_probs [D, s, s] (per-box mask probabilities) and
   keypoints [D, J, 3] (y, x, score) in the resized frame. `category_ids[k - 1]` is label k's id
-  in the dataset's file. `extra`: keys copied into every dict (e.g. file_name).
+  in the dataset's file. `extra`: keys copied into every dict (e.g. file_name). `paste`: how
+  masks [D, s, s] go into an image of static size at boxes [D, 4] (the model's own method).
   """
   keep = np.flatnonzero(np.asarray(pred['valid']) & (np.asarray(pred['scores']) >= score_threshold))
   boxes = to_original(np.asarray(pred['boxes'])[keep], image_hw, orig_hw)
@@ -63,7 +65,7 @@ def image_results(pred: dict, *, image_hw, orig_hw, image_id, category_ids,
           **(extra or {})} for j, xywh in zip(keep, yxyx_to_xywh(boxes), strict=True)]
   if 'mask_probs' in pred and len(keep):
     probs = np.asarray(pred['mask_probs'])[keep]
-    pasted = np.asarray(paste_masks(probs, boxes.astype(np.float32), tuple(orig_hw)))
+    pasted = np.asarray(paste(probs, boxes.astype(np.float32), tuple(int(v) for v in orig_hw)))
     for result, rle in zip(out, encode(pasted >= MASK_THRESHOLD), strict=True):
       result['segmentation'] = rle
   if 'keypoints' in pred and len(keep):
@@ -127,7 +129,9 @@ class ProtocolEvaluator:
 
   PREFIX = {'bbox': '', 'segm': 'mask_', 'keypoints': 'keypoint_'}
 
-  def __init__(self, annotations, category_ids, iou_types=('bbox',), kpt_oks_sigmas=None):
+  def __init__(self, annotations, category_ids, iou_types=('bbox',), kpt_oks_sigmas=None,
+               paste=paste_masks):
+    self.paste = paste
     self.annotations = load_annotations(annotations)
     self.category_ids = tuple(category_ids)
     self.iou_types = tuple(iou_types)
@@ -137,7 +141,7 @@ class ProtocolEvaluator:
   def add(self, pred: dict, *, image_hw, orig_hw, image_id):
     self.image_ids.append(int(image_id))
     self.results += image_results(pred, image_hw=image_hw, orig_hw=orig_hw, image_id=image_id,
-                                  category_ids=self.category_ids)
+                                  category_ids=self.category_ids, paste=self.paste)
 
   def compute(self) -> dict:
     out = {}

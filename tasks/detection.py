@@ -95,11 +95,12 @@ class DetectionTask:
         iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
         max_detections=d.max_detections)
 
-  def protocol_evaluator(self, iou_types=('bbox',), kpt_oks_sigmas=None):
+  def protocol_evaluator(self, iou_types=('bbox',), **kwargs):
     """COCO evaluation against the dataset's own annotation file (metrics/coco_protocol.py), for
-    datasets that have one (COCO-format data); None for the others."""
+    datasets that have one (COCO-format data); None for the others. `kwargs`: ProtocolEvaluator's
+    (kpt_oks_sigmas, paste)."""
     path = self.info.get('eval_annotations')
-    return path and ProtocolEvaluator(path, self.info['category_ids'], iou_types, kpt_oks_sigmas)
+    return path and ProtocolEvaluator(path, self.info['category_ids'], iou_types, **kwargs)
 
   def make_evaluator(self):
     return DetectionEvaluator(self.class_names, protocol=self.protocol_evaluator())

@@ -31,9 +31,17 @@ class InstanceTask(DetectionTask):
   def build_model(self, bn_axis_name=None):
     # The detections the heads see are the ones evaluated; the keypoint head predicts the
     # dataset's joints, however many the config assumed.
+    return super().build_model(bn_axis_name, **self.selection_kwargs(), **self._joint_count())
+
+  def _joint_count(self) -> dict:
+    """The model keyword that sets the keypoint head's joint count to the dataset's J (flat
+    `model.num_keypoints`, or inside a grouped `model.keypoint` block)."""
     joints = self.info['joints'] if self.has_keypoints else None
-    return super().build_model(bn_axis_name, **self.selection_kwargs(),
-                               **({'num_keypoints': joints.num_joints} if joints else {}))
+    if joints is None:
+      return {}
+    if 'num_keypoints' in self.config.model:
+      return {'num_keypoints': joints.num_joints}
+    return {'keypoint': {**self.config.model.keypoint, 'num_keypoints': joints.num_joints}}
 
   @property
   def has_masks(self) -> bool:
@@ -43,12 +51,18 @@ class InstanceTask(DetectionTask):
   def has_keypoints(self) -> bool:
     return self.config.model.get('num_keypoints', 0) > 0
 
+  @property
+  def mask_paste(self):
+    """How masks [D, s, s] go into an image at boxes [D, 4]: the batch canvas here, the original
+    image for COCO results (metrics/coco_protocol.py)."""
+    return paste_masks
+
   def postprocess(self, outputs, batch):
     detections = dict(outputs['detections'])
     if 'masks' in detections:
       # The per-box probabilities too: COCO results paste them into the original image.
       detections['mask_probs'] = detections['masks']
-      paste = functools.partial(paste_masks, image_hw=batch['image'].shape[1:3])
+      paste = functools.partial(self.mask_paste, image_hw=batch['image'].shape[1:3])
       pasted = jax.vmap(paste)(detections['masks'], detections['boxes'])
       detections['masks'] = (pasted >= MASK_THRESHOLD) & detections['valid'][..., None, None]
     return detections
@@ -59,7 +73,8 @@ class InstanceTask(DetectionTask):
     iou_types = ('bbox',) + ('segm',) * self.has_masks + ('keypoints',) * (joints is not None)
     return InstanceEvaluator(self.info['class_names'], masks=self.has_masks,
                              keypoint_sigmas=sigmas, lsp_pose=joints == LSP_14,
-                             protocol=self.protocol_evaluator(iou_types, sigmas))
+                             protocol=self.protocol_evaluator(
+                                 iou_types, kpt_oks_sigmas=sigmas, paste=self.mask_paste))
 
   def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
     """Writes ground truth | prediction panels (masks, boxes, skeletons); returns how many."""

@@ -61,8 +61,9 @@ def _draw(anns, h, w, seed):
   return img
 
 
-def write_coco_set(root, num_train=8, num_eval=4, keypoints=False):
-  """train.json / val.json and images/ under `root`; returns the config.data overrides."""
+def write_coco_set(root, num_train=8, num_eval=4, keypoints=False, sizes=SIZES):
+  """train.json / val.json and images/ under `root` (image sizes alternate through `sizes`);
+  returns the config.data overrides."""
   rng = np.random.default_rng(0)
   os.makedirs(os.path.join(root, 'images'), exist_ok=True)
   ann_id = 1
@@ -70,7 +71,7 @@ def write_coco_set(root, num_train=8, num_eval=4, keypoints=False):
   for split, count, first_id in (('train', num_train, 100), ('val', num_eval, 500)):
     images, annotations = [], []
     for n in range(count):
-      h, w = SIZES[n % 2]
+      h, w = sizes[n % len(sizes)]
       image_id = first_id + 3 * n  # Not contiguous, not from 0.
       anns = _objects(rng, h, w, 3, keypoints)
       if n == 0 and not keypoints:  # One RLE mask and one crowd region.

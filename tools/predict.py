@@ -149,6 +149,7 @@ def predict(task, variables, paths: list[str], out: str, *, score_threshold: flo
   images = _Images(paths, cache=2 * batch_size)
   eval_step = jax.jit(make_eval_step(task))
   ids = image_ids(paths, task.info.get('eval_annotations'))
+  paste = getattr(task, 'mask_paste', None)  # Instance models: their own mask pasting.
   results, labels = [], {}
   bar = tqdm.tqdm(total=len(paths), desc='predict', disable=not progress)
   for indices, batch in data.pipeline.image_batches(images, config.data, batch_size=batch_size,
@@ -170,7 +171,7 @@ def predict(task, variables, paths: list[str], out: str, *, score_threshold: flo
       else:
         mine = image_results({k: v[i] for k, v in predictions.items()}, **frame,
                              category_ids=task.info['category_ids'],
-                             score_threshold=score_threshold,
+                             score_threshold=score_threshold, paste=paste,
                              extra={'file_name': os.path.basename(paths[index])})
         results += mine
         drawn, shown = _overlay_detections(image, mine, task)
