@@ -7,6 +7,7 @@ from pycocotools import mask as mask_utils
 
 from data import eval_resize
 from metrics import coco_protocol
+from tasks import drawing
 from tools import predict
 
 
@@ -67,3 +68,14 @@ def test_image_lists_from_files_folders_and_globs(tmp_path):
   (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 not really')
   with pytest.raises(ValueError, match=r'broken.jpg is not a readable image'):
     predict.read_image(str(tmp_path / 'broken.jpg'))
+
+
+def test_legends_with_many_classes_wrap_into_rows(tmp_path):
+  names = [f'class {i}' for i in range(81)]
+  tile = np.zeros((64, 96, 3), np.uint8)
+  drawing.save_panel([tile], ['x'], str(tmp_path / 'all.png'), scale=1, legend=names)
+  drawing.save_panel([tile], ['x'], str(tmp_path / 'some.png'), scale=1, legend=names,
+                     legend_ids=[3, 40])
+  tall, short = Image.open(tmp_path / 'all.png'), Image.open(tmp_path / 'some.png')
+  assert tall.width == short.width == 96
+  assert tall.height > 64 + 14 + 20 * 14 and short.height == 64 + 14 + 2 * 14 + 2
