@@ -1,5 +1,7 @@
 """predict.py's inputs (file lists, image modes) and the eval-time frame: resize rule, canvases,
 mapping predictions back to the original image. No model needed."""
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +10,7 @@ from pycocotools import mask as mask_utils
 from data import eval_resize
 from metrics import coco_protocol
 from tasks import drawing
+from tests import own_data_files
 from tools import predict
 
 
@@ -79,3 +82,24 @@ def test_legends_with_many_classes_wrap_into_rows(tmp_path):
   tall, short = Image.open(tmp_path / 'all.png'), Image.open(tmp_path / 'some.png')
   assert tall.width == short.width == 96
   assert tall.height > 64 + 14 + 20 * 14 and short.height == 64 + 14 + 2 * 14 + 2
+
+
+def test_protocol_scores_perfect_predictions_one(tmp_path):
+  """Ground truth moved into a 2x resized frame as (y, x) pixel centres, then evaluated: the
+  mapping back gives box and keypoint AP 1 against the file itself."""
+  own_data_files.write_coco_set(str(tmp_path), num_train=1, num_eval=2, keypoints=True)
+  val = json.load(open(tmp_path / 'val.json'))
+  evaluator = coco_protocol.ProtocolEvaluator(str(tmp_path / 'val.json'), (3,),
+                                              ('bbox', 'keypoints'), [0.05] * 5)
+  for image in val['images']:
+    anns = [a for a in val['annotations'] if a['image_id'] == image['id']]
+    x, y, w, h = np.asarray([a['bbox'] for a in anns]).T
+    kp = np.asarray([a['keypoints'] for a in anns], np.float64).reshape(len(anns), 5, 3)
+    pred = dict(boxes=2 * np.stack([y, x, y + h, x + w], 1), scores=np.linspace(0.9, 0.5, len(x)),
+                labels=np.ones(len(x), int), valid=np.ones(len(x), bool),
+                keypoints=np.stack([2 * (kp[..., 1] + 0.5), 2 * (kp[..., 0] + 0.5),
+                                    kp[..., 2]], -1))
+    evaluator.add(pred, image_hw=(2 * image['height'], 2 * image['width']),
+                  orig_hw=(image['height'], image['width']), image_id=image['id'])
+  metrics = evaluator.compute()
+  assert metrics['AP'] == metrics['keypoint_AP'] == 1.0
