@@ -12,7 +12,7 @@ the categories' `keypoints` / `skeleton` (OKS sigmas: `data.keypoint_sigmas`, el
 COCO's joint names, else the mean of COCO's 17).
 
 The prepared copy lives in `<data_dir>/coco_json/fp_<fingerprint>/`: the fingerprint hashes both
-JSON files and each referenced image's path, size and modification time (data/fingerprint.py), so a
+JSON files and each referenced image's path, size and modification time (data/user_files.py), so a
 changed source is a new copy, never a stale one. tfds writes into a temporary folder and renames it
 when done, so a prepare that fails leaves nothing a later run would read. Bad input fails before any
 writing, with one line naming the file and the fix; boxes partly outside their image are clipped and
@@ -21,18 +21,16 @@ zero-area boxes dropped (as pycocotools' own loaders leave them unusable), and b
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 from pycocotools import coco as coco_api
 
 from data import people, shapes
 from data.coco import coco_example
-from data.fingerprint import fingerprint
+from data.user_files import UserFilesBuilder, fingerprint, read_image_file
 
 _SPLITS = {'train': 'train', 'validation': 'eval'}  # tfds split -> config.data field prefix.
 _REQUIRED = ('images', 'annotations', 'categories')
@@ -185,36 +183,21 @@ def _count_fixes(anns: list[dict], h: int, w: int) -> tuple[int, int]:
 
 def _read_image(file: str, info: dict, json_path: str) -> bytes:
   """The image file's bytes, after checking that it decodes at the JSON's size."""
-  with open(file, 'rb') as f:
-    data = f.read()
-  try:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-  except Exception as e:  # PIL raises several types for truncated / corrupt files.
-    raise ValueError(f'{file} is not a readable image ({e}); replace the file or remove image '
-                     f'{info["id"]} from {json_path}') from e
-  if (img.height, img.width) != (int(info['height']), int(info['width'])):
-    raise ValueError(f'{file} is {img.width}x{img.height} but {json_path} says '
+  data, hw = read_image_file(file, f'replace the file or remove image {info["id"]} from '
+                             f'{json_path}')
+  if hw != (int(info['height']), int(info['width'])):
+    raise ValueError(f'{file} is {hw[1]}x{hw[0]} but {json_path} says '
                      f'{info["width"]}x{info["height"]} (image {info["id"]}); fix the JSON\'s '
                      'width / height')
   return data
 
 
-class CocoJson(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class CocoJson(UserFilesBuilder):
   """A COCO-format dataset from `config.data` paths (see the module docstring)."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'COCO-format files named by config.data.'}
-  BUILDER_CONFIGS = []  # One per set of source files, made by `from_data_config`.
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', 'array_record')
-    super().__init__(**kwargs)
-
-  @classmethod
-  def from_data_config(cls, cfg) -> CocoJson:
-    data_dir = cfg.get('data_dir') if hasattr(cfg, 'get') else None
-    return cls(config=make_config(cfg), data_dir=data_dir)
+  make_config = staticmethod(make_config)
 
   @property
   def joints(self) -> people.JointSet | None:

@@ -13,14 +13,13 @@ Each of train_dir / eval_dir holds either
                               JPEGImages/NAME.jpg (data/voc.py reads the XML); the classes are
                               'background' plus the object names the XML files contain, sorted,
                               unless data.class_names lists them.
-The prepared copy is keyed by a fingerprint of the files (data/fingerprint.py) and the class
+The prepared copy is keyed by a fingerprint of the files (data/user_files.py) and the class
 names; bad input (an image without a mask, a mask of another size than its image, a class index
 beyond the class list, an empty folder) fails with one line naming the file and the fix.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import xml.etree.ElementTree as ET
 
@@ -29,7 +28,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data import augment, shapes, voc
-from data.fingerprint import fingerprint
+from data.user_files import UserFilesBuilder, fingerprint, read_image_file
 
 _SPLITS = {'train': 'train_dir', 'validation': 'eval_dir'}  # tfds split -> config.data field.
 _IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -129,32 +128,12 @@ def read_mask(path: str, image_hw: tuple[int, int], num_classes: int) -> np.ndar
   return mask.astype(np.uint8)
 
 
-def _read_image(path: str) -> tuple[bytes, tuple[int, int]]:
-  with open(path, 'rb') as f:
-    data = f.read()
-  try:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-  except Exception as e:  # PIL raises several types for truncated / corrupt files.
-    raise ValueError(f'{path} is not a readable image ({e}); replace or remove it') from e
-  return data, (img.height, img.width)
-
-
-class MaskFolder(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class MaskFolder(UserFilesBuilder):
   """Segmentation or VOC-layout detection folders named by config.data (module docstring)."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'images/ + masks/ or VOC-layout folders named by config.data.'}
-  BUILDER_CONFIGS = []  # One per set of source files, made by `from_data_config`.
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', 'array_record')
-    super().__init__(**kwargs)
-
-  @classmethod
-  def from_data_config(cls, cfg) -> MaskFolder:
-    data_dir = cfg.get('data_dir') if hasattr(cfg, 'get') else None
-    return cls(config=make_config(cfg), data_dir=data_dir)
+  make_config = staticmethod(make_config)
 
   def _info(self) -> tfds.core.DatasetInfo:
     voc_layout = self.builder_config.layout == 'voc'
@@ -170,7 +149,7 @@ class MaskFolder(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     names = self.builder_config.class_names
     for i, (name, image, label) in enumerate(self.builder_config.pairs[split]):
-      data, hw = _read_image(image)
+      data, hw = read_image_file(image, 'replace or remove it')
       if self.builder_config.layout == 'voc':
         with open(label) as f:
           ann = voc.read_annotation(f.read(), names)
