@@ -108,20 +108,26 @@ def joint_set(categories: list[dict], sigmas=None, where: str = '') -> people.Jo
   return people.JointSet(names, _flip_permutation(names), skeleton, tuple(float(s) for s in sigmas))
 
 
-def _fingerprint(files: dict[str, tuple[str, dict, str]]) -> str:
-  """Of the JSON files (their bytes) and each referenced image; fails on missing images."""
-  paths, extra = [], str(CocoJson.VERSION).encode()
+def _fingerprint(files: dict[str, tuple[str, dict, str]]) -> tuple[str, str]:
+  """(fingerprint, problem) of the JSON files (their bytes) and each referenced image.
+
+  A missing image changes the fingerprint and is reported as `problem`, which fails only the
+  prepare step: reading the classes (e.g. to predict elsewhere) needs just the JSON.
+  """
+  paths, extra, problem = [], str(CocoJson.VERSION).encode(), ''
   for split, (path, content, images) in files.items():
     with open(path, 'rb') as f:
       extra += f.read()
     for im in content['images']:
       file = os.path.join(images, im['file_name'])
-      if not os.path.isfile(file):
-        raise FileNotFoundError(
-            f'{path}: image {im["id"]} file {file} not found; put it there, point '
-            f'data.{_SPLITS[split]}_images at its folder, or remove it from the JSON')
-      paths.append(file)
-  return fingerprint(paths, extra)
+      if os.path.isfile(file):
+        paths.append(file)
+        continue
+      extra += f'\0missing {file}'.encode()
+      problem = problem or (
+          f'{path}: image {im["id"]} file {file} not found; put it there, point '
+          f'data.{_SPLITS[split]}_images at its folder, or remove it from the JSON')
+  return fingerprint(paths, extra), problem
 
 
 @dataclasses.dataclass
@@ -131,6 +137,7 @@ class CocoJsonConfig(tfds.core.BuilderConfig):
   class_names: tuple[str, ...] = ()  # 'background' + the category names in id order.
   category_ids: tuple[int, ...] = ()  # The file's id of label k at index k - 1.
   joints: people.JointSet | None = None
+  problem: str = ''  # Why the files cannot be prepared (a missing image), raised when preparing.
 
 
 def make_config(cfg) -> CocoJsonConfig:
@@ -160,8 +167,9 @@ def make_config(cfg) -> CocoJsonConfig:
     files[split] = (os.path.abspath(path), content, os.path.abspath(images))
   sigmas = get('keypoint_sigmas')
   joints = joint_set(categories, tuple(sigmas) if sigmas else None, train_path)
+  key, problem = _fingerprint(files)
   return CocoJsonConfig(
-      name=f'fp_{_fingerprint(files)}',
+      name=f'fp_{key}', problem=problem,
       description=f"COCO-format files {train_path} and {get('eval_json')}",
       files={s: (p, im) for s, (p, _, im) in files.items()},
       class_names=('background', *(str(c['name']) for c in categories)), category_ids=ids,
@@ -221,6 +229,8 @@ class CocoJson(UserFilesBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
+    if self.builder_config.problem:
+      raise FileNotFoundError(self.builder_config.problem)
     return {split: self._generate_examples(split) for split in self.builder_config.files}
 
   def _generate_examples(self, split: str):

@@ -120,3 +120,11 @@ def test_keypoints_take_the_file_names_skeleton_and_sigmas(tmp_path):
   assert np.isclose(joints.oks_sigmas[0], np.mean(coco_json.people.COCO_OKS_SIGMAS))
   cfg.keypoint_sigmas = (0.1,) * 5
   assert pipeline.dataset_info(cfg)['joints'].oks_sigmas == (0.1,) * 5
+
+
+def test_classes_need_only_the_json_files(tmp_path):
+  cfg = _config(tmp_path)
+  os.remove(tmp_path / 'images' / 'val_0.jpg')  # E.g. predicting on another machine.
+  assert pipeline.dataset_info(cfg)['category_ids'] == (7, 42)
+  with pytest.raises(FileNotFoundError, match=r'val_0.jpg not found; put it there'):
+    pipeline.ensure_prepared(cfg)
