@@ -59,6 +59,9 @@ def test_images_of_any_mode_read_as_rgb(tmp_path):
   deep = predict.read_image(str(tmp_path / 'deep.png'))
   assert deep.dtype == np.uint8 and deep.min() == 0 and deep.max() == 255
   assert predict.read_image(str(tmp_path / 'turned.jpg')).shape == (8, 6, 3)
+  names = ['turned.jpg', 'gray.png', 'rgba.png']  # Shown portrait, landscape, landscape.
+  ordered = predict.by_orientation([str(tmp_path / n) for n in names])
+  assert [p.rsplit('/', 1)[1] for p in ordered] == ['gray.png', 'rgba.png', 'turned.jpg']
 
 
 def test_image_lists_from_files_folders_and_globs(tmp_path):

@@ -61,6 +61,21 @@ def find_images(paths: list[str]) -> list[str]:
   return list(dict.fromkeys(out))  # Once each, first position wins.
 
 
+def by_orientation(paths: list[str]) -> list[str]:
+  """`paths` with landscape images first, then portrait (stable): batches then rarely mix the
+  two, so they take the landscape or portrait eval canvas instead of the larger square one.
+  Reads only the headers; unreadable files keep their place for read_image to report."""
+  def portrait(path):
+    try:
+      with Image.open(path) as img:
+        w, h = img.size
+        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF rotation by 90 degrees.
+    except Exception:  # PIL raises several types; read_image reports the file later.
+      return False
+    return (w < h) != turned
+  return sorted(paths, key=portrait)
+
+
 def read_image(path: str) -> np.ndarray:
   """uint8 RGB [H, W, 3] as shown (EXIF orientation applied), whatever the file's mode."""
   try:
@@ -207,7 +222,7 @@ def main(argv=None):
   if unknown:
     parser.error(f'unrecognized arguments: {" ".join(unknown)}')
   config = config_for(args.checkpoint, args.config, [a[len('--config.'):] for a in rest])
-  paths = find_images(args.images)[:args.max_images]
+  paths = by_orientation(find_images(args.images)[:args.max_images])
   task = tasks.get_task(config)
   variables = load_variables(task, args.checkpoint)
   threshold = args.score_threshold
