@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 
 import tensorflow_datasets as tfds
@@ -56,4 +57,20 @@ class UserFilesBuilder(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder
   @classmethod
   def from_data_config(cls, cfg):
     data_dir = cfg.get('data_dir') if hasattr(cfg, 'get') else None
-    return cls(config=cls.make_config(cfg), data_dir=data_dir)
+    config = cls.make_config(cfg)
+    # tfds warns about every config not in BUILDER_CONFIGS, printing all of it: all of ours are.
+    quiet = _DropMessage('Using custom data configuration')
+    logging.getLogger('absl').addFilter(quiet)
+    try:
+      return cls(config=config, data_dir=data_dir)
+    finally:
+      logging.getLogger('absl').removeFilter(quiet)
+
+
+class _DropMessage(logging.Filter):
+  def __init__(self, prefix: str):
+    super().__init__()
+    self.prefix = prefix
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(self.prefix)

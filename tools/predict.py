@@ -38,6 +38,7 @@ import data
 import tasks
 from metrics.coco_protocol import image_results
 from tasks import drawing
+from training import compile_cache
 from training.evaluate import config_for, load_variables
 from training.step import make_eval_step
 
@@ -127,6 +128,11 @@ def _names(paths: list[str]) -> list[str]:
   return [f'{s}_{i}' if s in repeated else s for i, s in enumerate(stems)]
 
 
+def _overlay_scale(image) -> int:
+  """Small images are drawn enlarged (nearest) so that captions and legends stay readable."""
+  return max(1, 320 // max(image.shape[:2]))
+
+
 def _overlay_detections(image, results, task) -> tuple[np.ndarray, list[int]]:
   names = task.class_names
   label_of = {c: k + 1 for k, c in enumerate(task.info['category_ids'])}
@@ -144,7 +150,8 @@ def _overlay_detections(image, results, task) -> tuple[np.ndarray, list[int]]:
     keypoints = flat[..., [1, 0]] + 0.5  # COCO (x, y) pixel indices -> our (y, x) centres.
   skeleton = dict(edges=joints.skeleton, joint_names=joints.names) if joints else {}
   drawn = drawing.draw_instances(image, boxes, labels, names, masks=masks, keypoints=keypoints,
-                                 scores=np.asarray([r['score'] for r in results]), scale=1,
+                                 scores=np.asarray([r['score'] for r in results]),
+                                 scale=_overlay_scale(image),
                                  **skeleton)
   return drawn, labels.tolist()
 
@@ -181,7 +188,8 @@ def predict(task, variables, paths: list[str], out: str, *, score_threshold: flo
         png.putpalette(drawing.palette(256).reshape(-1).tolist())
         png.save(os.path.join(out, 'labels', f'{name}.png'))
         labels[os.path.basename(paths[index])] = f'labels/{name}.png'
-        drawn = drawing.blend(image, drawing.colorize(label, task.num_classes))
+        drawn = drawing.upscale(drawing.blend(image, drawing.colorize(label, task.num_classes)),
+                                _overlay_scale(image))
         shown = np.unique(label).tolist()
       else:
         mine = image_results({k: v[i] for k, v in predictions.items()}, **frame,
@@ -221,6 +229,7 @@ def main(argv=None):
   unknown = [a for a in rest if not a.startswith('--config.')]
   if unknown:
     parser.error(f'unrecognized arguments: {" ".join(unknown)}')
+  compile_cache.enable()
   config = config_for(args.checkpoint, args.config, [a[len('--config.'):] for a in rest])
   paths = by_orientation(find_images(args.images)[:args.max_images])
   task = tasks.get_task(config)
