@@ -56,9 +56,9 @@ def test_prepared_copy_follows_the_source_files(tmp_path):
 
 def test_failed_prepare_leaves_nothing_to_read(tmp_path):
   cfg = _config(tmp_path)
-  with open(tmp_path / 'images' / 'val_1.png', 'r+b') as f:
-    f.truncate(60)  # A truncated file.
-  with pytest.raises(ValueError, match=r'val_1.png is not a readable image.*remove image'):
+  jpeg = tmp_path / 'images' / 'val_0.jpg'
+  jpeg.write_bytes(jpeg.read_bytes()[:-200])  # A truncated JPEG.
+  with pytest.raises(ValueError, match=r'val_0.jpg is not a readable image.*remove image'):
     pipeline.ensure_prepared(cfg)
   builder = coco_json.CocoJson.from_data_config(cfg)
   assert not builder.is_prepared()
