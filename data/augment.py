@@ -3,7 +3,7 @@
 An example is a dict with `image` float32 [H, W, 3], `mask` [H, W] (semantic, 255 = ignore) and
 optionally `instance_ids` [H, W] (k = instance k, 0 = none), `instance_masks` [K, H, W], `boxes`
 float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 = last pixel + 1), `labels` [K] and
-`keypoints` float32 [K, J, 3] (y, x, v; see data/people.py) with `keypoint_flip`, the joint set's
+`keypoints` float32 [K, J, 3] (y, x, v; see ops/joints.py) with `keypoint_flip`, the joint set's
 flip permutation (the pipeline sets it from the dataset; LSP's 14 joints if absent).
 
 Keypoints move with the image; a flip also swaps left and right joints (the person's right hand
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data import people
+from ops.joints import FLIP_PERMUTATION
 
 IGNORE = 255
 _MASK_KEYS = ('mask', 'instance_ids')
@@ -171,7 +171,7 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
         resize_nearest(ex['instance_masks'], nh, nw), oy, ox, ch, cw, 0, axes=(1, 2))
   motion = (w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
   if 'keypoints' in ex:
-    flip_order = ex.get('keypoint_flip', people.FLIP_PERMUTATION)
+    flip_order = ex.get('keypoint_flip', FLIP_PERMUTATION)
     ex['keypoints'] = _transform_keypoints(ex['keypoints'], flip_order, *motion)
   if 'proposals' in ex:
     ex['proposals'], ex['proposal_valid'] = _geometric_boxes(ex['proposals'], *motion)

@@ -28,14 +28,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from pycocotools import coco as coco_api
 
-from data import people, shapes
+from data import builder
 from data.coco import coco_example
 from data.user_files import UserFilesBuilder, fingerprint, read_image_file
+from ops import joints as joint_sets
 
 _SPLITS = {'train': 'train', 'validation': 'eval'}  # tfds split -> config.data field prefix.
 _REQUIRED = ('images', 'annotations', 'categories')
 # Mean of COCO's 17 per-joint sigmas: the default for joints COCO has no sigma for.
-_MEAN_COCO_SIGMA = float(np.mean(people.COCO_OKS_SIGMAS))
+_MEAN_COCO_SIGMA = float(np.mean(joint_sets.COCO_OKS_SIGMAS))
 
 
 def read_coco_json(path: str, field: str) -> dict:
@@ -88,7 +89,7 @@ def _flip_permutation(names: tuple[str, ...]) -> tuple[int, ...]:
   return tuple(index.get(twin(n), i) for i, n in enumerate(names))
 
 
-def joint_set(categories: list[dict], sigmas=None, where: str = '') -> people.JointSet | None:
+def joint_set(categories: list[dict], sigmas=None, where: str = '') -> joint_sets.JointSet | None:
   """The joints of the categories' `keypoints` / `skeleton` (1-based), or None without any."""
   with_joints = [c for c in categories if c.get('keypoints')]
   if not with_joints:
@@ -96,16 +97,18 @@ def joint_set(categories: list[dict], sigmas=None, where: str = '') -> people.Jo
   names = tuple(with_joints[0]['keypoints'])
   if any(tuple(c['keypoints']) != names for c in with_joints):
     raise ValueError(f'{where}: categories name different keypoints; one joint set per dataset')
-  if names == people.COCO_JOINT_NAMES:
-    return dataclasses.replace(people.COCO_17, oks_sigmas=tuple(sigmas or people.COCO_OKS_SIGMAS))
+  if names == joint_sets.COCO_JOINT_NAMES:
+    sigmas = tuple(sigmas or joint_sets.COCO_OKS_SIGMAS)
+    return dataclasses.replace(joint_sets.COCO_17, oks_sigmas=sigmas)
   if sigmas is None:
-    by_name = dict(zip(people.COCO_JOINT_NAMES, people.COCO_OKS_SIGMAS, strict=True))
+    by_name = dict(zip(joint_sets.COCO_JOINT_NAMES, joint_sets.COCO_OKS_SIGMAS, strict=True))
     sigmas = [by_name.get(n, _MEAN_COCO_SIGMA) for n in names]
   if len(sigmas) != len(names):
     raise ValueError(f'data.keypoint_sigmas has {len(sigmas)} values; {where} has '
                      f'{len(names)} joints {names}')
   skeleton = tuple((a - 1, b - 1) for a, b in with_joints[0].get('skeleton') or ())
-  return people.JointSet(names, _flip_permutation(names), skeleton, tuple(float(s) for s in sigmas))
+  return joint_sets.JointSet(names, _flip_permutation(names), skeleton,
+                             tuple(float(s) for s in sigmas))
 
 
 def _fingerprint(files: dict[str, tuple[str, dict, str]]) -> tuple[str, str]:
@@ -136,7 +139,7 @@ class CocoJsonConfig(tfds.core.BuilderConfig):
   files: dict = dataclasses.field(default_factory=dict)
   class_names: tuple[str, ...] = ()  # 'background' + the category names in id order.
   category_ids: tuple[int, ...] = ()  # The file's id of label k at index k - 1.
-  joints: people.JointSet | None = None
+  joints: joint_sets.JointSet | None = None
   problem: str = ''  # Why the files cannot be prepared (a missing image), raised when preparing.
 
 
@@ -208,7 +211,7 @@ class CocoJson(UserFilesBuilder):
   make_config = staticmethod(make_config)
 
   @property
-  def joints(self) -> people.JointSet | None:
+  def joints(self) -> joint_sets.JointSet | None:
     return self.builder_config.joints
 
   @property
@@ -223,7 +226,7 @@ class CocoJson(UserFilesBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(self.builder_config.class_names, image_format='jpeg',
+        features=builder.example_features(self.builder_config.class_names, image_format='jpeg',
                                          joints=self.joints, difficult=True),
         disable_shuffling=True)  # Record order = ascending image id.
 
@@ -251,8 +254,8 @@ class CocoJson(UserFilesBuilder):
       objects = {'box': ex['boxes'], 'label': ex['labels'], 'difficult': ex['difficult']}
       if self.joints is not None:
         objects['keypoints'] = ex['keypoints']
-      yield i, {'id': str(image_id), 'image': data, 'mask': shapes.encode_png(ex['mask']),
-                'instance_ids': shapes.encode_png(ex['instance_ids']), 'objects': objects}
+      yield i, {'id': str(image_id), 'image': data, 'mask': builder.encode_png(ex['mask']),
+                'instance_ids': builder.encode_png(ex['instance_ids']), 'objects': objects}
     if outside or zero:
       print(f'{path}: clipped {outside} boxes partly outside their image to it; dropped {zero} '
             'zero-area boxes', flush=True)

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from data import augment, shapes, voc
+from data import augment, builder, voc
 from data.user_files import UserFilesBuilder, fingerprint, read_image_file
 
 _SPLITS = {'train': 'train_dir', 'validation': 'eval_dir'}  # tfds split -> config.data field.
@@ -138,7 +138,7 @@ class MaskFolder(UserFilesBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     voc_layout = self.builder_config.layout == 'voc'
     return self.dataset_info_from_configs(
-        features=shapes.example_features(self.builder_config.class_names, image_format='png',
+        features=builder.example_features(self.builder_config.class_names, image_format='png',
                                          difficult=voc_layout, masks=not voc_layout),
         disable_shuffling=True)
 
@@ -157,6 +157,6 @@ class MaskFolder(UserFilesBuilder):
             'box': ann['boxes'], 'label': ann['labels'], 'difficult': ann['difficult']}}
         continue
       mask = read_mask(label, hw, len(names))
-      yield i, {'id': name, 'image': data, 'mask': shapes.encode_png(mask),
-                'instance_ids': shapes.encode_png(np.zeros_like(mask)),
+      yield i, {'id': name, 'image': data, 'mask': builder.encode_png(mask),
+                'instance_ids': builder.encode_png(np.zeros_like(mask)),
                 'objects': {'box': np.zeros((0, 4), np.float32), 'label': np.zeros((0,), np.int64)}}

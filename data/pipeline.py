@@ -7,64 +7,16 @@ batches cover a split exactly once, the last batch padded with `example_valid` F
 from __future__ import annotations
 
 import functools
-import io
 import math
 
 import grain.python as grain
-import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
-from absl import flags, logging
-from PIL import Image
+from absl import flags
 
-import data as data_lib
-from data import augment, eval_resize, people, proposals
-
-_PNG_KEYS = ('image', 'mask', 'instance_ids')
-# J of datasets without joints: their batches still have `keypoints`, with 14 unlabelled joints.
-_NO_JOINTS = people.NUM_JOINTS
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `config.data` block with every field's default.
-
-  Optional fields are typed placeholders so that `--config.data.data_dir=...` can override them.
-  """
-  placeholder = ml_collections.config_dict.placeholder  # A new one per field: they are shared refs.
-  return ml_collections.ConfigDict(dict(
-      name='shapes',  # A key of data.DATASETS.
-      variant='default',  # A builder config of that dataset (data.variants(name)).
-      data_dir=placeholder(str),  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
-      manual_dir=placeholder(str),  # VOC archives; None = <data_dir>/downloads/manual.
-      train_split='train',
-      eval_split='validation',
-      image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
-      max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
-      # crop_size: train crop/pad size; None = image_size.
-      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int)),
-      # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
-      # method: None (none; batches have no proposal keys), 'selective_search_fast' or
-      # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
-      proposals=dict(method=placeholder(str), max_proposals=2000),
-      worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
-      read_threads=2,  # Threads that prepare batches ahead in-process.
-      # name='coco_json' (data/coco_json.py): COCO-format files; the image folders default to
-      # each JSON's own folder. keypoint_sigmas: OKS sigmas of its joints (default: COCO's).
-      train_json=placeholder(str), train_images=placeholder(str),
-      eval_json=placeholder(str), eval_images=placeholder(str), keypoint_sigmas=placeholder(tuple),
-      # name='mask_folder' (data/mask_folder.py): folders with images/ + masks/ (or VOC's
-      # Annotations/ + JPEGImages/); class names as a list or a file of one name a line.
-      train_dir=placeholder(str), eval_dir=placeholder(str), class_names=placeholder(tuple),
-      class_names_file=placeholder(str),
-      # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
-      # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
-      # eval_size_divisor. None: fit into image_size x image_size (downscale only).
-      eval_min_size=placeholder(int), eval_max_size=1333, eval_size_divisor=32,
-  ))
-
-
-def _get(cfg, key, default):
-  return cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
+from data import augment, eval_resize, proposals
+from data.source import NO_JOINTS as _NO_JOINTS
+from data.source import DecodedSource, get_builder, joints_of
+from data.source import config_field as _get
 
 
 def _num_proposals(cfg) -> int:
@@ -80,36 +32,6 @@ def _num_proposals(cfg) -> int:
   return int(block.max_proposals)
 
 
-def _builder(cfg) -> tfds.core.DatasetBuilder:
-  name, variant = cfg.name, _get(cfg, 'variant', 'default')
-  cls = data_lib.get_dataset(name)
-  if hasattr(cls, 'from_data_config'):  # Described by config.data paths, not by a variant.
-    return cls.from_data_config(cfg)
-  valid = data_lib.variants(name)
-  if variant not in valid:
-    raise ValueError(f'Unknown variant {variant!r} of dataset {name!r}; valid variants: {valid}')
-  return cls(config=variant, data_dir=_get(cfg, 'data_dir', None))
-
-
-def ensure_prepared(cfg) -> tfds.core.DatasetBuilder:
-  """Returns the builder, generating/preparing the dataset first if it is not on disk yet."""
-  builder = _builder(cfg)
-  if not builder.is_prepared():
-    logging.info('Preparing dataset %s/%s into %s (first use; later runs reuse it).',
-                 cfg.name, builder.builder_config.name, builder.data_dir)
-    print(f'Preparing dataset {cfg.name}/{builder.builder_config.name} into {builder.data_dir} '
-          '(first use).', flush=True)
-    manual_dir = _get(cfg, 'manual_dir', None)
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=download_config)
-  return builder
-
-
-def _joints(builder) -> people.JointSet | None:
-  """The joint set of the builder's keypoints: builders with keypoints name it as `joints`."""
-  return getattr(builder, 'joints', None)
-
-
 def _annotation_file(builder, cfg, split: str) -> str | None:
   """The COCO annotation JSON of `split` for builders that have one (COCO-format data)."""
   if not hasattr(builder, 'annotation_file'):
@@ -121,18 +43,18 @@ def _annotation_file(builder, cfg, split: str) -> str | None:
 def dataset_info(cfg) -> dict:
   """num_classes (incl. background), class_names, category_ids (the dataset's id of labels 1..K),
   eval_annotations (its COCO JSON of the eval split, or None), image_size, max_boxes,
-  max_proposals (0: no proposals), joints (the `data.people.JointSet` of the keypoints, None
+  max_proposals (0: no proposals), joints (the `ops.joints.JointSet` of the keypoints, None
   without), num_joints (J of the batches' keypoints), vocab (the `data.captions.Vocabulary` of
   datasets with phrases, else None), max_caption_len (its T, or 0), num_train, num_eval.
 
   Needs no prepared data (models can be built before the data exists); the example counts are
   None until the dataset is prepared.
   """
-  builder = _builder(cfg)
+  builder = get_builder(cfg)
   names = list(builder.info.features['objects']['label'].names)
   prepared = builder.is_prepared()
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
-  joints = _joints(builder)
+  joints = joints_of(builder)
   vocab = getattr(builder, 'vocab', None)
   eval_split = _get(cfg, 'eval_split', 'validation')
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
@@ -147,99 +69,20 @@ def dataset_info(cfg) -> dict:
               num_eval=count(eval_split))
 
 
-# ---------------------------------------------------------------------------------- decoding ---
-
-
-def _decode_image(data: bytes, channels: int, where: str, key: str) -> np.ndarray:
-  try:
-    img = Image.open(io.BytesIO(data))
-    if channels == 3 and img.mode != 'RGB':
-      img = img.convert('RGB')
-    arr = np.asarray(img)
-  except Exception as e:  # PIL raises several types for truncated/corrupt files.
-    raise ValueError(f'Corrupt {key!r} image in {where}: {e}. Delete the prepared dataset '
-                     'directory to regenerate it (or re-download the source data).') from e
-  if channels == 1 and arr.ndim == 3:
-    arr = arr[..., 0]
-  return arr
-
-
-def _text(value) -> str:
-  """A tfds Text feature as str (data sources return bytes)."""
-  return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _image_id(record_id, index: int) -> int:
-  """The dataset's numeric image id (COCO files), else the record index (e.g. VOC's names)."""
-  text = _text(record_id)
-  return int(text) if text.isdigit() else index
-
-
-class DecodedSource(grain.RandomAccessDataSource):
-  """A tfds data source whose records come out decoded to numpy (errors name the record)."""
-
-  def __init__(self, cfg, split: str, *, with_proposals: bool = True):
-    builder = ensure_prepared(cfg)
-    self._where = f'dataset {cfg.name}/{builder.builder_config.name} split {split!r}'
-    features = builder.info.features
-    # Box-only datasets (VOC detection) store no masks; difficult flags only some datasets have.
-    self._keys = [k for k in _PNG_KEYS if k in features]
-    self.has_difficult = 'difficult' in features['objects'].feature
-    self.joints = _joints(builder)
-    self.num_joints = _NO_JOINTS if self.joints is None else self.joints.num_joints
-    self.vocab = getattr(builder, 'vocab', None)
-    self._caption_flip = self.vocab.flip_permutation() if self.vocab else None
-    # From the builder itself: builders made from config.data (coco_json) have no registered name.
-    self._source = builder.as_data_source(
-        split=split, decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
-    self._proposals = None
-    if with_proposals and _num_proposals(cfg):
-      boxes, count = proposals.load_or_compute(cfg, split)
-      if len(count) != len(self._source):
-        raise ValueError(f'{proposals.cache_path(cfg, split)} holds proposals of {len(count)} '
-                         f'examples but {self._where} has {len(self._source)}; delete the file '
-                         'to recompute it.')
-      # Only the real boxes (views of one flat array): far smaller than the padded cache, also
-      # when grain pickles the source to its worker processes.
-      self._proposals = np.split(boxes[np.arange(boxes.shape[1]) < count[:, None]],
+def decoded_source(cfg, split: str) -> DecodedSource:
+  """`split` decoded, with its external proposals (cached, data/proposals.py) if cfg has them."""
+  decoded = DecodedSource(cfg, split)
+  if _num_proposals(cfg):
+    boxes, count = proposals.load_or_compute(cfg, split)
+    if len(count) != len(decoded):
+      raise ValueError(f'{proposals.cache_path(cfg, split)} holds proposals of {len(count)} '
+                       f'examples but {decoded} has {len(decoded)}; delete the file to recompute '
+                       'it.')
+    # Only the real boxes (views of one flat array): far smaller than the padded cache, also
+    # when grain pickles the source to its worker processes.
+    decoded.proposals = np.split(boxes[np.arange(boxes.shape[1]) < count[:, None]],
                                  np.cumsum(count)[:-1])
-
-  def __len__(self) -> int:
-    return len(self._source)
-
-  def phrases(self, index: int) -> list[str]:
-    """The region phrases of record `index`, without decoding its images."""
-    return [_text(t) for t in self._source[index]['objects']['phrase']]
-
-  def __getitem__(self, index: int) -> dict:
-    raw = self._source[index]
-    where = f'{self._where} index {index}'
-    ex = {k: _decode_image(raw[k], 3 if k == 'image' else 1, where, k) for k in self._keys}
-    if 'mask' not in ex:  # No semantic labels: every pixel is 'ignore'.
-      ex['mask'] = np.full(ex['image'].shape[:2], augment.IGNORE, np.uint8)
-    objects = raw['objects']
-    boxes = np.asarray(objects['box'], np.float32).reshape(-1, 4)
-    # Datasets without joints get unlabelled ones, so every batch has the same keys.
-    keypoints = objects.get('keypoints', np.zeros((len(boxes), self.num_joints, 3), np.float32))
-    ex.update(boxes=boxes, labels=np.asarray(objects['label'], np.int32).reshape(-1),
-              keypoints=np.asarray(keypoints, np.float32).reshape(-1, self.num_joints, 3))
-    if self.joints is not None:
-      ex['keypoint_flip'] = self.joints.flip_permutation
-    if self.has_difficult:
-      ex['difficult'] = np.asarray(objects['difficult'], bool).reshape(-1)
-      # These datasets' boxes are annotated, not tight around (possibly overlapped) instance ids.
-      ex['annotated_boxes'] = True
-    if self._proposals is not None:
-      ex['proposals'] = self._proposals[index]
-    ex['image_id'] = _image_id(raw['id'], index)
-    if self.vocab is not None:  # Dense captioning: token ids of each object's phrase.
-      ex['captions'] = self.vocab.encode_all(self.phrases(index))
-      ex['caption'] = self.vocab.encode(_text(raw['caption']))
-      ex['caption_flip'] = self._caption_flip
-    return ex
-
-  def __repr__(self) -> str:
-    return f'DecodedSource({self._where})'
+  return decoded
 
 
 # ---------------------------------------------------------------------------------- elements ---
@@ -362,7 +205,7 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
                      f'{process_count}')
   per_host = global_batch_size // process_count
   _check_sharding(per_host, process_index, process_count)
-  source = DecodedSource(cfg, _get(cfg, 'train_split', 'train'))
+  source = decoded_source(cfg, _get(cfg, 'train_split', 'train'))
   ds = grain.MapDataset.source(source)[process_index::process_count]
   if len(ds) < per_host:
     raise ValueError(f'{source}: shard {process_index}/{process_count} has {len(ds)} examples, '
@@ -389,7 +232,7 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   multi-host evaluation steps stay in lockstep.
   """
   _check_sharding(batch_size, process_index, process_count)
-  source = DecodedSource(cfg, split or _get(cfg, 'eval_split', 'validation'))
+  source = decoded_source(cfg, split or _get(cfg, 'eval_split', 'validation'))
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
   pad = _padding_element(cfg, source.has_difficult, source.num_joints,

@@ -15,7 +15,7 @@ import os
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from data import shapes
+from data import builder
 
 
 def fingerprint(paths, extra: bytes = b'') -> str:
@@ -43,7 +43,7 @@ def read_image_file(path: str, fix: str) -> tuple[bytes, tuple[int, int]]:
   return data, (img.height, img.width)
 
 
-class UserFilesBuilder(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class UserFilesBuilder(builder.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """A builder whose config comes from config.data paths rather than from a fixed list of
   variants: subclasses set `make_config(cfg)` (a static method returning a BuilderConfig named
   by a fingerprint)."""

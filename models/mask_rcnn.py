@@ -17,12 +17,14 @@ the heads run on the final detections (selected inside the model, as in detectro
 pastes each 28x28 mask back into the image (`ops.masks.paste_masks`).
 """
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from models.faster_rcnn import FasterRCNNWithHeads
+from models.roi_heads import GROUND_TRUTH
 from models.upsample import ConvTranspose
 from ops.keypoints import heatmap_targets, heatmaps_to_keypoints
 from ops.masks import mask_targets
@@ -93,6 +95,10 @@ class MaskRCNN(FasterRCNNWithHeads):
   boxes [B, D, 4], scores, labels, valid [B, D], masks [B, D, 28, 28] (probabilities of the
   detected class) and keypoints [B, D, J, 3] (y, x, score).
   """
+  loss_family: ClassVar[str] = 'mask_rcnn'
+  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_masks': 'instance_masks',
+                                  'gt_keypoints': 'keypoints'}
+
   mask_head: bool = True
   mask_pool_size: int = 14
   mask_head_convs: int = 4

@@ -8,7 +8,7 @@ or samples with a temperature (the char-RNN of `tools/sample_text.py` is this de
 feature). Every loop over time is a `nn.scan` (a `lax.scan` that carries the parameters), so a
 sequence costs one compiled step body whatever its length.
 
-Token convention (`data.captions`, which defines the ids): PAD = 0, START = 1, END = 2, UNK = 3,
+Token convention (`ops.tokens`, which defines the ids): PAD = 0, START = 1, END = 2, UNK = 3,
 words from 4. A target sequence is `w1 .. wk END PAD ..`; the decoder input is the target
 shifted right behind START.
 
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from data.captions import END, PAD, START
+from ops.tokens import END, PAD, START
 
 CELLS = {'lstm': nn.OptimizedLSTMCell, 'rnn': nn.SimpleCell}
 _NEG = -1e9  # Log-probability of excluded choices: finite, so sums never produce NaN.

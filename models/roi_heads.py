@@ -17,7 +17,7 @@ outputs), so the detectors differ exactly where the papers do.
 """
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,9 @@ from ops.matching import IGNORE, POSITIVE, match, sample_balanced
 from ops.roi import roi_align, roi_pool
 
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # The Fast R-CNN code's target normalisation (0.1, 0.2).
+# Model keyword -> batch key of the inputs region-based detectors take in training (`batch_inputs`).
+GROUND_TRUTH = {'gt_boxes': 'boxes', 'gt_labels': 'labels', 'gt_valid': 'valid'}
+PROPOSALS = {'proposals': 'proposals', 'proposal_valid': 'proposal_valid'}  # External ones.
 
 
 def label_and_sample(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, rng, *,
@@ -106,6 +109,12 @@ class RoIDetector(nn.Module):
   proposal: 'proposals' [B, P, 4], 'proposal_valid' [B, P], 'roi_scores' [B, P, C] (softmax, or
   the SVMs' sigmoid margins) and 'roi_deltas'.
   """
+  # Read off the class by the detection tasks (tasks/detection.py), so a detector is registered
+  # once, in models.MODELS: its loss family, the batch keys it takes as keywords besides the image
+  # (model keyword -> batch key), and the decoder of its inference outputs.
+  loss_family: ClassVar[str] = 'rcnn'
+  batch_inputs: ClassVar[dict] = GROUND_TRUTH
+
   num_classes: int  # Including the background.
   backbone: str = 'vgg16'
   roi_batch_size: int = 128
@@ -115,6 +124,10 @@ class RoIDetector(nn.Module):
   box_regression: bool = True
   dtype: Any = None
   bn_axis_name: str | None = None
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)
 
   def fast_rcnn_head(self, roi_features: Callable[[jax.Array], jax.Array]):
     """Fast R-CNN's head on pooled features: RoIs [B, R, 4] -> (logits, deltas) (`BoxHead`)."""

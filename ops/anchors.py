@@ -63,8 +63,3 @@ def multilevel_anchors(feature_hws: Sequence[tuple[int, int]], strides: Sequence
   levels = [grid_anchors(hw, s, sz, ar, offset)
             for hw, s, sz, ar in zip(feature_hws, strides, sizes, aspect_ratios, strict=True)]
   return np.concatenate(levels, axis=0), [len(a) for a in levels]
-
-
-def num_anchors_per_cell(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> int:
-  """A, the number of anchors per cell (the head's output channels are A * 4 and A)."""
-  return len(sizes) * len(aspect_ratios)

@@ -4,7 +4,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data.people import JOINT_NAMES
+from ops.joints import JOINT_NAMES
 
 
 def palette(num_colors: int) -> np.ndarray:

@@ -6,32 +6,30 @@ is COCO box AP plus mask AP ('segm', masks as RLE) and keypoint AP (OKS with the
 per-joint sigmas), all with pycocotools; the box part is the detection task's.
 """
 import functools
-import os
 
 import jax
 import numpy as np
 
-from data.people import LSP_14
 from losses.mask_rcnn import mask_rcnn_loss
 from metrics import CocoEvaluator
 from metrics.pose import pose_metrics
 from ops.boxes import iou
+from ops.joints import LSP_14
 from ops.masks import paste_masks
 from tasks import drawing
-from tasks.detection import GROUND_TRUTH, DetectionEvaluator, DetectionTask, Family, image_boxes
+from tasks.detection import DetectionEvaluator, DetectionTask, image_boxes
 
-INSTANCE_INPUTS = {**GROUND_TRUTH, 'gt_masks': 'instance_masks', 'gt_keypoints': 'keypoints'}
 MASK_THRESHOLD = 0.5  # The paper's binarisation of the pasted mask probabilities.
 
 
 class InstanceTask(DetectionTask):
   name = 'instance_segmentation'
-  families = {'mask_rcnn': Family(mask_rcnn_loss, decode=None, inputs=INSTANCE_INPUTS)}
+  losses = {'mask_rcnn': mask_rcnn_loss}
 
-  def build_model(self, bn_axis_name=None):
+  def model_kwargs(self):
     # The detections the heads see are the ones evaluated; the keypoint head predicts the
     # dataset's joints, however many the config assumed.
-    return super().build_model(bn_axis_name, **self.selection_kwargs(), **self._joint_count())
+    return {**super().model_kwargs(), **self.selection_kwargs(), **self._joint_count()}
 
   def _joint_count(self) -> dict:
     """The model keyword that sets the keypoint head's joint count to the dataset's J (flat
@@ -76,30 +74,26 @@ class InstanceTask(DetectionTask):
                              protocol=self.protocol_evaluator(
                                  iou_types, kpt_oks_sigmas=sigmas, paste=self.mask_paste))
 
-  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
-    """Writes ground truth | prediction panels (masks, boxes, skeletons); returns how many."""
+  def draw_example(self, batch, predictions, i, path):
+    """ground truth | prediction: masks, boxes, skeletons."""
     names, joints = self.info['class_names'], self.info['joints']
-    count = min(max_images, int(np.sum(batch['example_valid'])))
-    for i in range(count):
-      image = drawing.to_uint8(batch['image'][i])
-      gt = batch['valid'][i]
-      shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
-      skeleton = dict(edges=joints.skeleton, joint_names=joints.names) if joints else {}
-      truth = drawing.draw_instances(
-          image, batch['boxes'][i][gt], batch['labels'][i][gt], names,
-          masks=batch['instance_masks'][i][gt] if self.has_masks else None,
-          keypoints=batch['keypoints'][i][gt][..., :2] if self.has_keypoints else None,
-          keypoint_labelled=batch['keypoints'][i][gt][..., 2] > 0, **skeleton)
-      predicted = drawing.draw_instances(
-          image, predictions['boxes'][i][shown], predictions['labels'][i][shown], names,
-          scores=predictions['scores'][i][shown],
-          masks=predictions['masks'][i][shown] if self.has_masks else None,
-          keypoints=predictions['keypoints'][i][shown][..., :2] if self.has_keypoints else None,
-          **skeleton)
-      drawing.save_panel([truth, predicted], ['ground truth', 'prediction'],
-                         os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1,
-                         legend=names)
-    return count
+    image = drawing.to_uint8(batch['image'][i])
+    gt = batch['valid'][i]
+    shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
+    skeleton = dict(edges=joints.skeleton, joint_names=joints.names) if joints else {}
+    truth = drawing.draw_instances(
+        image, batch['boxes'][i][gt], batch['labels'][i][gt], names,
+        masks=batch['instance_masks'][i][gt] if self.has_masks else None,
+        keypoints=batch['keypoints'][i][gt][..., :2] if self.has_keypoints else None,
+        keypoint_labelled=batch['keypoints'][i][gt][..., 2] > 0, **skeleton)
+    predicted = drawing.draw_instances(
+        image, predictions['boxes'][i][shown], predictions['labels'][i][shown], names,
+        scores=predictions['scores'][i][shown],
+        masks=predictions['masks'][i][shown] if self.has_masks else None,
+        keypoints=predictions['keypoints'][i][shown][..., :2] if self.has_keypoints else None,
+        **skeleton)
+    drawing.save_panel([truth, predicted], ['ground truth', 'prediction'], path, scale=1,
+                       legend=names)
 
 
 class InstanceEvaluator(DetectionEvaluator):

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import loader
-from data import pipeline
+from configs import common, loader
+from data import pipeline, source
 from tests import own_data_files
 
 
 def _config(overrides, root):
-  cfg = loader.override(pipeline.default_config(), [o[len('data.'):] for o in overrides])
+  cfg = loader.override(common.data_config(), [o[len('data.'):] for o in overrides])
   cfg.data_dir = str(root / 'tfds')
   return cfg
 
@@ -66,5 +66,5 @@ def test_bad_masks_name_the_file_and_the_fix(tmp_path, what, message):
   cfg = _config(own_data_files.write_mask_folder(str(tmp_path)), tmp_path)
   _break(str(tmp_path), what)
   with pytest.raises((ValueError, FileNotFoundError), match=message) as error:
-    pipeline.ensure_prepared(cfg)
+    source.ensure_prepared(cfg)
   assert '\n' not in str(error.value)

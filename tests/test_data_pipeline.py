@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import data
+from configs import common
 from data import augment, pipeline, shapes
 
 M = 8
@@ -12,7 +13,7 @@ M = 8
 
 @pytest.fixture()
 def cfg(tfds_dir):
-  c = pipeline.default_config()
+  c = common.data_config()
   c.variant = 'small'
   c.data_dir = tfds_dir
   c.max_boxes = M

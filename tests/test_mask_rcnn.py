@@ -10,8 +10,8 @@ import pytest
 import tasks
 import train
 from configs import loader
-from data.people import LSP_14
 from losses.mask_rcnn import keypoint_loss, mask_loss
+from ops.joints import LSP_14
 from ops.masks import mask_targets
 from tasks.instance import InstanceEvaluator
 from tests.toy_data import toy_detection_batch

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-import train
 from tools import sweep
+from training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'configs/seg/fcn8s_shapes.py:runlocal')
@@ -32,7 +32,7 @@ def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, mon
   # Seeds, not learning rates: the trials share one compiled step (from the compilation cache).
   sweep_file = _sweep_file(tmp_path, "hyper.sweep('seed', [0, 1, 2])")
   workdir = str(tmp_path / 'sweep')
-  real_train = train.train_and_evaluate
+  real_train = loop.train_and_evaluate
   started, interrupt = [], [True]
 
   def recording_train(config, trial_dir, **kwargs):
@@ -41,7 +41,7 @@ def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, mon
       raise KeyboardInterrupt  # Ctrl-C (or a kill) in the middle of trial_001.
     return real_train(config, trial_dir, **kwargs)
 
-  monkeypatch.setattr(train, 'train_and_evaluate', recording_train)
+  monkeypatch.setattr(loop, 'train_and_evaluate', recording_train)
   with pytest.raises(KeyboardInterrupt):
     sweep.main(_args(tfds_dir, sweep_file, workdir))
   assert sweep.read_status(os.path.join(workdir, 'trial_000'))['status'] == 'done'

@@ -12,6 +12,7 @@ import pytest
 
 import train
 from configs import loader
+from training import loop
 from training.checkpoint import Checkpointer
 from training.recompiles import RecompileError
 
@@ -148,7 +149,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path,
   config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
   config.checkpoint_every_steps = 2
   _change_third_batch(monkeypatch, lambda b: {**b, 'image': np.full_like(b['image'], np.nan)})
-  with pytest.raises(train.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
+  with pytest.raises(loop.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
     train.train_and_evaluate(config, str(tmp_path))
   assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == 2
 

@@ -1,12 +1,12 @@
 r"""Training and inference speed of configs: compile time, step time, images/s.
 
-  python tools/bench.py --config configs/seg/fcn8s_shapes.py \
+  python -m tools.bench --config configs/seg/fcn8s_shapes.py \
       --config configs/seg/fcn8s_shapes.py:upsample=nearest --set batch_size=16 --steps 10
 
 Runs on synthetic batches of the config's shapes (no dataset needed), so it measures the model
 and the step, not the input pipeline. Prints one Markdown table row per config.
 
-  python tools/bench.py --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
+  python -m tools.bench --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
 
 `--compare-torch` (needs `pip install -r requirements-bench.txt`) also times the same architecture
 in PyTorch (`tools/bench_torch.py`) on the same batch, with as many threads as XLA's CPU pool, and
@@ -16,22 +16,19 @@ prints ours / PyTorch images/s. Inference there is the model's forward pass in b
 import argparse
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tasks  # noqa: E402
-from configs import loader  # noqa: E402
-from data import captions  # noqa: E402
-from training import compile_cache  # noqa: E402
-from training.optim import make_optimizer  # noqa: E402
-from training.parallel import DataParallel  # noqa: E402
-from training.state import example_batch, init_state  # noqa: E402
-from training.step import make_eval_step, make_train_step  # noqa: E402
+import tasks
+from configs import loader
+from data import captions
+from training import compile_cache
+from training.optim import make_optimizer
+from training.parallel import DataParallel
+from training.state import example_batch, init_state
+from training.step import make_eval_step, make_train_step
 
 
 def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:

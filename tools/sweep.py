@@ -1,6 +1,6 @@
 r"""A hyperparameter sweep in one command: every trial in its own workdir, results.csv, a plot.
 
-  python tools/sweep.py --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr.py \
+  python -m tools.sweep --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr.py \
       --workdir runs/sweep_lr [--set total_steps=200 ...] [--parallel 2 | --vectorize] \
       [--pbt-every 50 [--pbt-fraction 0.25 --pbt-perturb 0.8 1.25]]
 
@@ -36,20 +36,17 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import train  # noqa: E402
-from configs import loader  # noqa: E402
-from sweeps import hyper  # noqa: E402
-from training import compile_cache  # noqa: E402
-from training.population import MODES, PBT, non_vectorizable, train_population  # noqa: E402
+from configs import loader
+from sweeps import hyper
+from training import compile_cache, loop
+from training.population import MODES, PBT, non_vectorizable, train_population
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINISHED = ('done', 'diverged')  # A rerun skips these; 'error' and unstarted trials run.
 
 
@@ -90,9 +87,9 @@ def _check_same_sweep(workdir: str, record: dict):
 
 def _run_in_process(config, trial_dir: str):
   try:
-    train.train_and_evaluate(config, trial_dir)
+    loop.train_and_evaluate(config, trial_dir)
     _write_status(trial_dir, 'done')
-  except train.NonFiniteLossError as e:
+  except loop.NonFiniteLossError as e:
     _write_status(trial_dir, 'diverged', message=str(e))
   except Exception as e:  # Keep sweeping; the trial is retried by the next run.
     logging.exception('%s failed', trial_dir)

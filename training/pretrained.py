@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from tools import import_weights
+from models import torchvision_weights
+from tasks.base import freeze_backbone
 from training.checkpoint import Checkpointer
 
 BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
@@ -20,13 +21,13 @@ BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
 
 def frozen_modules(config) -> tuple[str, ...]:
   """The top-level parameter modules the optimizer must leave alone."""
-  return (BACKBONE,) if config.get('init', {}).get('freeze_backbone', False) else ()
+  return (BACKBONE,) if freeze_backbone(config) else ()
 
 
 def backbone_variables(source: str) -> dict:
   """{'params': ..., 'batch_stats': ...} of the backbone saved in `source`."""
   if source.endswith('.safetensors'):
-    variables = import_weights.load_safetensors(source)
+    variables = torchvision_weights.load_safetensors(source)
     variables['params'].pop('fc', None)  # torchvision's ImageNet classifier; ours have heads.
     return variables
   saved = Checkpointer(os.path.join(os.path.abspath(source), 'checkpoints')).restore_arrays()
@@ -47,7 +48,7 @@ def load_backbone(state, source: str):
     target = getattr(state, collection).get(BACKBONE, {})
     want = {k: v.shape for k, v in traverse_util.flatten_dict(target).items()}
     got = {k: v.shape for k, v in traverse_util.flatten_dict(loaded.get(collection, {})).items()}
-    problems = import_weights.mismatches(want, got)
+    problems = torchvision_weights.mismatches(want, got)
     if problems:
       raise ValueError(f'config.init.checkpoint={source!r} does not fit this model\'s backbone '
                        f'({collection}): ' + '; '.join(problems[:8]))
