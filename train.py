@@ -14,11 +14,11 @@ reads its own shard of the data and `config.batch_size` stays the global batch s
 import json
 import logging
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from training import compile_cache
+from training import compile_cache, errors
 from training.evaluate import scalar_metrics
 from training.loop import train_and_evaluate
 from training.parallel import initialize_distributed
@@ -34,6 +34,8 @@ flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initia
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0.')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0..num_processes-1.')
+flags.DEFINE_bool('allow_config_change', False, 'Resume a workdir\'s checkpoints although the '
+                  'config changes fields outside training/resume.py:RESUMABLE.')
 
 
 def main(argv):
@@ -44,11 +46,12 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   compile_cache.enable()
-  metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)[1]
+  metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress,
+                               allow_config_change=FLAGS.allow_config_change)[1]
   if metrics:
     print(json.dumps(scalar_metrics(metrics), indent=2))
 
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  errors.run(main)

@@ -4,6 +4,7 @@ train.py gets the same behaviour from ml_collections' `config_flags`, which `ove
 to parse values (one parser); tools (bench, sweeps) and tests use this module so they can load
 several configs in one process.
 """
+import difflib
 import glob
 import importlib.util
 import os
@@ -30,12 +31,32 @@ def load(spec: str) -> ml_collections.ConfigDict:
   """'configs/seg/fcn8s_shapes.py:runlocal' -> the ConfigDict its get_config returns."""
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f'config file {path!r} not found; configs: {", ".join(all_config_files())}')
+    configs = all_config_files()
+    near = difflib.get_close_matches(os.path.normpath(path), configs, n=4, cutoff=0.5)
+    raise FileNotFoundError(f'config file {path!r} not found; nearest: {", ".join(near)}'
+                            if near else f'config file {path!r} not found; configs: '
+                            f'{", ".join(configs)}')
   module_spec = importlib.util.spec_from_file_location('_experiment_config', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg or None)
+
+
+def check_fields(config: ml_collections.ConfigDict, keys):
+  """Raises KeyError for a dotted key ('optimizer.learning_rate') naming no field, listing the
+  fields of the node where it goes wrong."""
+  for key in keys:
+    node = config
+    for i, name in enumerate(key.split('.')):
+      where = '.'.join(key.split('.')[:i]) or 'config'
+      if not isinstance(node, ml_collections.ConfigDict):
+        raise KeyError(f'unknown config field {key!r}: {where} is a value, not a block')
+      if name not in node:
+        near = difflib.get_close_matches(name, list(node), n=1)
+        hint = f'did you mean {near[0]!r}? ' if near else ''
+        raise KeyError(f'unknown config field {key!r}: {hint}{where} has '
+                       f'{", ".join(sorted(node))}')
+      node = node[name]
 
 
 def override(config: ml_collections.ConfigDict, assignments) -> ml_collections.ConfigDict:
@@ -49,14 +70,7 @@ def override(config: ml_collections.ConfigDict, assignments) -> ml_collections.C
     key, sep, _ = assignment.partition('=')
     if not sep:
       raise ValueError(f'override {assignment!r} must look like key=value')
-    node = config
-    for i, name in enumerate(key.split('.')):
-      where = '.'.join(key.split('.')[:i]) or 'config'
-      if not isinstance(node, ml_collections.ConfigDict):
-        raise KeyError(f'unknown config field {key!r}: {where} is a value, not a block')
-      if name not in node:
-        raise KeyError(f'unknown config field {key!r}: {where} has {", ".join(sorted(node))}')
-      node = node[name]
+    check_fields(config, [key])
     argv.append(f'--config.{assignment}')
   values = flags.FlagValues()
   config_flags.DEFINE_config_dict('config', config, flag_values=values, lock_config=False,

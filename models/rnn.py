@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from models.layers import Dropout
 from ops.tokens import END, PAD, START
 
 CELLS = {'lstm': nn.OptimizedLSTMCell, 'rnn': nn.SimpleCell}
@@ -49,6 +50,7 @@ class CaptionDecoder(nn.Module):
   hidden: int = 128
   cell: str = 'lstm'  # 'lstm' or 'rnn'.
   dropout_rate: float = 0.0  # On the word embeddings and on the hidden states before readout.
+  axis_name: str | None = None  # The pmap axis, for Dropout.
 
   def setup(self):
     if self.cell not in CELLS:
@@ -56,7 +58,7 @@ class CaptionDecoder(nn.Module):
     self.rnn = CELLS[self.cell](features=self.hidden)
     self.embed = nn.Embed(self.vocab_size, self.embed_dim)
     self.project = nn.Dense(self.embed_dim)  # The feature becomes the step-0 input.
-    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dropout = Dropout(self.dropout_rate, self.axis_name)
     self.readout = nn.Dense(self.vocab_size)
 
   def initial_carry(self, features: jax.Array):

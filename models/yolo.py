@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import get_backbone
-from models.layers import ConvBNReLU
+from models.layers import ConvBNReLU, Dropout
 from ops.box_coding import cell_boxes, to_corners
 
 
@@ -71,7 +71,8 @@ class YOLOv1(nn.Module):
     out_dim = 5 * b + c
     if self.fc_width:
       x = nn.Dense(self.fc_width, dtype=self.dtype, name='fc1')(x.reshape(x.shape[0], -1))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.leaky_relu(x, 0.1))
+      x = Dropout(self.dropout_rate, self.bn_axis_name)(nn.leaky_relu(x, 0.1),
+                                                        deterministic=not train)
       x = nn.Dense(s * s * out_dim, dtype=self.dtype, name='fc2')(x)
     else:
       x = nn.Conv(out_dim, (1, 1), dtype=self.dtype, name='predict')(x)

@@ -106,7 +106,9 @@ class DetectionTask(Task):
          drawing.draw_boxes(image, predictions['boxes'][i][shown],
                             predictions['labels'][i][shown], names,
                             scores=predictions['scores'][i][shown])],
-        ['image', 'ground truth', 'prediction'], path, scale=1, legend=names)
+        ['image', 'ground truth',
+         drawing.prediction_title(int(shown.sum()), self.config.detect.show_score)],
+        path, scale=1, legend=names)
 
 
 def image_boxes(batch, predictions, i: int) -> dict:

@@ -74,6 +74,12 @@ def _legend_rows(names, ids, width: int, draw: ImageDraw.ImageDraw) -> list[list
   return rows
 
 
+def prediction_title(num_shown: int, threshold: float) -> str:
+  """A detection panel's title; an empty panel says that no box reached the display threshold
+  (rather than leaving the reader to guess whether drawing failed)."""
+  return 'prediction' if num_shown else f'prediction: no detection >= {threshold:g}'
+
+
 def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int = 4,
                legend: list[str] | None = None, legend_ids=None):
   """Saves uint8 RGB tiles side by side, nearest-upscaled so small images stay readable.
@@ -139,14 +145,15 @@ def draw_skeleton(image: np.ndarray, points: np.ndarray, edges, labelled=None,
 def draw_instances(image: np.ndarray, boxes, labels, class_names, *, masks=None, scores=None,
                    keypoints=None, keypoint_labelled=None, edges=(), joint_names=JOINT_NAMES,
                    scale: int = 4) -> np.ndarray:
-  """Instances over the image: each mask [K, H, W] in its own colour, the boxes captioned with
-  their class (and score), and (y, x) keypoints [K, J, 2] as skeletons; upscaled by `scale`."""
+  """Instances over the image: each mask [K, H, W] and box in its class's colour (the panels'
+  legend), the boxes captioned with their class (and score), and (y, x) keypoints [K, J, 2] as
+  skeletons; upscaled by `scale`."""
   if masks is not None and len(masks):
-    colors = palette(len(masks) + 1)[1:]
-    # Later (lower-scoring) instances first, so the best one's colour wins where masks overlap.
+    colors = palette(len(class_names))
+    # Later (lower-scoring) instances first, so the best one's mask wins where masks overlap.
     overlay = np.zeros_like(image)
     for k in reversed(range(len(masks))):
-      overlay[np.asarray(masks[k], bool)] = colors[k]
+      overlay[np.asarray(masks[k], bool)] = colors[int(labels[k])]
     image = blend(image, overlay)
   canvas = Image.fromarray(draw_boxes(image, boxes, labels, class_names, scores, scale))
   if keypoints is not None:

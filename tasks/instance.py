@@ -92,8 +92,8 @@ class InstanceTask(DetectionTask):
         masks=predictions['masks'][i][shown] if self.has_masks else None,
         keypoints=predictions['keypoints'][i][shown][..., :2] if self.has_keypoints else None,
         **skeleton)
-    drawing.save_panel([truth, predicted], ['ground truth', 'prediction'], path, scale=1,
-                       legend=names)
+    title = drawing.prediction_title(int(shown.sum()), self.config.detect.show_score)
+    drawing.save_panel([truth, predicted], ['ground truth', title], path, scale=1, legend=names)
 
 
 class InstanceEvaluator(DetectionEvaluator):

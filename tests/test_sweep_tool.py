@@ -28,7 +28,8 @@ def _rows(workdir):
     return list(csv.DictReader(f))
 
 
-def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, monkeypatch):
+def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, monkeypatch,
+                                                         capsys):
   # Seeds, not learning rates: the trials share one compiled step (from the compilation cache).
   sweep_file = _sweep_file(tmp_path, "hyper.sweep('seed', [0, 1, 2])")
   workdir = str(tmp_path / 'sweep')
@@ -49,8 +50,15 @@ def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, mon
 
   started.clear()
   interrupt[0] = False
+  capsys.readouterr()
   assert sweep.main(_args(tfds_dir, sweep_file, workdir)) == 0
   assert started == ['trial_001', 'trial_002']  # trial_000 was finished: skipped.
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[0] == 'sweep: 3 trials, 1 finished before, 2 to run'
+  progress = [line for line in printed if line.startswith('trial ')]
+  assert [line.split()[1] for line in progress] == ['2/3', '3/3']
+  assert all('eval/mean_iou=' in line and 'best so far: trial_0' in line for line in progress)
+  assert printed[-1] == f'results: {os.path.join(workdir, "results.csv")}'
   rows = _rows(workdir)
   assert [r['status'] for r in rows] == ['done'] * 3
   assert [int(r['seed']) for r in rows] == [0, 1, 2]

@@ -16,6 +16,7 @@ prints ours / PyTorch images/s. Inference there is the model's forward pass in b
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import jax
@@ -24,7 +25,7 @@ import numpy as np
 import tasks
 from configs import loader
 from data import captions
-from training import compile_cache
+from training import compile_cache, errors
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.state import example_batch, init_state
@@ -153,7 +154,14 @@ COMPARE_HEADER = ('| config | batch | params | train img/s | torch train img/s |
                   '|---|---|---|---|---|---|---|---|---|---|')
 
 
-def main():
+def _load(spec: str, assignments):
+  with errors.user_input():  # A missing file or a misspelt field: one line, exit code 2.
+    config = loader.override(loader.load(spec), assignments)
+    tasks.get_task(config)  # Unknown names fail here, listing the valid ones.
+  return config
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', action='append', help='path.py[:args]; repeat (default with '
                       '--compare-torch: ' + ', '.join(COMPARE_CONFIGS) + ')')
@@ -164,18 +172,20 @@ def main():
                       'cache loads, not compiles)')
   parser.add_argument('--compare-torch', action='store_true',
                       help='also time the same architecture in PyTorch (requirements-bench.txt)')
-  args = parser.parse_args()
+  errors.add_verbose_flag(parser)
+  args = parser.parse_args(argv)
   if not args.config and not args.compare_torch:
     parser.error('give --config (or --compare-torch for the default comparison)')
   if args.compile_cache:
     compile_cache.enable()
+  # Every config loads before the first table line: a typo fails at once, not after a benchmark.
+  configs = [(spec, _load(spec, args.set)) for spec in args.config or COMPARE_CONFIGS]
   print(f'# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}')
   if args.compare_torch:
     import torch  # noqa: PLC0415
     print(f'# torch {torch.__version__}, {os.cpu_count()} threads each')
     print(COMPARE_HEADER)
-    for spec in args.config or COMPARE_CONFIGS:
-      config = loader.override(loader.load(spec), args.set)
+    for spec, config in configs:
       r = compare_torch(config, args.steps)
       print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["params"]} | '
             f'{r["train_images_per_s"]:.1f} | {r["torch_train_images_per_s"]:.1f} | '
@@ -185,8 +195,7 @@ def main():
             f'{r["train_compile_s"]:.1f} |', flush=True)
     return
   print(HEADER)
-  for spec in args.config:
-    config = loader.override(loader.load(spec), args.set)
+  for spec, config in configs:
     r = bench_config(config, args.steps)
     print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["train_images_per_s"]:.1f} | '
           f'{r["train_step_ms"]:.1f} | {r["train_compile_s"]:.1f} | '
@@ -195,4 +204,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(errors.guard(main)())

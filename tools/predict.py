@@ -38,7 +38,7 @@ import data
 import tasks
 from metrics.coco_protocol import image_results
 from tasks import drawing
-from training import compile_cache
+from training import compile_cache, errors
 from training.evaluate import config_for, load_variables
 from training.step import make_eval_step
 
@@ -84,7 +84,7 @@ def read_image(path: str) -> np.ndarray:
     img = ImageOps.exif_transpose(img)
     img.load()
   except Exception as e:  # PIL raises several types for unreadable files.
-    raise ValueError(f'{path} is not a readable image ({e}); remove it from --images') from e
+    raise errors.UserError(f'{path} is not a readable image ({e}); remove it from --images') from e
   if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):  # 16-bit / float: stretch to 8 bits.
     pixels = np.asarray(img, np.float64)
     low, high = pixels.min(), pixels.max()
@@ -225,14 +225,16 @@ def main(argv=None):
   parser.add_argument('--batch-size', type=int, default=None,
                       help='Images per step (default: the config\'s eval_batch_size)')
   parser.add_argument('--no-progress', action='store_true', help='No progress bars')
+  errors.add_verbose_flag(parser)
   args, rest = parser.parse_known_args(argv)
   unknown = [a for a in rest if not a.startswith('--config.')]
   if unknown:
     parser.error(f'unrecognized arguments: {" ".join(unknown)}')
   compile_cache.enable()
-  config = config_for(args.checkpoint, args.config, [a[len('--config.'):] for a in rest])
-  paths = by_orientation(find_images(args.images)[:args.max_images])
-  task = tasks.get_task(config)
+  with errors.user_input():  # Missing files, unknown names and unreadable images: one line.
+    config = config_for(args.checkpoint, args.config, [a[len('--config.'):] for a in rest])
+    paths = by_orientation(find_images(args.images)[:args.max_images])
+    task = tasks.get_task(config)
   variables = load_variables(task, args.checkpoint)
   threshold = args.score_threshold
   if threshold is None:
@@ -244,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(errors.guard(main)())

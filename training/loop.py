@@ -21,7 +21,7 @@ import tqdm
 
 import data
 import tasks
-from training import pretrained
+from training import errors, pretrained, resume
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
@@ -87,18 +87,15 @@ def run_loop(run: Run, config, first_step: int, *, progress: bool = False) -> No
   bar.close()
 
 
-class NonFiniteLossError(FloatingPointError):
-  pass
+class NonFiniteLossError(errors.UserError):
+  """Training diverged: reported as one line with advice (training/resume.py), exit code 2."""
 
 
 def _check_finite(metrics: dict, step: int, last_good_step, workdir: str):
   bad = [k for k in ('loss', 'param_norm') if not math.isfinite(float(metrics[k]))]
   if bad:
-    raise NonFiniteLossError(
-        f'{" and ".join(bad)} became {float(metrics[bad[0]])} at step {step}. Training stopped; '
-        f'the last good checkpoint (step {last_good_step}) in {workdir}/checkpoints is intact. '
-        'Lower --config.optimizer.learning_rate, set --config.optimizer.grad_clip_norm, or check '
-        'the data for broken labels, then rerun to resume from that checkpoint.')
+    raise NonFiniteLossError(resume.nonfinite_message(
+        " and ".join(bad), float(metrics[bad[0]]), step, last_good_step, workdir))
 
 
 def _mean_metrics(history: list) -> dict:
@@ -116,7 +113,8 @@ class _SingleRun(Run):
     self.checkpointer, self.evaluator, self.writer = checkpointer, evaluator, writer
     self.first_step, self.last_good_step, self.progress = first_step, last_good_step, progress
     self.eval_metrics = {}
-    self.train_start = time.perf_counter()
+    # Speeds count only the steps after the compiling one, and neither saving nor evaluating.
+    self.train_start, self.timed_steps = time.perf_counter(), 0
 
   def next_batch(self, step):
     return self.parallel.put_batch(next(self.train_iter))
@@ -128,16 +126,21 @@ class _SingleRun(Run):
       jax.block_until_ready(metrics)
       self.writer.write_scalars(step, {'compile_time_s': time.perf_counter() - step_start})
       self.train_start = time.perf_counter()
+    else:
+      self.timed_steps += 1
     return metrics
+
+  def _restart_clock(self):
+    self.train_start, self.timed_steps = time.perf_counter(), 0
 
   def log(self, step, history):
     summary = _mean_metrics([self.parallel.metrics_to_host(m) for m in history])
     _check_finite(summary, step, self.last_good_step, self.workdir)
-    steps_done = len(history) if step > self.first_step + 1 else 1
-    summary['steps_per_s'] = steps_done / max(time.perf_counter() - self.train_start, 1e-9)
-    summary['images_per_s'] = summary['steps_per_s'] * self.config.batch_size
+    if self.timed_steps:  # None in the summary of the compiling step alone.
+      summary['steps_per_s'] = self.timed_steps / max(time.perf_counter() - self.train_start, 1e-9)
+      summary['images_per_s'] = summary['steps_per_s'] * self.config.batch_size
     self.writer.write_scalars(step, summary, prefix='train/')
-    self.train_start = time.perf_counter()
+    self._restart_clock()
     return {'loss': f'{summary["loss"]:.4f}'}
 
   def checkpoint(self, step, metrics):
@@ -145,6 +148,7 @@ class _SingleRun(Run):
     _check_finite(self.parallel.metrics_to_host(metrics), step, self.last_good_step, self.workdir)
     self.checkpointer.save(step, self.parallel.get_state(self.state), self.train_iter.get_state())
     self.last_good_step = step
+    self._restart_clock()
 
   def evaluate(self, step, is_last):
     config, parallel = self.config, self.parallel
@@ -155,26 +159,29 @@ class _SingleRun(Run):
     self.writer.write_scalars(step, scalar_metrics(self.eval_metrics), prefix='eval/')
     if is_last and jax.process_index() == 0:
       write_metrics(self.eval_metrics, os.path.join(self.workdir, 'eval'), step)
+    self._restart_clock()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       progress: bool = False, devices=None):
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns (state, metrics)."""
-  task = tasks.get_task(config)  # Unknown task/model/dataset names fail here, listing valid ones.
-  parallel = DataParallel(config.parallel, devices)
-  parallel.check_batch_size(config.batch_size)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+                       progress: bool = False, devices=None, allow_config_change: bool = False):
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns (state, metrics).
+
+  A resume whose config changes more than training/resume.py allows is refused (UserError)
+  unless `allow_config_change`."""
+  with errors.user_input():  # Unknown names and bad sizes in the config: the user's mistakes.
+    task = tasks.get_task(config)  # Unknown task/model/dataset names fail here, listing them.
+    parallel = DataParallel(config.parallel, devices)
+    parallel.check_batch_size(config.batch_size)
+    tx = make_optimizer(config.optimizer, config.total_steps,
+                        frozen=pretrained.frozen_modules(config))
+  resume.prepare_workdir(config, workdir, allow_change=allow_config_change,
+                         write=jax.process_index() == 0)
 
   data.ensure_prepared(config.data)
   train_iter = data.make_train_iterator(
       config.data, global_batch_size=config.batch_size, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
   model = task.build_model(bn_axis_name=parallel.axis_name)
-  tx = make_optimizer(config.optimizer, config.total_steps,
-                      frozen=pretrained.frozen_modules(config))
   state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
 
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
@@ -192,9 +199,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   evaluator = Evaluator(task, config)
-  writer = MetricWriter(workdir)
   state = parallel.put_state(state)
   first_step = int(parallel.get_state(state).step)
+  writer = MetricWriter(workdir, resume_step=first_step)
   run = _SingleRun(config, workdir, parallel, state, train_iter, train_step, checkpointer,
                    evaluator, writer, first_step, last_good_step, progress)
   run_loop(run, config, first_step, progress=progress)

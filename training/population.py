@@ -265,7 +265,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   mesh = population_mesh(size, devices)
   pop = NamedSharding(mesh, P('pop'))
   state = jax.device_put(state, pop)
-  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1)
+  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1, finite=False)
   restored = checkpointer.restore(state)
   if restored is not None:
     state, saved = restored
@@ -280,10 +280,11 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   copy_fn = jax.jit(lambda s, src: _member(s, src).replace(rng=s.rng),
                     out_shardings=pop, donate_argnums=0)
   evaluator = Evaluator(task, config)
-  writers = [MetricWriter(w) for w in workdirs]
+  first_step = int(state.step[0])
+  writers = [MetricWriter(w, resume_step=first_step) for w in workdirs]
   run = _PopulationRun(config, workdirs, popdir, pbt, state, members, iterators, per_member_batch,
                        pop, step_fn, copy_fn, checkpointer, evaluator, writers, progress)
-  run_loop(run, config, int(state.step[0]))
+  run_loop(run, config, first_step)
   state = run.state
   for writer in writers:
     writer.close()

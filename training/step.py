@@ -15,9 +15,12 @@ def make_train_step(task, axis_name=None):
   def train_step(state, batch):
     # One key per step: resuming at step k draws the same randomness as an uninterrupted run.
     rng = jax.random.fold_in(state.rng, state.step)
-    if axis_name is not None:
-      rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
     dropout_rng, sample_rng = jax.random.split(rng)
+    if axis_name is not None:
+      # Dropout gets the one-device key: models.layers.Dropout draws the whole batch's mask and
+      # keeps this device's rows. 'sample' draws (R-CNN RoI sampling, patch positions, caption
+      # sampling) size themselves by the local batch, so each device gets its own key there.
+      sample_rng = jax.random.fold_in(sample_rng, lax.axis_index(axis_name))
     args, kwargs = task.model_inputs(batch)
 
     def loss_fn(params):
