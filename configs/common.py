@@ -58,6 +58,18 @@ def data_config() -> ml_collections.ConfigDict:
       # prefetch_batches) batches, whatever the split's size (grain's default: 500).
       prefetch_batches=4,
       device_prefetch=2,  # Train batches put on the devices ahead of the step (training/loop.py).
+      # name='coco_json' (data/coco_json.py): COCO-format files; the image folders default to
+      # each JSON's own folder. keypoint_sigmas: OKS sigmas of its joints (default: COCO's).
+      train_json=placeholder(str), train_images=placeholder(str),
+      eval_json=placeholder(str), eval_images=placeholder(str), keypoint_sigmas=placeholder(tuple),
+      # name='mask_folder' (data/mask_folder.py): folders with images/ + masks/ (or VOC's
+      # Annotations/ + JPEGImages/); class names as a list or a file of one name a line.
+      train_dir=placeholder(str), eval_dir=placeholder(str), class_names=placeholder(tuple),
+      class_names_file=placeholder(str),
+      # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
+      # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
+      # eval_size_divisor. None: fit into image_size x image_size (downscale only).
+      eval_min_size=placeholder(int), eval_max_size=1333, eval_size_divisor=32,
   ))
 
 

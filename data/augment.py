@@ -207,9 +207,13 @@ def random_augment(ex: dict, rng: np.random.Generator, *, crop_hw: tuple[int, in
   return transform(ex, flip=do_flip, out_hw=(nh, nw), oy=oy, ox=ox, crop_hw=crop_hw)
 
 
+def fitted_hw(h: int, w: int, size_hw: tuple[int, int]) -> tuple[int, int]:
+  """The size `fit` resizes an h x w image to (before padding)."""
+  scale = min(1.0, size_hw[0] / h, size_hw[1] / w)
+  return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def fit(ex: dict, size_hw: tuple[int, int]) -> dict:
   """Eval-time: downscale (keeping aspect) only if larger than size_hw, then pad bottom/right."""
-  h, w = ex['image'].shape[:2]
-  scale = min(1.0, size_hw[0] / h, size_hw[1] / w)
-  out_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
+  out_hw = fitted_hw(*ex['image'].shape[:2], size_hw)
   return transform(ex, flip=False, out_hw=out_hw, oy=0, ox=0, crop_hw=size_hw)

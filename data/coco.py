@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -43,6 +44,10 @@ CLASS_NAMES = (
     'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
     'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book',
     'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+# The annotation files' category id of each of the 80 names above (ids 12, 26, 29, 30, 45, 66, 68,
+# 69, 71 and 83 are unused).
+CATEGORY_IDS = (*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70,
+                *range(72, 83), *range(84, 91))
 _SPLITS = {'train': 'train2017', 'validation': 'val2017'}  # tfds split -> image folder.
 _ZIPS = {'annotations': 'annotations_trainval2017.zip', 'train2017': 'train2017.zip',
          'val2017': 'val2017.zip'}
@@ -127,6 +132,34 @@ class Coco2017(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   def joints(self) -> JointSet | None:
     """The joint set of the keypoints (the pipeline reads it); None for the instances."""
     return self.builder_config.joints
+
+  @property
+  def category_ids(self) -> tuple[int, ...]:
+    """The annotation files' category id of each label 1..K (index k - 1)."""
+    id_of = dict(zip(CLASS_NAMES[1:], CATEGORY_IDS, strict=True))
+    return tuple(id_of[name] for name in self.builder_config.class_names[1:])
+
+  def annotation_file(self, split: str, manual_dir: str | None = None) -> str | None:
+    """The official annotation JSON of `split` as a file (extracted once from the zip into the
+    data dir when only the zip is there), for COCO evaluation; None without one."""
+    folder = _SPLITS.get(split)
+    if folder is None:
+      return None
+    name = self._annotation_name(folder)
+    manual = epath.Path(manual_dir or self.data_dir_root / 'downloads' / 'manual')
+    if (manual / 'annotations' / name).exists():
+      return os.fspath(manual / 'annotations' / name)
+    cached = epath.Path(self.data_dir_root) / 'coco2017_annotations' / name
+    files = ManualFiles(manual, _ZIPS)
+    try:
+      if not cached.exists() and files.exists('annotations', name):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.parent / (name + '.incomplete')
+        partial.write_bytes(files.read('annotations', name))
+        partial.rename(cached)  # Whole or absent: never half a file.
+    finally:
+      files.close()
+    return os.fspath(cached) if cached.exists() else None
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(

@@ -14,7 +14,7 @@ import grain.python as grain
 import numpy as np
 from absl import flags
 
-from data import augment, proposals
+from data import augment, eval_resize, proposals
 from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
@@ -33,11 +33,20 @@ def _num_proposals(cfg) -> int:
   return int(block.max_proposals)
 
 
+def _annotation_file(builder, cfg, split: str) -> str | None:
+  """The COCO annotation JSON of `split` for builders that have one (COCO-format data)."""
+  if not hasattr(builder, 'annotation_file'):
+    return None
+  manual_dir = _get(cfg, 'manual_dir', None)
+  return builder.annotation_file(split, *([manual_dir] if manual_dir else []))
+
+
 def dataset_info(cfg) -> dict:
-  """num_classes (incl. background), class_names, image_size, max_boxes, max_proposals (0: no
-  proposals), joints (the `ops.joints.JointSet` of the keypoints, None without), num_joints (J of
-  the batches' keypoints), vocab (the `data.captions.Vocabulary` of datasets with phrases, else
-  None), max_caption_len (its T, or 0), num_train, num_eval.
+  """num_classes (incl. background), class_names, category_ids (the dataset's id of labels 1..K),
+  eval_annotations (its COCO JSON of the eval split, or None), image_size, max_boxes,
+  max_proposals (0: no proposals), joints (the `ops.joints.JointSet` of the keypoints, None
+  without), num_joints (J of the batches' keypoints), vocab (the `data.captions.Vocabulary` of
+  datasets with phrases, else None), max_caption_len (its T, or 0), num_train, num_eval.
 
   Needs no prepared data (models can be built before the data exists); the example counts are
   None until the dataset is prepared.
@@ -48,12 +57,17 @@ def dataset_info(cfg) -> dict:
   count = lambda split: builder.info.splits[split].num_examples if prepared else None
   joints = joints_of(builder)
   vocab = getattr(builder, 'vocab', None)
+  eval_split = _get(cfg, 'eval_split', 'validation')
   return dict(num_classes=len(names), class_names=names, image_size=int(cfg.image_size),
+              # The dataset's own id of label k (at k - 1) and its eval annotation file, where it
+              # has them (COCO-format data): predictions and COCO evaluation use both.
+              category_ids=tuple(getattr(builder, 'category_ids', range(1, len(names)))),
+              eval_annotations=_annotation_file(builder, cfg, eval_split),
               max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg), joints=joints,
               num_joints=_NO_JOINTS if joints is None else joints.num_joints, vocab=vocab,
               max_caption_len=vocab.max_len if vocab else 0,
               num_train=count(_get(cfg, 'train_split', 'train')),
-              num_eval=count(_get(cfg, 'eval_split', 'validation')))
+              num_eval=count(eval_split))
 
 
 def decoded_source(cfg, split: str) -> DecodedSource:
@@ -128,6 +142,11 @@ def _crop_hw(cfg) -> tuple[int, int]:
   return size, size
 
 
+def _to_float(ex: dict) -> dict:
+  # Eval resizes in float32 as the reference does; to_element rounds the result to uint8.
+  return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
+
+
 def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
   """Train example `index` of the repeated stream, augmented -> batch element."""
   # One generator per (seed, host, position in the repeated stream): no epoch counter needed and
@@ -142,10 +161,20 @@ def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -
 
 
 def _eval_element(ex: dict, *, cfg) -> dict:
-  size = int(cfg.image_size)
-  ex = augment.fit(ex, (size, size))
+  """Resized by the reference rule (unpadded; `eval_resize.collate` pads) or fitted into
+  image_size, with the frame keys that map predictions back to the source image."""
+  orig_hw = ex['image'].shape[:2]
+  resize = eval_resize.settings(cfg)
+  if resize:
+    ex = eval_resize.resize(_to_float(ex), *resize[:2])
+    image_hw = ex['image'].shape[:2]
+  else:
+    size = (int(cfg.image_size),) * 2
+    image_hw = augment.fitted_hw(*orig_hw, size)
+    ex = augment.fit(_to_float(ex), size)
   out = to_element(ex, cfg.max_boxes, _num_proposals(cfg))
   out['example_valid'] = np.bool_(True)
+  out.update(eval_resize.frame_keys(orig_hw, image_hw, ex['image_id']))
   return out
 
 
@@ -159,9 +188,10 @@ def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int) ->
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
               instance_ids=np.zeros((size, size), np.uint8), valid=np.zeros((m,), bool),
               keypoints=np.zeros((m, num_joints, 3), np.float32),
-              image_hw=np.asarray((size, size), np.int32), example_valid=np.bool_(False),
+              example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
-              **(proposal_keys if p else {}), **(caption_keys if caption_len else {}))
+              **(proposal_keys if p else {}), **(caption_keys if caption_len else {}),
+              **eval_resize.frame_keys((0, 0), (0, 0), -1))
 
 
 def _read_options(cfg) -> grain.ReadOptions:
@@ -247,5 +277,39 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   def element(i):
     return _eval_element(shard[i], cfg=cfg) if i < n else pad
 
-  batches = grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+  resize = eval_resize.settings(cfg)
+  if resize is None:
+    batches = grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+  else:
+    choices = eval_resize.canvases(*resize)
+    batches = grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
+        [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
   return EvalBatches(batches, _read_options(cfg))
+
+
+def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS):
+  """Batches of label-free images (uint8 [H, W, 3], e.g. files to predict on), made exactly as
+  the eval split's: resized, padded to the eval canvas, with the frame keys; `image_id` is the
+  position in `images`. The last batch is padded with `example_valid` False. Yields
+  (indices, batch)."""
+  def element(index):
+    image = images[index]
+    ex = dict(image=image, mask=np.full(image.shape[:2], augment.IGNORE, np.uint8),
+              boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int32),
+              keypoints=np.zeros((0, num_joints, 3), np.float32), image_id=index)
+    return _eval_element(ex, cfg=cfg)
+
+  if _num_proposals(cfg):
+    raise ValueError('prediction on image files needs a model without external proposals; '
+                     'data.proposals.method is set (R-CNN / SPP-net / Fast R-CNN)')
+  resize = eval_resize.settings(cfg)
+  choices = eval_resize.canvases(*resize) if resize else None
+  pad = dict(_padding_element(cfg, False, num_joints, 0), example_valid=np.bool_(False))
+  for start in range(0, len(images), batch_size):
+    indices = list(range(start, min(start + batch_size, len(images))))
+    elements = [element(i) for i in indices]
+    elements += [pad] * (batch_size - len(elements))
+    if choices:
+      yield indices, eval_resize.collate(elements, choices)
+    else:
+      yield indices, {k: np.stack([e[k] for e in elements]) for k in elements[0]}

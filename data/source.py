@@ -17,7 +17,9 @@ from PIL import Image
 
 from data import augment
 from data.coco import Coco2017
+from data.coco_json import CocoJson
 from data.lsp import Lsp
+from data.mask_folder import MaskFolder
 from data.shapes import Shapes
 from data.visual_genome import VisualGenome
 from data.voc import Voc2012Segmentation, VocDetection
@@ -33,6 +35,8 @@ DATASETS = {
     'lsp': Lsp,
     'voc_detection': VocDetection,
     'coco2017': Coco2017,
+    'coco_json': CocoJson,
+    'mask_folder': MaskFolder,
     'visual_genome': VisualGenome,
 }
 
@@ -58,6 +62,8 @@ def get_builder(cfg) -> tfds.core.DatasetBuilder:
   """The tfds builder of `cfg` (a config.data: name, variant, data_dir), not prepared."""
   name, variant = cfg.name, config_field(cfg, 'variant', 'default')
   cls = get_dataset(name)
+  if hasattr(cls, 'from_data_config'):  # Described by config.data paths, not by a variant.
+    return cls.from_data_config(cfg)
   valid = variants(name)
   if variant not in valid:
     raise ValueError(f'Unknown variant {variant!r} of dataset {name!r}; valid variants: {valid}')
@@ -102,6 +108,12 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _image_id(record_id, index: int) -> int:
+  """The dataset's numeric image id (COCO files), else the record index (e.g. VOC's names)."""
+  text = _text(record_id)
+  return int(text) if text.isdigit() else index
+
+
 class DecodedSource(grain.RandomAccessDataSource):
   """A tfds data source whose records come out decoded to numpy (errors name the record)."""
 
@@ -116,10 +128,9 @@ class DecodedSource(grain.RandomAccessDataSource):
     self.num_joints = NO_JOINTS if self.joints is None else self.joints.num_joints
     self.vocab = getattr(builder, 'vocab', None)
     self._caption_flip = self.vocab.flip_permutation() if self.vocab else None
-    self._source = tfds.data_source(
-        f'{builder.name}/{builder.builder_config.name}', split=split,
-        data_dir=config_field(cfg, 'data_dir', None), download=False,
-        decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
+    # From the builder itself: builders made from config.data (coco_json) have no registered name.
+    self._source = builder.as_data_source(
+        split=split, decoders={k: tfds.decode.SkipDecoding() for k in self._keys})
     # Per-example proposal boxes, attached by data.pipeline.decoded_source when the config has
     # them; None leaves the `proposals` key out.
     self.proposals = None
@@ -151,6 +162,7 @@ class DecodedSource(grain.RandomAccessDataSource):
       ex['annotated_boxes'] = True
     if self.proposals is not None:
       ex['proposals'] = self.proposals[index]
+    ex['image_id'] = _image_id(raw['id'], index)
     if self.vocab is not None:  # Dense captioning: token ids of each object's phrase.
       ex['captions'] = self.vocab.encode_all(self.phrases(index))
       ex['caption'] = self.vocab.encode(_text(raw['caption']))

@@ -158,14 +158,19 @@ _DETECTION_TARS = {'2007': ('VOCtrainval_06-Nov-2007.tar', 'VOCtest_06-Nov-2007.
                    '2012': (TAR_NAME,)}
 
 
-def read_annotation(xml_text: str) -> dict[str, np.ndarray]:
-  """boxes float32 [K, 4] (y1, x1, y2, x2), labels int64 [K] (1..20), difficult bool [K]."""
+def read_annotation(xml_text: str, class_names=CLASS_NAMES) -> dict[str, np.ndarray]:
+  """boxes float32 [K, 4] (y1, x1, y2, x2), labels int64 [K] (indices into `class_names`, VOC's
+  1..20 by default), difficult bool [K]."""
   boxes, labels, difficult = [], [], []
   for obj in ET.fromstring(xml_text).iter('object'):
     box = obj.find('bndbox')
     ymin, xmin, ymax, xmax = (float(box.find(k).text) for k in ('ymin', 'xmin', 'ymax', 'xmax'))
     boxes.append((ymin - 1, xmin - 1, ymax, xmax))
-    labels.append(CLASS_NAMES.index(obj.find('name').text.strip()))
+    name = obj.find('name').text.strip()
+    if name not in class_names:
+      raise ValueError(f'object class {name!r} is not in the class list {list(class_names)}; '
+                       'add it to data.class_names')
+    labels.append(class_names.index(name))
     flag = obj.find('difficult')  # Missing in a few 2012 files: those objects are not difficult.
     difficult.append(flag is not None and int(flag.text) == 1)
   return dict(boxes=np.asarray(boxes, np.float32).reshape(-1, 4),

@@ -47,10 +47,11 @@ class Task:
     return {}
 
   def build_model(self, bn_axis_name=None, **extra):
-    """config.model.name built with the rest of config.model, `model_kwargs()` and `extra`."""
+    """config.model.name built with the rest of config.model, then `model_kwargs()` and `extra`
+    (later ones win: e.g. the dataset's joint count over the config's)."""
     kwargs = {k: v for k, v in self.config.model.items() if k != 'name'}
     return models.get_model(self.config.model.name, bn_axis_name=bn_axis_name,
-                            **self.model_kwargs(), **kwargs, **extra)
+                            **{**kwargs, **self.model_kwargs(), **extra})
 
   def model_inputs(self, batch):
     """(args, kwargs) of `model.apply` after the variables (and before `train=`)."""

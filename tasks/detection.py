@@ -19,6 +19,7 @@ from losses.rcnn import rcnn_loss
 from losses.ssd import ssd_loss
 from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
+from metrics.coco_protocol import ProtocolEvaluator
 from ops.nms import select_batch_detections
 from tasks import drawing
 from tasks.base import Task
@@ -83,8 +84,15 @@ class DetectionTask(Task):
         iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
         max_detections=d.max_detections)
 
+  def protocol_evaluator(self, iou_types=('bbox',), **kwargs):
+    """COCO evaluation against the dataset's own annotation file (metrics/coco_protocol.py), for
+    datasets that have one (COCO-format data); None for the others. `kwargs`: ProtocolEvaluator's
+    (kpt_oks_sigmas, paste)."""
+    path = self.info.get('eval_annotations')
+    return path and ProtocolEvaluator(path, self.info['category_ids'], iou_types, **kwargs)
+
   def make_evaluator(self):
-    return DetectionEvaluator(self.class_names)
+    return DetectionEvaluator(self.class_names, protocol=self.protocol_evaluator())
 
   def draw_example(self, batch, predictions, i, path):
     """image | ground truth | prediction (class, score)."""
@@ -116,13 +124,15 @@ class DetectionEvaluator:
 
   VOC 'difficult' boxes (batch key 'difficult', when the dataset has it) are ignored by both:
   VOC's own rule, and COCO's crowd regions, which likewise neither count as misses nor make
-  detections false positives.
+  detections false positives. With `protocol` (a `ProtocolEvaluator`, datasets with a COCO
+  annotation file) the COCO numbers are the official protocol's, in the original image frame.
   """
 
-  def __init__(self, class_names):
+  def __init__(self, class_names, protocol=None):
     self.class_names = list(class_names)
     self.coco = CocoEvaluator('bbox', category_ids=range(1, len(self.class_names)))
     self.voc = VocEvaluator()
+    self.protocol = protocol
     self.count = 0
 
   def add(self, batch, predictions):
@@ -134,11 +144,16 @@ class DetectionEvaluator:
     """Adds example i of the batch; subclasses add their own evaluators' share."""
     difficult = batch['difficult'][i] if 'difficult' in batch else None
     boxes = image_boxes(batch, predictions, i)
-    self.coco.add(image_id, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3], **boxes)
     self.voc.add(image_id, gt_difficult=difficult, **boxes)
+    if self.protocol:
+      self.protocol.add({k: v[i] for k, v in predictions.items()}, image_hw=batch['image_hw'][i],
+                        orig_hw=batch['orig_hw'][i], image_id=batch['image_id'][i])
+    else:
+      self.coco.add(image_id, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3], **boxes)
 
   def result(self) -> dict:
     voc = self.voc.compute()
     per_class = {self.class_names[c]: (None if np.isnan(ap) else ap)
                  for c, ap in voc['per_class'].items()}
-    return {**self.coco.compute(), 'voc_AP50': voc['AP50'], 'voc_AP50_per_class': per_class}
+    coco = self.protocol.compute() if self.protocol else self.coco.compute()
+    return {**coco, 'voc_AP50': voc['AP50'], 'voc_AP50_per_class': per_class}

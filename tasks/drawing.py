@@ -64,6 +64,19 @@ def draw_boxes(image: np.ndarray, boxes, labels, class_names, scores=None,
   return np.asarray(canvas)
 
 
+def _legend_rows(names, ids, width: int, draw: ImageDraw.ImageDraw) -> list[list[int]]:
+  """The class ids of `ids` in rows that fit `width` pixels (so long class lists wrap)."""
+  rows, x = [[]], 2
+  for k in ids:
+    step = 12 + int(draw.textlength(names[k])) + 10
+    if rows[-1] and x + step > width:
+      rows.append([])
+      x = 2
+    rows[-1].append(k)
+    x += step
+  return rows
+
+
 def prediction_title(num_shown: int, threshold: float) -> str:
   """A detection panel's title; an empty panel says that no box reached the display threshold
   (rather than leaving the reader to guess whether drawing failed)."""
@@ -71,26 +84,33 @@ def prediction_title(num_shown: int, threshold: float) -> str:
 
 
 def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int = 4,
-               legend: list[str] | None = None):
+               legend: list[str] | None = None, legend_ids=None):
   """Saves uint8 RGB tiles side by side, nearest-upscaled so small images stay readable.
 
-  `legend`: class names drawn under the tiles in their `palette` colours.
+  `legend`: class names drawn under the tiles in their `palette` colours, wrapped into as many
+  rows as the width needs; `legend_ids`: only these classes (e.g. those in the picture).
   """
   tiles = [upscale(t, scale) for t in tiles]
   h, w = tiles[0].shape[:2]
-  title_h, gap = 14, 4
-  legend_h = 16 if legend else 0
-  canvas = Image.new('RGB', (len(tiles) * (w + gap) - gap, h + title_h + legend_h),
+  title_h, gap, row_h = 14, 4, 14
+  width = len(tiles) * (w + gap) - gap
+  ids = range(len(legend)) if legend and legend_ids is None else sorted(set(legend_ids or ()))
+  measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+  rows = _legend_rows(legend, ids, width, measure) if legend else []
+  canvas = Image.new('RGB', (width, h + title_h + row_h * len(rows) + (2 if rows else 0)),
                      (255, 255, 255))
   draw = ImageDraw.Draw(canvas)
   for i, (tile, title) in enumerate(zip(tiles, titles, strict=True)):
     canvas.paste(Image.fromarray(tile), (i * (w + gap), title_h))
     draw.text((i * (w + gap) + 2, 1), title, fill=(0, 0, 0))
-  x, y = 2, h + title_h + 3
-  for name, color in zip(legend or [], palette(len(legend)) if legend else [], strict=True):
-    draw.rectangle([x, y, x + 9, y + 9], fill=tuple(int(c) for c in color), outline=(0, 0, 0))
-    draw.text((x + 12, y - 1), name, fill=(0, 0, 0))
-    x += 12 + int(draw.textlength(name)) + 10
+  colors = palette(len(legend)) if legend else None
+  for r, row in enumerate(rows):
+    x, y = 2, h + title_h + 3 + r * row_h
+    for k in row:
+      color = tuple(int(c) for c in colors[k])
+      draw.rectangle([x, y, x + 9, y + 9], fill=color, outline=(0, 0, 0))
+      draw.text((x + 12, y - 1), legend[k], fill=(0, 0, 0))
+      x += 12 + int(draw.textlength(legend[k])) + 10
   canvas.save(path)
 
 

@@ -33,8 +33,19 @@ class InstanceTask(DetectionTask):
   losses = {'mask_rcnn': mask_rcnn_loss}
 
   def model_kwargs(self):
-    # The detections the heads see are the ones evaluated.
-    return {**super().model_kwargs(), **self.selection_kwargs()}
+    # The detections the heads see are the ones evaluated; the keypoint head predicts the
+    # dataset's joints, however many the config assumed.
+    return {**super().model_kwargs(), **self.selection_kwargs(), **self._joint_count()}
+
+  def _joint_count(self) -> dict:
+    """The model keyword that sets the keypoint head's joint count to the dataset's J (flat
+    `model.num_keypoints`, or inside a grouped `model.keypoint` block)."""
+    joints = self.info['joints'] if self.has_keypoints else None
+    if joints is None:
+      return {}
+    if 'num_keypoints' in self.config.model:
+      return {'num_keypoints': joints.num_joints}
+    return {'keypoint': {**self.config.model.keypoint, 'num_keypoints': joints.num_joints}}
 
   @property
   def has_masks(self) -> bool:
@@ -44,19 +55,30 @@ class InstanceTask(DetectionTask):
   def has_keypoints(self) -> bool:
     return self.config.model.get('num_keypoints', 0) > 0
 
+  @property
+  def mask_paste(self):
+    """How masks [D, s, s] go into an image at boxes [D, 4]: the batch canvas here, the original
+    image for COCO results (metrics/coco_protocol.py)."""
+    return paste_masks
+
   def postprocess(self, outputs, batch):
     detections = dict(outputs['detections'])
     if 'masks' in detections:
-      paste = functools.partial(paste_masks, image_hw=batch['image'].shape[1:3])
+      # The per-box probabilities too: COCO results paste them into the original image.
+      detections['mask_probs'] = detections['masks']
+      paste = functools.partial(self.mask_paste, image_hw=batch['image'].shape[1:3])
       pasted = jax.vmap(paste)(detections['masks'], detections['boxes'])
       detections['masks'] = (pasted >= MASK_THRESHOLD) & detections['valid'][..., None, None]
     return detections
 
   def make_evaluator(self):
     joints = self.info['joints'] if self.has_keypoints else None
+    sigmas = joints.oks_sigmas if joints else None
+    iou_types = ('bbox',) + ('segm',) * self.has_masks + ('keypoints',) * (joints is not None)
     return InstanceEvaluator(self.info['class_names'], masks=self.has_masks,
-                             keypoint_sigmas=joints.oks_sigmas if joints else None,
-                             lsp_pose=joints == LSP_14)
+                             keypoint_sigmas=sigmas, lsp_pose=joints == LSP_14,
+                             protocol=self.protocol_evaluator(
+                                 iou_types, kpt_oks_sigmas=sigmas, paste=self.mask_paste))
 
   def draw_example(self, batch, predictions, i, path):
     """ground truth | prediction: masks, boxes, skeletons."""
@@ -90,14 +112,15 @@ class InstanceEvaluator(DetectionEvaluator):
   DeepPose's regression compare on one scale.
   """
 
-  def __init__(self, class_names, *, masks: bool, keypoint_sigmas=None, lsp_pose: bool = False):
-    super().__init__(class_names)
+  def __init__(self, class_names, *, masks: bool, keypoint_sigmas=None, lsp_pose: bool = False,
+               protocol=None):
+    super().__init__(class_names, protocol)
     self.people = [] if lsp_pose else None  # (predicted joints, true keypoints, true box).
     categories = range(1, len(self.class_names))
-    self.extra = {}
-    if masks:
+    self.extra = {}  # In-memory evaluators; the protocol evaluator scores masks and joints itself.
+    if masks and not protocol:
       self.extra['mask'] = CocoEvaluator('segm', category_ids=categories)
-    if keypoint_sigmas is not None:
+    if keypoint_sigmas is not None and not protocol:
       self.extra['keypoint'] = CocoEvaluator('keypoints', category_ids=categories,
                                              kpt_oks_sigmas=keypoint_sigmas)
 

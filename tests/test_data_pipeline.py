@@ -35,8 +35,9 @@ def _check_batch(b, batch, size=64, eval_batch=False):
       'keypoints': (np.float32, (batch, M, 14, 3)),  # Unlabelled (all 0) for Shapes scenes.
       'image_hw': (np.int32, (batch, 2)),
   }
-  if eval_batch:
-    expect['example_valid'] = (np.bool_, (batch,))
+  if eval_batch:  # Where each image's content is, for mapping predictions back to its frame.
+    expect.update(example_valid=(np.bool_, (batch,)), image_hw=(np.int32, (batch, 2)),
+                  orig_hw=(np.int32, (batch, 2)), image_id=(np.int64, (batch,)))
   assert set(b) == set(expect)
   for k, (dtype, shape) in expect.items():
     assert b[k].dtype == dtype and b[k].shape == shape, (k, b[k].dtype, b[k].shape)
@@ -161,7 +162,8 @@ def test_dataset_info(cfg):
   info = pipeline.dataset_info(cfg)
   assert info == dict(num_classes=5, class_names=list(shapes.CLASS_NAMES), image_size=64,
                       max_boxes=M, max_proposals=0, joints=None, num_joints=14, vocab=None,
-                      max_caption_len=0, num_train=256, num_eval=64)
+                      max_caption_len=0, num_train=256, num_eval=64, category_ids=(1, 2, 3, 4),
+                      eval_annotations=None)
 
 
 def _scene():

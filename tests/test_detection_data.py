@@ -5,6 +5,7 @@ folders; VOC: the official trainval tar), prepares the builder into a tmp data_d
 pipeline and checks the batches: box conversion, labels, difficult flags and masks.
 """
 import io
+import json
 import os
 import tarfile
 
@@ -48,6 +49,12 @@ def test_coco2017_batches(tmp_path):
   batch = next(iter(data.make_eval_batches(cfg, batch_size=3)))
   info = data.dataset_info(cfg)
   assert info['num_classes'] == 81 and info['class_names'][17] == 'dog'
+  assert info['category_ids'][17 - 1] == 18 and info['category_ids'][-1] == 90  # dog; toothbrush.
+  # The official evaluation reads the annotation file, extracted once from the zip.
+  with open(info['eval_annotations']) as f:
+    assert json.load(f)['info'] == {'folder': 'val2017'}
+  np.testing.assert_array_equal(batch['image_id'], [3, 7, -1])
+  np.testing.assert_array_equal(batch['orig_hw'][:2], [[30, 40], [40, 50]])
   assert (info['num_train'], info['num_eval']) == (2, 2)
   # Records are in image id order: the bicycle image (id 3) first. Images are padded into 64 x 64.
   np.testing.assert_array_equal(batch['example_valid'], [True, True, False])
