@@ -42,13 +42,22 @@ def data_config() -> ml_collections.ConfigDict:
       image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
       max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
       # crop_size: train crop/pad size; None = image_size.
-      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int)),
+      # Train-time resize: the detection recipe's shorter side `min_size` (longer side at most
+      # `max_size`; None = no recipe resize) times a random jitter in [scale_min, scale_max].
+      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int),
+                   min_size=placeholder(int), max_size=placeholder(int)),
       # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
       # method: None (none; batches have no proposal keys), 'selective_search_fast' or
       # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
       proposals=dict(method=placeholder(str), max_proposals=2000),
-      worker_count=0,  # 0 = in-process (threads); >0 = grain worker processes.
-      read_threads=2,  # Threads that prepare batches ahead in-process.
+      # Training: grain worker processes; 0 = in-process (threads); -1 = one per core (2 workers
+      # read 26.4 img/s vs 17.4 in-process on 2 cores, BENCHMARKS.md), in-process on one core.
+      worker_count=-1,
+      read_threads=2,  # Threads that prepare batches (in each worker process, if any).
+      # Batches read ahead (train and eval). Memory is bounded by about (read_threads +
+      # prefetch_batches) batches, whatever the split's size (grain's default: 500).
+      prefetch_batches=4,
+      device_prefetch=2,  # Train batches put on the devices ahead of the step (training/loop.py).
       # name='coco_json' (data/coco_json.py): COCO-format files; the image folders default to
       # each JSON's own folder. keypoint_sigmas: OKS sigmas of its joints (default: COCO's).
       train_json=placeholder(str), train_images=placeholder(str),
@@ -113,6 +122,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to seconds on a laptop CPU: tiny data, batch and step counts."""
   c.data.variant = 'small'
   c.data.image_size = 64  # The small variants are 64x64.
+  c.data.worker_count = 0  # Starting worker processes takes longer than such a run.
   c.batch_size = 8
   c.eval_batch_size = 16
   c.total_steps = 2

@@ -21,7 +21,7 @@ import numpy as np
 
 from data import augment
 
-_FILL = {'image': 0, 'mask': augment.IGNORE, 'instance_masks': 0}  # Padding of each pixel array.
+_FILL = {'image': 0, 'mask': augment.IGNORE, 'instance_ids': 0}  # Padding of each pixel array.
 
 
 def settings(cfg) -> tuple[int, int, int] | None:
@@ -81,7 +81,6 @@ def collate(elements: list[dict], choices: list[tuple[int, int]]) -> dict:
   for e in elements:
     e = dict(e)
     for key, fill in _FILL.items():
-      axes = (1, 2) if key == 'instance_masks' else (0, 1)
-      e[key] = augment.crop_or_pad(e[key], 0, 0, ch, cw, fill, axes=axes)
+      e[key] = augment.crop_or_pad(e[key], 0, 0, ch, cw, fill)
     padded.append(e)
   return {k: np.stack([e[k] for e in padded]) for k in padded[0]}

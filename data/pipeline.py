@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import grain.python as grain
 import numpy as np
@@ -91,10 +92,13 @@ def decoded_source(cfg, split: str) -> DecodedSource:
 def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   """Decoded/augmented example -> one batch element with CONTRACTS.md dtypes, padded to M.
 
-  Proposals, if the example has them, are padded or truncated to `max_proposals`.
+  Compact: the image stays uint8 (the train/eval step makes it float on the device), the semantic
+  mask uint8, the instances one uint8 id map (slot j's visible pixels are j + 1) instead of M
+  planes. Proposals, if the example has them, are padded or truncated to `max_proposals`.
   """
   image = ex['image']
-  image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
+  if image.dtype != np.uint8:  # Float [0, 1] images of tests and hand-made examples.
+    image = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
   h, w = image.shape[:2]
   keep = np.flatnonzero(ex.get('box_valid', np.ones(len(ex['labels']), bool)))[:max_boxes]
   n = len(keep)
@@ -102,17 +106,20 @@ def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   labels = np.zeros((max_boxes,), np.int32)
   valid = np.zeros((max_boxes,), bool)
   boxes[:n], labels[:n], valid[:n] = ex['boxes'][keep], ex['labels'][keep], True
-  masks = np.zeros((max_boxes, h, w), np.uint8)
-  if 'instance_ids' in ex:  # Detection-only datasets have none: their masks stay empty.
+  if 'instance_ids' in ex:  # Source id k + 1 (object k) -> slot j + 1 if object k is kept as j.
     ids = ex['instance_ids']
-    masks[:n] = ids[None] == (keep + 1).astype(ids.dtype)[:, None, None]
+    slot = np.zeros(max(int(ids.max(initial=0)), len(ex['labels'])) + 1, np.uint8)
+    slot[keep + 1] = np.arange(1, n + 1)
+    instance_ids = slot[ids]
+  else:  # Detection-only datasets have no masks.
+    instance_ids = np.zeros((h, w), np.uint8)
   joints = ex['keypoints'].shape[1] if 'keypoints' in ex else _NO_JOINTS
   keypoints = np.zeros((max_boxes, joints, 3), np.float32)
   if 'keypoints' in ex:
     keypoints[:n] = ex['keypoints'][keep]
-  out = dict(image=np.ascontiguousarray(image, np.float32),
-             mask=np.ascontiguousarray(ex['mask'], np.int32), boxes=boxes, labels=labels,
-             instance_masks=masks, valid=valid, keypoints=keypoints)
+  out = dict(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(ex['mask'], np.uint8),
+             boxes=boxes, labels=labels, instance_ids=instance_ids, valid=valid,
+             keypoints=keypoints, image_hw=np.asarray(ex.get('image_hw', (h, w)), np.int32))
   if 'difficult' in ex:  # Boxes that evaluation ignores (VOC 'difficult', COCO crowds).
     out['difficult'] = np.zeros((max_boxes,), bool)
     out['difficult'][:n] = ex['difficult'][keep]
@@ -136,17 +143,20 @@ def _crop_hw(cfg) -> tuple[int, int]:
 
 
 def _to_float(ex: dict) -> dict:
+  # Eval resizes in float32 as the reference does; to_element rounds the result to uint8.
   return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
 
 
-def _train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
+def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
+  """Train example `index` of the repeated stream, augmented -> batch element."""
   # One generator per (seed, host, position in the repeated stream): no epoch counter needed and
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
   aug = _get(cfg, 'augment', {})
   ex = augment.random_augment(
-      _to_float(ex), rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
-      scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)))
+      ex, rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
+      scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)),
+      min_size=_get(aug, 'min_size', None), max_size=_get(aug, 'max_size', None))
   return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
 
 
@@ -173,17 +183,26 @@ def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int) ->
   proposal_keys = dict(proposals=np.zeros((p, 4), np.float32), proposal_valid=np.zeros((p,), bool))
   caption_keys = dict(captions=np.zeros((m, caption_len), np.int32),
                       caption=np.zeros((caption_len,), np.int32))
-  return dict(image=np.zeros((size, size, 3), np.float32),
-              mask=np.full((size, size), augment.IGNORE, np.int32),
+  return dict(image=np.zeros((size, size, 3), np.uint8),
+              mask=np.full((size, size), augment.IGNORE, np.uint8),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
-              instance_masks=np.zeros((m, size, size), np.uint8), valid=np.zeros((m,), bool),
-              keypoints=np.zeros((m, num_joints, 3), np.float32), example_valid=np.bool_(False),
+              instance_ids=np.zeros((size, size), np.uint8), valid=np.zeros((m,), bool),
+              keypoints=np.zeros((m, num_joints, 3), np.float32),
+              example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
               **(proposal_keys if p else {}), **(caption_keys if caption_len else {}),
               **eval_resize.frame_keys((0, 0), (0, 0), -1))
 
 
-def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
+def _read_options(cfg) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=int(_get(cfg, 'read_threads', 2)),
+                           prefetch_buffer_size=int(_get(cfg, 'prefetch_batches', 4)))
+
+
+def _check(cfg, batch_size: int, process_index: int, process_count: int) -> None:
+  if not 1 <= int(cfg.max_boxes) <= 255:
+    raise ValueError(f'config.data.max_boxes must be in [1, 255] (instance ids are uint8), got '
+                     f'{cfg.max_boxes}')
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} not in [0, process_count={process_count})')
   if batch_size <= 0:
@@ -204,19 +223,21 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
     raise ValueError(f'global_batch_size {global_batch_size} is not divisible by process_count '
                      f'{process_count}')
   per_host = global_batch_size // process_count
-  _check_sharding(per_host, process_index, process_count)
+  _check(cfg, per_host, process_index, process_count)
   source = decoded_source(cfg, _get(cfg, 'train_split', 'train'))
   ds = grain.MapDataset.source(source)[process_index::process_count]
   if len(ds) < per_host:
     raise ValueError(f'{source}: shard {process_index}/{process_count} has {len(ds)} examples, '
                      f'fewer than one batch of {per_host}')
   ds = ds.shuffle(seed=seed).repeat(None)
-  ds = ds.map_with_index(functools.partial(_train_element, cfg=cfg, seed=seed,
+  ds = ds.map_with_index(functools.partial(train_element, cfg=cfg, seed=seed,
                                            process_index=process_index))
   ds = ds.batch(per_host, drop_remainder=True)
-  threads = int(_get(cfg, 'read_threads', 2))
-  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4))
+  it_ds = ds.to_iter_dataset(_read_options(cfg))
   workers = int(_get(cfg, 'worker_count', 0))
+  if workers < 0:
+    cores = len(os.sched_getaffinity(0))
+    workers = cores if cores > 1 else 0
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
       flags.FLAGS.mark_as_parsed()
@@ -224,14 +245,28 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
   return iter(it_ds)
 
 
+class EvalBatches:
+  """The eval batches of a split: `len()` and iteration with bounded read-ahead (a grain
+  MapDataset iterates with grain's default buffers: up to 500 batches, a memory leak in effect)."""
+
+  def __init__(self, dataset: grain.MapDataset, read_options: grain.ReadOptions):
+    self._dataset, self._read_options = dataset, read_options
+
+  def __len__(self) -> int:
+    return len(self._dataset)
+
+  def __iter__(self):
+    return iter(self._dataset.to_iter_dataset(self._read_options))
+
+
 def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process_index: int = 0,
-                      process_count: int = 1) -> grain.MapDataset:
+                      process_count: int = 1) -> EvalBatches:
   """This host's share of `split` (default eval_split), once, in order, in batches of batch_size.
 
   Every host gets the same number of batches (padded with `example_valid` False) so that
-  multi-host evaluation steps stay in lockstep.
+  multi-host evaluation steps stay in lockstep. Memory: a few batches (`prefetch_batches`).
   """
-  _check_sharding(batch_size, process_index, process_count)
+  _check(cfg, batch_size, process_index, process_count)
   source = decoded_source(cfg, split or _get(cfg, 'eval_split', 'validation'))
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
@@ -244,11 +279,12 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
 
   resize = eval_resize.settings(cfg)
   if resize is None:
-    return grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
-  choices = eval_resize.canvases(*resize)
-  return grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
-      [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
-
+    batches = grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
+  else:
+    choices = eval_resize.canvases(*resize)
+    batches = grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
+        [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
+  return EvalBatches(batches, _read_options(cfg))
 
 
 def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS):

@@ -12,9 +12,10 @@ The heads read RoIAlign features (14x14) pooled like the box head's, from the Ro
 
 Training runs both heads on the foreground RoIs of the box head's minibatch
 (`FasterRCNNWithHeads.head_rois`). Targets (`ops.masks.mask_targets`,
-`ops.keypoints.heatmap_targets`) are made inside jit from the padded ground truth. At test time
-the heads run on the final detections (selected inside the model, as in detectron2), and the task
-pastes each 28x28 mask back into the image (`ops.masks.paste_masks`).
+`ops.keypoints.heatmap_targets`) are made inside jit from the padded ground truth, the masks'
+from the batch's instance id map. At test time the heads run on the final detections (selected
+inside the model, as in detectron2), and the task pastes each 28x28 mask back into the image
+(`ops.masks.paste_masks`).
 """
 import functools
 from typing import ClassVar
@@ -87,7 +88,7 @@ class KeypointHead(nn.Module):
 class MaskRCNN(FasterRCNNWithHeads):
   """Faster R-CNN + mask head (`mask_head`) and/or keypoint head (`num_keypoints` > 0).
 
-  Extra inputs in training: `gt_masks` [B, M, H, W] (the batch's instance masks) and
+  Extra inputs in training: `gt_instance_ids` [B, H, W] (the batch's `instance_ids` map) and
   `gt_keypoints` [B, M, J, 3]. Extra training outputs: 'mask_logits' [B, F, 28, 28] (the channel
   of each RoI's ground-truth class) with 'mask_targets' (masks [B, F, 28, 28], valid [B, F]), and
   'keypoint_logits' [B, F, J, 56 * 56] with 'keypoint_targets' (index, valid [B, F, J]), over the
@@ -96,7 +97,7 @@ class MaskRCNN(FasterRCNNWithHeads):
   detected class) and keypoints [B, D, J, 3] (y, x, score).
   """
   loss_family: ClassVar[str] = 'mask_rcnn'
-  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_masks': 'instance_masks',
+  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_instance_ids': 'instance_ids',
                                   'gt_keypoints': 'keypoints'}
 
   mask_head: bool = True
@@ -109,7 +110,7 @@ class MaskRCNN(FasterRCNNWithHeads):
   keypoint_head_width: int = 512
 
   @nn.compact
-  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_masks=None,
+  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_ids=None,
                gt_keypoints=None, *, train: bool):
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
     rois = self.head_rois(out, images.shape[1:3], train=train)
@@ -124,7 +125,7 @@ class MaskRCNN(FasterRCNNWithHeads):
                                 axis=-1)[..., 0]
       if train:
         targets = jax.vmap(functools.partial(mask_targets, size=own.shape[-1]))(
-            gt_masks, boxes, rois['matched'])
+            gt_instance_ids, boxes, rois['matched'])
         out['mask_logits'] = own
         out['mask_targets'] = {'masks': targets, 'valid': foreground}
       else:

@@ -24,6 +24,9 @@ def colorize(mask: np.ndarray, num_classes: int, ignore_label: int = 255) -> np.
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
+  """A batch's image (the pipeline's uint8, or float in [0, 1]) as uint8."""
+  if image.dtype == np.uint8:
+    return image
   return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 

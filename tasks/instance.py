@@ -10,6 +10,7 @@ import functools
 import jax
 import numpy as np
 
+from data.augment import ids_to_masks
 from losses.mask_rcnn import mask_rcnn_loss
 from metrics import CocoEvaluator
 from metrics.pose import pose_metrics
@@ -20,6 +21,11 @@ from tasks import drawing
 from tasks.detection import DetectionEvaluator, DetectionTask, image_boxes
 
 MASK_THRESHOLD = 0.5  # The paper's binarisation of the pasted mask probabilities.
+
+
+def instance_masks(batch, i: int) -> np.ndarray:
+  """uint8 [M, H, W]: image i's instance masks, from the batch's compact id map."""
+  return ids_to_masks(batch['instance_ids'][i], batch['valid'].shape[1])
 
 
 class InstanceTask(DetectionTask):
@@ -83,7 +89,7 @@ class InstanceTask(DetectionTask):
     skeleton = dict(edges=joints.skeleton, joint_names=joints.names) if joints else {}
     truth = drawing.draw_instances(
         image, batch['boxes'][i][gt], batch['labels'][i][gt], names,
-        masks=batch['instance_masks'][i][gt] if self.has_masks else None,
+        masks=instance_masks(batch, i)[gt] if self.has_masks else None,
         keypoints=batch['keypoints'][i][gt][..., :2] if self.has_keypoints else None,
         keypoint_labelled=batch['keypoints'][i][gt][..., 2] > 0, **skeleton)
     predicted = drawing.draw_instances(
@@ -123,7 +129,7 @@ class InstanceEvaluator(DetectionEvaluator):
     difficult = batch['difficult'][i] if 'difficult' in batch else None
     boxes = image_boxes(batch, predictions, i)
     if 'mask' in self.extra:
-      self.extra['mask'].add(image_id, gt_iscrowd=difficult, gt_masks=batch['instance_masks'][i],
+      self.extra['mask'].add(image_id, gt_iscrowd=difficult, gt_masks=instance_masks(batch, i),
                              det_masks=predictions['masks'][i], **boxes)
     if 'keypoint' in self.extra:
       self.extra['keypoint'].add(image_id, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3],

@@ -20,7 +20,7 @@ def data_config(tmp_path, name, variant):
   cfg = common.data_config()
   cfg.name, cfg.variant = name, variant
   cfg.data_dir, cfg.manual_dir = str(tmp_path / 'data'), str(tmp_path / 'manual')
-  cfg.image_size, cfg.max_boxes = 64, 4
+  cfg.image_size, cfg.max_boxes, cfg.worker_count = 64, 4, 0
   return cfg
 
 

@@ -76,7 +76,7 @@ def test_person_keypoints_builder_and_flip(tmp_path):
   np.testing.assert_allclose(keypoints[0, 2], [7.5, 18.5, 1])  # right_eye: x 18, y 7, occluded.
   np.testing.assert_allclose(keypoints[1], _expected(_B_XYV))
   assert not keypoints[2:].any()  # The crowd and the padding box have none.
-  masks = batch['instance_masks'][0, :, :40, :50].astype(bool)
+  masks = augment.ids_to_masks(batch['instance_ids'][0], 4)[:, :40, :50].astype(bool)
   assert masks[0, 5:25, 10:30].all() and not masks[0, :, 31:].any() and not masks[0, 26:].any()
   np.testing.assert_array_equal(masks[1], _B.astype(bool))  # Compressed RLE, exactly.
   np.testing.assert_array_equal(masks[2], _CROWD.astype(bool))  # Uncompressed RLE.

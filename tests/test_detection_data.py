@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 import data
+from data import augment
 from tests.coco_files import compressed_rle, data_config, rect, uncompressed_rle, write_coco
 
 # Image 1 (40 x 50, RGB): a person polygon (x 10..30, y 5..25) over part of a crowd of dogs
@@ -62,7 +63,7 @@ def test_coco2017_batches(tmp_path):
   np.testing.assert_allclose(batch['boxes'][1, :2], [[5, 10, 25, 30], [0, 25, 20, 50]])
   np.testing.assert_array_equal(batch['labels'][1], [1, 17, 0, 0])  # Contiguous ids 1..80.
   np.testing.assert_array_equal(batch['difficult'][:2], [[False] * 4, [False, True, False, False]])
-  masks = batch['instance_masks']
+  masks = np.stack([augment.ids_to_masks(ids, 4) for ids in batch['instance_ids']])
   np.testing.assert_array_equal(masks[0, 0, :30, :40], _BIKE)  # RLE, exactly.
   person, crowd = masks[1, 0, :40, :50].astype(bool), masks[1, 1, :40, :50].astype(bool)
   assert person[5:25, 10:30].all() and not person[:, 31:].any() and not person[26:].any()
@@ -114,7 +115,7 @@ def test_voc_detection_batches(tmp_path):
   np.testing.assert_allclose(batch['boxes'][0, :2], [[5, 10, 25, 30], [0, 0, 40, 50]])
   np.testing.assert_array_equal(batch['labels'][0], [12, 15, 0, 0])  # dog, person.
   np.testing.assert_array_equal(batch['difficult'], [[False, True, False, False], [False] * 4])
-  assert np.all(batch['mask'] == 255) and not batch['instance_masks'].any()  # No masks in VOC.
+  assert np.all(batch['mask'] == 255) and not batch['instance_ids'].any()  # No masks in VOC.
   train = next(data.make_train_iterator(cfg, global_batch_size=2, seed=0))
   assert train['difficult'].shape == (2, 4) and sorted(train['valid'].sum(1)) == [1, 2]
   assert sorted(train['difficult'].sum(1)) == [0, 1]

@@ -15,7 +15,7 @@ P = 50
 def cfg(tfds_dir):
   c = loader.load('configs/det/faster_rcnn_shapes.py:runlocal').data
   c.data_dir = tfds_dir
-  c.read_threads = 1
+  c.read_threads, c.worker_count = 1, 0
   c.proposals.method = 'selective_search_fast'
   c.proposals.max_proposals = P
   c.train_split = 'validation'  # Shares the validation cache: 64 images instead of 256.

@@ -126,8 +126,8 @@ def test_killed_run_resumes_to_identical_parameters(reference, tmp_path, tfds_di
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def _change_third_batch(monkeypatch, change):
-  """Makes `data.make_train_iterator` pass its third batch through `change`."""
+def _change_batches(monkeypatch, change):
+  """Makes `data.make_train_iterator` pass each batch through `change(number, batch)`."""
   import data
   make_iterator = data.make_train_iterator
 
@@ -140,7 +140,7 @@ def _change_third_batch(monkeypatch, change):
       def __next__(self):
         batch = next(it)
         Changing.calls += 1
-        return change(batch) if Changing.calls == 3 else batch
+        return change(Changing.calls, batch)
 
       def get_state(self):
         return it.get_state()
@@ -160,7 +160,10 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path,
                                                                every, expected):
   config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
   config.checkpoint_every_steps = every
-  _change_third_batch(monkeypatch, lambda b: {**b, 'image': np.full_like(b['image'], np.nan)})
+  # Pipeline images are uint8, which holds no NaN: every batch's image as float [0, 1] (model
+  # inputs take either), the third one NaN.
+  _change_batches(monkeypatch, lambda n, b: {**b, 'image': np.full(
+      b['image'].shape, np.nan if n == 3 else 0.5, np.float32)})
   with pytest.raises(loop.NonFiniteLossError, match=expected):
     train.train_and_evaluate(config, str(tmp_path))
   assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == (
@@ -214,8 +217,8 @@ def test_resume_with_a_changed_config_is_refused_before_writing(reference, tmp_p
 
 def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, monkeypatch):
   config.total_steps = STEPS
-  _change_third_batch(monkeypatch, lambda b: {k: v[:4] for k, v in b.items()})
-  with pytest.raises(RecompileError, match=r'at step 3: .*image float32\[4, 64, 64, 3\]'):
+  _change_batches(monkeypatch, lambda n, b: {k: v[:4] for k, v in b.items()} if n == 3 else b)
+  with pytest.raises(RecompileError, match=r'at step 3: .*image uint8\[4, 64, 64, 3\]'):
     train.train_and_evaluate(config, str(tmp_path))
 
 

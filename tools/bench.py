@@ -37,7 +37,7 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch = example_batch(task.info, batch_size)
   rng = np.random.default_rng(seed)
   batch['image'] = rng.random(batch['image'].shape, np.float32)
-  batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.int32)
+  batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.uint8)
   size, num = task.info['image_size'], min(3, batch['boxes'].shape[1])
   yx = rng.uniform(0, size * 0.6, (batch_size, num, 2))
   hw = rng.uniform(size * 0.15, size * 0.4, (batch_size, num, 2))
@@ -46,9 +46,11 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch['valid'][:, :num] = True
   rows = np.arange(size)[None, None, :, None]
   cols = np.arange(size)[None, None, None, :]
-  b = batch['boxes'][:, :num, :, None, None]
-  batch['instance_masks'][:, :num] = ((rows >= b[:, :, 0]) & (rows < b[:, :, 2]) &
-                                      (cols >= b[:, :, 1]) & (cols < b[:, :, 3]))
+  for k in range(num):  # Each box's pixels are its instance's (later boxes in front).
+    b = batch['boxes'][:, k, :, None, None]
+    inside = (rows[:, 0] >= b[:, 0]) & (rows[:, 0] < b[:, 2]) & (cols[:, 0] >= b[:, 1]) & (
+        cols[:, 0] < b[:, 3])
+    batch['instance_ids'][inside] = k + 1
   # Labelled joints inside each image's first box.
   joints = batch['keypoints'].shape[2]
   box = batch['boxes'][:, :1, None]

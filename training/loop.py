@@ -26,6 +26,7 @@ from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.optim import make_optimizer
 from training.parallel import DataParallel
+from training.prefetch import DevicePrefetch
 from training.recompiles import step_compiles_once
 from training.state import example_batch, init_state
 from training.step import make_train_step
@@ -117,7 +118,7 @@ class _SingleRun(Run):
     self.train_start, self.timed_steps = time.perf_counter(), 0
 
   def next_batch(self, step):
-    return self.parallel.put_batch(next(self.train_iter))
+    return next(self.train_iter)  # Already on the devices (DevicePrefetch).
 
   def step(self, step, batch):
     step_start = time.perf_counter()
@@ -197,6 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     log.info('Backbone loaded from %s', config.init.checkpoint)
   last_good_step = checkpointer.latest_step()
 
+  train_iter = DevicePrefetch(train_iter, parallel.put_batch, config.data.get('device_prefetch', 2))
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   evaluator = Evaluator(task, config)
   state = parallel.put_state(state)
@@ -205,6 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   run = _SingleRun(config, workdir, parallel, state, train_iter, train_step, checkpointer,
                    evaluator, writer, first_step, last_good_step, progress)
   run_loop(run, config, first_step, progress=progress)
+  train_iter.close()
   writer.close()
   checkpointer.close()
   return parallel.get_state(run.state), run.eval_metrics

@@ -25,6 +25,7 @@ RESUMABLE = frozenset({
     'total_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
     'max_checkpoints', 'num_overlays', 'eval_batch_size', 'parallel',
     'data.data_dir', 'data.manual_dir', 'data.worker_count', 'data.read_threads',
+    'data.prefetch_batches', 'data.device_prefetch',
 })
 
 
