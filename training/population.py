@@ -256,7 +256,12 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   seeds = [c.seed for c in configs]
   per_member_batch = len(set(seeds)) > 1  # Separate runs with different seeds read differently.
   data.ensure_prepared(config.data)
-  iterators = [data.make_train_iterator(config.data, global_batch_size=config.batch_size, seed=s)
+  data_config = config.data
+  if per_member_batch and data_config.worker_count < 0:
+    # One iterator per member: 'one worker process per core' each would start K x cores.
+    data_config = data_config.copy_and_resolve_references()
+    data_config.worker_count = 0
+  iterators = [data.make_train_iterator(data_config, global_batch_size=config.batch_size, seed=s)
                for s in (seeds if per_member_batch else seeds[:1])]
   tx = make_optimizer(config.optimizer, config.total_steps, scheduled=False)
   state = init_population(task, task.build_model(), tx, seeds, example_batch(task.info))
