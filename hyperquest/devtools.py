@@ -1,6 +1,5 @@
 """Helpers for tests, benchmarks and screenshots: a server subprocess on 127.0.0.1 and a small
 form-filling HTTP client (parses the nonce/CSRF hidden fields of a page's forms)."""
-import contextlib
 import os
 import re
 import signal
@@ -11,6 +10,11 @@ import time
 
 import httpx
 
+from hyperquest.rules import Settings
+
+# A game small enough for tests: in-process (TINY) and through the CLI (TINY_FLAGS).
+TINY = Settings(train_size=128, val_size=64, batch_size=64, eval_batch_size=64,
+                baseline_epochs=1, num_datasets=1)
 TINY_FLAGS = ["--train-size", "256", "--val-size", "64", "--batch-size", "64",
               "--eval-batch-size", "64", "--baseline-epochs", "1", "--num-datasets", "1"]
 
@@ -60,15 +64,6 @@ class Server:
       except subprocess.TimeoutExpired:
         self.proc.kill()
     self.log.close()
-
-
-@contextlib.contextmanager
-def running_server(data_dir, **kw):
-  server = Server(data_dir, **kw)
-  try:
-    yield server
-  finally:
-    server.stop()
 
 
 def form_fields(html, action):

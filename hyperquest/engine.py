@@ -50,11 +50,9 @@ class Engine:
   def configure(self, sid, width, lr, depth, dropout):
     """Stage 1: fixes the initial configuration and queues the first epoch (the network itself
     is initialised by the worker, see run_pending)."""
-    hp = {"width": int(width), "lr": float(lr), "depth": int(depth), "dropout": float(dropout),
-          "wd": 0.0}
-    for k, choices in STAGE1_CHOICES.items():
-      if not any(abs(hp[k] - c) < 1e-12 for c in choices):
-        raise RuleError(f"{rules.HP_LABELS[k]} must be one of {list(choices)}")
+    given = {"width": width, "lr": lr, "depth": depth, "dropout": dropout}
+    hp = {k: _stage1_choice(k, v) for k, v in given.items()}
+    hp["wd"] = 0.0
     with self.store.transaction() as db:
       sess = _load(db, sid)
       if sess["status"] != "stage1":
@@ -265,6 +263,20 @@ class Engine:
     by_score = lambda t: sorted(t.values(), key=lambda e: -e["score"])
     return {"players": by_score(per_player),
             "datasets": sorted(per_dataset.values(), key=lambda e: (e["dataset"], -e["score"]))}
+
+
+def _stage1_choice(key, value):
+  """The stage-1 choice that `value` (a number or a form's text) names; anything else, text that
+  is not a number included, is a RuleError listing the choices."""
+  choices = STAGE1_CHOICES[key]
+  try:
+    number = float(value)
+  except (TypeError, ValueError, OverflowError):
+    number = None
+  for c in choices:
+    if number is not None and abs(number - c) < 1e-12:
+      return c
+  raise RuleError(f"{rules.HP_LABELS[key]} must be one of {list(choices)}")
 
 
 def _load(db, sid):

@@ -1,4 +1,4 @@
-"""Server-issued secrets, HMAC-signed cookies, per-form CSRF tokens and one-time nonces.
+"""Server-issued secrets, HMAC-signed cookies, per-form expiring CSRF tokens and one-time nonces.
 
 Only the standard library (hmac, hashlib, secrets) is used. The signing key is kept in the data
 directory so that cookies and open forms stay valid across a server restart.
@@ -11,6 +11,9 @@ import time
 
 COOKIE = "hq_session"
 COOKIE_MAX_AGE = 14 * 24 * 3600
+# A form older than this is refused with "reload the page"; long enough for a game played in one
+# sitting, short enough that the table of used nonces (kept this long) stays small.
+FORM_TTL = 6 * 3600
 
 
 def load_key(data_dir):
@@ -51,21 +54,33 @@ def read_cookie(key, value, now=None):
   """The player id in a valid, unexpired cookie, else None."""
   try:
     pid, issued, mac = value.split(".")
-    ok = hmac.compare_digest(mac, _mac(key, f"cookie:{pid}.{issued}"))
+    ok = _same(_mac(key, f"cookie:{pid}.{issued}"), mac)
     fresh = (now or time.time()) - int(issued) < COOKIE_MAX_AGE
     return int(pid) if ok and fresh else None
   except (AttributeError, ValueError):
     return None
 
 
-def csrf_token(key, player_id, nonce):
-  """Binds a form's nonce to the signed-in player (0 for the sign-in forms)."""
-  return _mac(key, f"csrf:{player_id}:{nonce}")
+def form_token(key, player_id, action, now):
+  """(nonce, csrf) of one form. The nonce starts with its issue time; the csrf MACs the player
+  (0 for the sign-in forms), the form's action path and the nonce, so a token works for one form
+  of one player until it expires. Nothing is stored until the form is submitted."""
+  nonce = f"{int(now)}.{secrets.token_urlsafe(12)}"
+  return nonce, _mac(key, f"csrf:{player_id}:{action}:{nonce}")
 
 
-def check_csrf(key, player_id, nonce, token):
-  return bool(nonce and token) and hmac.compare_digest(csrf_token(key, player_id, nonce), token)
+def check_form_token(key, player_id, action, nonce, token, now, ttl=FORM_TTL):
+  """'ok', 'forged' (missing, altered, or another player's or another form's) or 'expired'."""
+  if not (nonce and token and _same(_mac(key, f"csrf:{player_id}:{action}:{nonce}"), token)):
+    return "forged"
+  return "ok" if 0 <= now - issued_at(nonce) < ttl else "expired"
 
 
-def new_nonce():
-  return secrets.token_urlsafe(16)
+def issued_at(nonce):
+  """The issue time of a nonce made by form_token (only call it on a verified one)."""
+  return int(nonce.split(".", 1)[0])
+
+
+def _same(mac, text):
+  # compare_digest refuses str with non-ASCII characters (a TypeError); bytes it compares always.
+  return hmac.compare_digest(mac.encode(), text.encode("utf-8", "replace"))

@@ -1,4 +1,5 @@
-"""SQLite persistence: players, survey, sessions, actions, epochs, checkpoints, baselines, nonces.
+"""SQLite persistence: players, survey, sessions, actions, epochs, checkpoints, baselines and
+the nonces of submitted forms.
 
 One database file; every write that changes a session happens in one transaction, so a killed
 server restarts from a consistent state (a queued epoch is simply trained again).
@@ -30,8 +31,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   PRIMARY KEY (session_id, pos));
 CREATE TABLE IF NOT EXISTS baselines (
   dataset INTEGER PRIMARY KEY, value REAL NOT NULL, runs TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS nonces (
-  nonce TEXT PRIMARY KEY, player_id INTEGER, used INTEGER NOT NULL DEFAULT 0, created REAL);
+CREATE TABLE IF NOT EXISTS used_nonces (nonce TEXT PRIMARY KEY, issued REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS used_nonces_by_issued ON used_nonces(issued);
+DROP TABLE IF EXISTS nonces;  -- the old table stored every form ever shown
 CREATE INDEX IF NOT EXISTS actions_by_session ON actions(session_id);
 CREATE INDEX IF NOT EXISTS epochs_by_session ON epochs(session_id);
 CREATE INDEX IF NOT EXISTS sessions_by_player ON sessions(player_id);
@@ -119,21 +121,19 @@ class Store:
     row = self.one("SELECT value FROM baselines WHERE dataset = ?", (dataset,))
     return None if row is None else row["value"]
 
-  # ---- nonces (one-time form tokens)
-  def add_nonce(self, nonce, player_id):
-    self.execute("INSERT INTO nonces (nonce, player_id, created) VALUES (?, ?, ?)",
-                 (nonce, player_id, time.time()))
-
-  def use_nonce(self, nonce, player_id):
-    """Marks a nonce used; returns 'ok', 'replayed' or 'unknown' (atomic under the lock)."""
+  # ---- nonces of submitted forms (form tokens themselves are signed, not stored)
+  def use_nonce(self, nonce, issued, forget_before):
+    """Records a form's nonce as used: False if it already was. Forgets the nonces issued before
+    `forget_before`: their forms have expired and are refused before this table is asked, so it
+    holds only the forms submitted within one expiry period."""
     with self._lock:
-      row = self._db.execute("SELECT * FROM nonces WHERE nonce = ?", (nonce,)).fetchone()
-      if row is None or row["player_id"] != player_id:
-        return "unknown"
-      if row["used"]:
-        return "replayed"
-      self._db.execute("UPDATE nonces SET used = 1 WHERE nonce = ?", (nonce,))
-      return "ok"
+      self._db.execute("DELETE FROM used_nonces WHERE issued < ?", (forget_before,))
+      return self._db.execute("INSERT OR IGNORE INTO used_nonces VALUES (?, ?)",
+                              (nonce, issued)).rowcount == 1
+
+  def release_nonce(self, nonce):
+    """Makes a used nonce usable again (its form was refused by the rules, not applied)."""
+    self.execute("DELETE FROM used_nonces WHERE nonce = ?", (nonce,))
 
 
 class _Tx:

@@ -1,5 +1,6 @@
 """HyperQuest in a real headless Chromium (Playwright): the whole game, ownership, forged and
-replayed forms, and a server killed mid-session that resumes with nothing lost."""
+replayed forms, and a server killed mid-session (the page shows "connection lost, retrying") that
+resumes with nothing lost."""
 import os
 import re
 import shutil
@@ -84,6 +85,9 @@ def test_game_in_chromium(tmp_path):
       page.click("#act_submit")
       page.wait_for_selector("#training")
       server.kill()
+      # While the server is down the polling page says so (instead of "Running now" forever).
+      page.wait_for_selector("#offline", state="visible", timeout=20_000)
+      assert "Connection to the server lost, retrying" in page.inner_text("#offline")
       server = Server(data, port=server.port, flags=TINY_FLAGS)
       wait_ready(page)  # the same page, still polling, picks up the resumed epoch
       page.reload()

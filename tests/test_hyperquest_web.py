@@ -4,12 +4,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from hyperquest.devtools import Player, form_fields
-from hyperquest.rules import Settings
+from hyperquest.devtools import TINY, Player, form_fields
 from hyperquest.web import create_app
-
-TINY = Settings(train_size=128, val_size=64, batch_size=64, eval_batch_size=64,
-                baseline_epochs=1, num_datasets=1)
 
 
 @pytest.fixture()
