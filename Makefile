@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv demo test test-fast bench lint clean
+.PHONY: venv demo test bench lint clean
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,9 @@ demo: $(STAMP)
 # on a single core. Whole files go to one worker, so module fixtures are built once.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
 	[ $$n -lt 2 ] && n=0; echo $$n)
+# ruff first (seconds): a lint error fails before the minutes of pytest.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Segmentation speed table of BENCHMARKS.md: every FCN x upsampling kind, DeconvNet, and the
@@ -34,8 +36,8 @@ UPSAMPLE_KINDS := nearest bed_of_nails max_unpool transpose_conv resize_conv
 SEG_BENCH := $(foreach m,fcn32s fcn16s fcn8s,$(foreach k,$(UPSAMPLE_KINDS),\
 	--config configs/seg/$(m)_shapes.py:upsample=$(k))) --config configs/seg/deconvnet_shapes.py
 bench: $(STAMP)
-	$(BIN)/python tools/bench.py $(SEG_BENCH)
-	$(BIN)/python tools/bench.py --config configs/seg/patch_classifier_shapes.py --steps 3
+	$(BIN)/python -m tools.bench $(SEG_BENCH)
+	$(BIN)/python -m tools.bench --config configs/seg/patch_classifier_shapes.py --steps 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

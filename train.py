@@ -1,4 +1,4 @@
-r"""Generic trainer for every task.
+r"""Generic trainer for every task (the loop itself: training/loop.py).
 
   python train.py --config configs/seg/fcn8s_shapes.py --workdir runs/fcn8s \
       [--config.optimizer.learning_rate=1e-3 ...]
@@ -13,29 +13,15 @@ reads its own shard of the data and `config.batch_size` stays the global batch s
 """
 import json
 import logging
-import math
-import os
-import time
 
-import jax
-import ml_collections
-import numpy as np
-import tqdm
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-import data
-import tasks
-from training import compile_cache, pretrained
-from training.checkpoint import Checkpointer
-from training.evaluate import Evaluator, scalar_metrics, write_metrics
-from training.optim import make_optimizer
-from training.parallel import DataParallel, initialize_distributed
-from training.recompiles import step_compiles_once
-from training.state import example_batch, init_state
-from training.step import make_train_step
-from training.writers import MetricWriter
+from training import compile_cache, errors
+from training.evaluate import scalar_metrics
+from training.loop import train_and_evaluate
+from training.parallel import initialize_distributed
 
 FLAGS = flags.FLAGS
 log = logging.getLogger('detseg')
@@ -48,109 +34,8 @@ flags.DEFINE_bool('distributed', False, 'Multi-host: call jax.distributed.initia
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: HOST:PORT of process 0.')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process, 0..num_processes-1.')
-
-
-class NonFiniteLossError(FloatingPointError):
-  pass
-
-
-def _check_finite(metrics: dict, step: int, last_good_step, workdir: str):
-  bad = [k for k in ('loss', 'param_norm') if not math.isfinite(float(metrics[k]))]
-  if bad:
-    raise NonFiniteLossError(
-        f'{" and ".join(bad)} became {float(metrics[bad[0]])} at step {step}. Training stopped; '
-        f'the last good checkpoint (step {last_good_step}) in {workdir}/checkpoints is intact. '
-        'Lower --config.optimizer.learning_rate, set --config.optimizer.grad_clip_norm, or check '
-        'the data for broken labels, then rerun to resume from that checkpoint.')
-
-
-def _mean_metrics(history: list) -> dict:
-  stacked = jax.device_get(history)
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       progress: bool = False, devices=None):
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns (state, metrics)."""
-  task = tasks.get_task(config)  # Unknown task/model/dataset names fail here, listing valid ones.
-  parallel = DataParallel(config.parallel, devices)
-  parallel.check_batch_size(config.batch_size)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  data.ensure_prepared(config.data)
-  train_iter = data.make_train_iterator(
-      config.data, global_batch_size=config.batch_size, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  model = task.build_model(bn_axis_name=parallel.axis_name)
-  tx = make_optimizer(config.optimizer, config.total_steps,
-                      frozen=pretrained.frozen_modules(config))
-  state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
-
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
-                              max_to_keep=config.max_checkpoints)
-  restored = checkpointer.restore(state)
-  if restored is not None:
-    state, data_state = restored
-    if data_state:
-      train_iter.set_state(data_state)
-    log.info('Resumed from step %d in %s', int(state.step), workdir)
-  elif config.get('init', {}).get('checkpoint'):
-    state = pretrained.load_backbone(state, config.init.checkpoint)
-    log.info('Backbone loaded from %s', config.init.checkpoint)
-  last_good_step = checkpointer.latest_step()
-
-  train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
-  evaluator = Evaluator(task, config)
-  writer = MetricWriter(workdir)
-  state = parallel.put_state(state)
-  first_step = int(parallel.get_state(state).step)
-  history, eval_metrics = [], {}
-  train_start = time.perf_counter()
-  bar = tqdm.tqdm(total=config.total_steps, initial=first_step, disable=not progress,
-                  desc='train', dynamic_ncols=True)
-  for step in range(first_step + 1, config.total_steps + 1):
-    batch = parallel.put_batch(next(train_iter))
-    step_start = time.perf_counter()
-    with step_compiles_once(step, first_step, batch):
-      state, metrics = train_step(state, batch)
-    history.append(metrics)
-    if step == first_step + 1:  # The first call compiles; report it apart from step time.
-      jax.block_until_ready(metrics)
-      writer.write_scalars(step, {'compile_time_s': time.perf_counter() - step_start})
-      train_start = time.perf_counter()
-    bar.update(1)
-
-    is_last = step == config.total_steps
-    if step % config.log_every_steps == 0 or is_last:
-      summary = _mean_metrics([parallel.metrics_to_host(m) for m in history])
-      _check_finite(summary, step, last_good_step, workdir)
-      steps_done = len(history) if step > first_step + 1 else 1
-      summary['steps_per_s'] = steps_done / max(time.perf_counter() - train_start, 1e-9)
-      summary['images_per_s'] = summary['steps_per_s'] * config.batch_size
-      writer.write_scalars(step, summary, prefix='train/')
-      bar.set_postfix(loss=f'{summary["loss"]:.4f}')
-      history, train_start = [], time.perf_counter()
-
-    if step % config.checkpoint_every_steps == 0 or is_last:
-      # Never save a diverged state: check this very step's metrics before writing.
-      _check_finite(parallel.metrics_to_host(metrics), step, last_good_step, workdir)
-      checkpointer.save(step, parallel.get_state(state), train_iter.get_state())
-      last_good_step = step
-
-    if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
-      eval_metrics = evaluator.run(
-          parallel.host_local(parallel.get_state(state).variables), os.path.join(workdir, 'eval'),
-          num_overlays=config.num_overlays if is_last else 0, progress=progress)
-      writer.write_scalars(step, scalar_metrics(eval_metrics), prefix='eval/')
-      if is_last and jax.process_index() == 0:
-        write_metrics(eval_metrics, os.path.join(workdir, 'eval'), step)
-  bar.close()
-  writer.close()
-  checkpointer.close()
-  return parallel.get_state(state), eval_metrics
+flags.DEFINE_bool('allow_config_change', False, 'Resume a workdir\'s checkpoints although the '
+                  'config changes fields outside training/resume.py:RESUMABLE.')
 
 
 def main(argv):
@@ -161,11 +46,12 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   compile_cache.enable()
-  metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)[1]
+  metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress,
+                               allow_config_change=FLAGS.allow_config_change)[1]
   if metrics:
     print(json.dumps(scalar_metrics(metrics), indent=2))
 
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  errors.run(main)

@@ -5,8 +5,6 @@ Each experiment file's `get_config(arg)` starts from `base_config()` and overrid
 """
 import ml_collections
 
-from data import pipeline
-
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'runlocal,upsample=nearest' -> ConfigDict(runlocal=True, upsample='nearest', ...).
@@ -26,6 +24,53 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     else:
       parsed[key] = type(default)(value)
   return parsed
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """The `config.data` block with every field's default (read by data/pipeline.py).
+
+  Optional fields are typed placeholders so that `--config.data.data_dir=...` can override them.
+  """
+  placeholder = ml_collections.config_dict.placeholder  # A new one per field: they are shared refs.
+  return ml_collections.ConfigDict(dict(
+      name='shapes',  # A key of data.DATASETS.
+      variant='default',  # A builder config of that dataset (data.variants(name)).
+      data_dir=placeholder(str),  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
+      manual_dir=placeholder(str),  # VOC archives; None = <data_dir>/downloads/manual.
+      train_split='train',
+      eval_split='validation',
+      image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
+      max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
+      # crop_size: train crop/pad size; None = image_size.
+      # Train-time resize: the detection recipe's shorter side `min_size` (longer side at most
+      # `max_size`; None = no recipe resize) times a random jitter in [scale_min, scale_max].
+      augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int),
+                   min_size=placeholder(int), max_size=placeholder(int)),
+      # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
+      # method: None (none; batches have no proposal keys), 'selective_search_fast' or
+      # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
+      proposals=dict(method=placeholder(str), max_proposals=2000),
+      # Training: grain worker processes; 0 = in-process (threads); -1 = one per core (2 workers
+      # read 26.4 img/s vs 17.4 in-process on 2 cores, BENCHMARKS.md), in-process on one core.
+      worker_count=-1,
+      read_threads=2,  # Threads that prepare batches (in each worker process, if any).
+      # Batches read ahead (train and eval). Memory is bounded by about (read_threads +
+      # prefetch_batches) batches, whatever the split's size (grain's default: 500).
+      prefetch_batches=4,
+      device_prefetch=2,  # Train batches put on the devices ahead of the step (training/loop.py).
+      # name='coco_json' (data/coco_json.py): COCO-format files; the image folders default to
+      # each JSON's own folder. keypoint_sigmas: OKS sigmas of its joints (default: COCO's).
+      train_json=placeholder(str), train_images=placeholder(str),
+      eval_json=placeholder(str), eval_images=placeholder(str), keypoint_sigmas=placeholder(tuple),
+      # name='mask_folder' (data/mask_folder.py): folders with images/ + masks/ (or VOC's
+      # Annotations/ + JPEGImages/); class names as a list or a file of one name a line.
+      train_dir=placeholder(str), eval_dir=placeholder(str), class_names=placeholder(tuple),
+      class_names_file=placeholder(str),
+      # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
+      # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
+      # eval_size_divisor. None: fit into image_size x image_size (downscale only).
+      eval_min_size=placeholder(int), eval_max_size=1333, eval_size_divisor=32,
+  ))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -56,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.b2 = 0.999  # adamw only.
   c.optimizer.grad_clip_norm = 0.0  # 0: no clipping.
 
-  c.data = pipeline.default_config()  # Fields documented in data/pipeline.py.
+  c.data = data_config()
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'fcn8s'  # Key of models.MODELS; the other fields are its keyword arguments.
@@ -77,6 +122,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to seconds on a laptop CPU: tiny data, batch and step counts."""
   c.data.variant = 'small'
   c.data.image_size = 64  # The small variants are 64x64.
+  c.data.worker_count = 0  # Starting worker processes takes longer than such a run.
   c.batch_size = 8
   c.eval_batch_size = 16
   c.total_steps = 2

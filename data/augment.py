@@ -1,10 +1,11 @@
-"""Pure-numpy augmentations applied consistently to an image and all its targets.
+"""Augmentations (numpy, OpenCV's resize) applied consistently to an image and all its targets.
 
-An example is a dict with `image` float32 [H, W, 3], `mask` [H, W] (semantic, 255 = ignore) and
-optionally `instance_ids` [H, W] (k = instance k, 0 = none), `instance_masks` [K, H, W], `boxes`
-float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 = last pixel + 1), `labels` [K] and
-`keypoints` float32 [K, J, 3] (y, x, v; see data/people.py) with `keypoint_flip`, the joint set's
-flip permutation (the pipeline sets it from the dataset; LSP's 14 joints if absent).
+An example is a dict with `image` [H, W, 3] (uint8 in the pipeline; the dtype is kept), `mask`
+[H, W] (semantic, 255 = ignore) and optionally `instance_ids` [H, W] (k = instance k, 0 = none),
+`instance_masks` [K, H, W], `boxes` float32 [K, 4] (y1, x1, y2, x2; absolute pixels, y2/x2 =
+last pixel + 1), `labels` [K] and `keypoints` float32 [K, J, 3] (y, x, v; see ops/joints.py)
+with `keypoint_flip`, the joint set's flip permutation (the pipeline sets it from the dataset;
+LSP's 14 joints if absent).
 
 Keypoints move with the image; a flip also swaps left and right joints (the person's right hand
 becomes their left), and a joint pushed out of the crop becomes unlabelled (v = 0).
@@ -22,41 +23,34 @@ results are deterministic however grain schedules the work.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from data import people
+from ops.joints import FLIP_PERMUTATION
 
 IGNORE = 255
 _MASK_KEYS = ('mask', 'instance_ids')
 
 
 def resize_bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-  """Half-pixel-centre bilinear resize of [H, W, C] (same convention as jax.image.resize)."""
-  h, w = image.shape[:2]
-  if (h, w) == (out_h, out_w):
+  """Half-pixel-centre bilinear resize of [H, W, C] or [H, W] (jax.image.resize's convention, no
+  antialiasing); keeps the dtype (uint8 is rounded). OpenCV: ~18x faster than numpy on 640x480."""
+  if image.shape[:2] == (out_h, out_w):
     return image
-
-  def coords(n_in, n_out):
-    src = ((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).clip(0, n_in - 1)
-    i0 = np.floor(src).astype(np.int64)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (src - i0).astype(np.float32)
-
-  y0, y1, fy = coords(h, out_h)
-  x0, x1, fx = coords(w, out_w)
-  image = image.astype(np.float32)
-  rows = image[y0] * (1 - fy)[:, None, None] + image[y1] * fy[:, None, None]
-  return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+  out = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+  return out.reshape(out_h, out_w, *image.shape[2:])  # cv2 drops a trailing axis of 1.
 
 
 def resize_nearest(array: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-  """Nearest-neighbour resize of the last two axes ([..., H, W]); keeps dtype."""
+  """Nearest-neighbour resize of the last two axes ([..., H, W]), pixel centres mapped to pixel
+  centres; keeps dtype. Two np.take (4x faster than one fancy index; OpenCV's
+  INTER_NEAREST_EXACT is no faster and misplaces rows whose centres fall on a source edge)."""
   h, w = array.shape[-2:]
   if (h, w) == (out_h, out_w):
     return array
   ys = np.minimum(((np.arange(out_h) + 0.5) * (h / out_h)).astype(np.int64), h - 1)
   xs = np.minimum(((np.arange(out_w) + 0.5) * (w / out_w)).astype(np.int64), w - 1)
-  return array[..., ys[:, None], xs[None, :]]
+  return np.take(np.take(array, ys, axis=-2), xs, axis=-1)
 
 
 def crop_or_pad(array: np.ndarray, oy: int, ox: int, out_h: int, out_w: int, fill,
@@ -160,8 +154,8 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
     if 'instance_masks' in ex:
       ex['instance_masks'] = ex['instance_masks'][:, :, ::-1]
   ex['image'] = crop_or_pad(resize_bilinear(ex['image'], nh, nw), oy, ox, ch, cw, 0)
-  if ex['image'].dtype != np.float32:
-    ex['image'] = ex['image'].astype(np.float32)
+  # The content's extent in the window (rows/cols past it are padding), for `image_hw`.
+  ex['image_hw'] = np.asarray([max(0, min(ch, nh - oy)), max(0, min(cw, nw - ox))], np.int32)
   if 'mask' in ex:
     ex['mask'] = crop_or_pad(resize_nearest(ex['mask'], nh, nw), oy, ox, ch, cw, IGNORE)
   if 'instance_ids' in ex:
@@ -171,7 +165,7 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
         resize_nearest(ex['instance_masks'], nh, nw), oy, ox, ch, cw, 0, axes=(1, 2))
   motion = (w if flip else None, nh / h, nw / w, oy, ox, ch, cw)
   if 'keypoints' in ex:
-    flip_order = ex.get('keypoint_flip', people.FLIP_PERMUTATION)
+    flip_order = ex.get('keypoint_flip', FLIP_PERMUTATION)
     ex['keypoints'] = _transform_keypoints(ex['keypoints'], flip_order, *motion)
   if 'proposals' in ex:
     ex['proposals'], ex['proposal_valid'] = _geometric_boxes(ex['proposals'], *motion)
@@ -180,26 +174,46 @@ def transform(ex: dict, *, flip: bool, out_hw: tuple[int, int], oy: int, ox: int
   return _finish_boxes(ex, lambda b: _geometric_boxes(b, *motion))
 
 
-def random_augment(ex: dict, rng: np.random.Generator, *, crop_hw: tuple[int, int],
-                   flip: bool = True, scale_min: float = 1.0, scale_max: float = 1.0) -> dict:
-  """Random horizontal flip, random scale in [scale_min, scale_max], random crop/pad to crop_hw.
+def recipe_scale(h: int, w: int, min_size: int | None, max_size: int | None) -> float:
+  """The detection recipe's resize factor: shorter side to `min_size` unless the longer side would
+  exceed `max_size` (torchvision's GeneralizedRCNNTransform); 1.0 when min_size is None."""
+  if min_size is None:
+    return 1.0
+  scale = min_size / min(h, w)
+  return min(scale, max_size / max(h, w)) if max_size else scale
 
-  Padding: image 0, mask 255 (ignore), instance ids/masks 0.
+
+def random_augment(ex: dict, rng: np.random.Generator, *, crop_hw: tuple[int, int],
+                   flip: bool = True, scale_min: float = 1.0, scale_max: float = 1.0,
+                   min_size: int | None = None, max_size: int | None = None) -> dict:
+  """Random horizontal flip, resize, random crop/pad to crop_hw.
+
+  The resize factor is `recipe_scale` (1 without `min_size`) times a random jitter in
+  [scale_min, scale_max]. Without `min_size` an image smaller than the crop is placed at a random
+  offset; with it (the detection recipe) at the top-left corner, as torchvision pads
+  bottom/right, so that `image_hw` is its extent. Padding: image 0, mask 255 (ignore), instance
+  ids/masks 0.
   """
   h, w = ex['image'].shape[:2]
   do_flip = bool(flip and rng.random() < 0.5)
   scale = rng.uniform(scale_min, scale_max) if scale_max > scale_min else scale_min
+  scale *= recipe_scale(h, w, min_size, max_size)
   nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
   ch, cw = crop_hw
   # Offsets in [min(0, n - c), max(0, n - c)]: a random crop if larger, a random placement if not.
-  oy = int(rng.integers(min(0, nh - ch), max(0, nh - ch) + 1))
-  ox = int(rng.integers(min(0, nw - cw), max(0, nw - cw) + 1))
+  low_y, low_x = (0, 0) if min_size else (min(0, nh - ch), min(0, nw - cw))
+  oy = int(rng.integers(low_y, max(0, nh - ch) + 1))
+  ox = int(rng.integers(low_x, max(0, nw - cw) + 1))
   return transform(ex, flip=do_flip, out_hw=(nh, nw), oy=oy, ox=ox, crop_hw=crop_hw)
+
+
+def fitted_hw(h: int, w: int, size_hw: tuple[int, int]) -> tuple[int, int]:
+  """The size `fit` resizes an h x w image to (before padding)."""
+  scale = min(1.0, size_hw[0] / h, size_hw[1] / w)
+  return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def fit(ex: dict, size_hw: tuple[int, int]) -> dict:
   """Eval-time: downscale (keeping aspect) only if larger than size_hw, then pad bottom/right."""
-  h, w = ex['image'].shape[:2]
-  scale = min(1.0, size_hw[0] / h, size_hw[1] / w)
-  out_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
+  out_hw = fitted_hw(*ex['image'].shape[:2], size_hw)
   return transform(ex, flip=False, out_hw=out_hw, oy=0, ox=0, crop_hw=size_hw)

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-PAD, START, END, UNK = 0, 1, 2, 3
-SPECIAL = ('<pad>', '<start>', '<end>', '<unk>')
+from ops.tokens import END, PAD, SPECIAL, START, UNK
 
 # Named colours, far enough apart to be told apart on any of Shapes' backgrounds (sRGB).
 COLOURS = {

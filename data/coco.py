@@ -12,7 +12,7 @@ have the Shapes format (see `data/shapes.py`) plus a `difficult` flag per object
                 overlap the smaller one wins, so small objects in front keep their pixels
   mask          the class of each instance's pixels, 255 over crowd regions, 0 elsewhere
 A config names its annotation files: `default` the 80 categories ('instances'), `person_keypoints`
-the people with COCO's 17 joints ('person_keypoints', `data.people.COCO_17`), whose objects also
+the people with COCO's 17 joints ('person_keypoints', `ops.joints.COCO_17`), whose objects also
 carry keypoints [17, 3] (y, x, v) from COCO's flat (x, y, v) list. COCO stores integer pixel
 indices (0..W-1); we add 0.5 so that pixel i's centre is i + 0.5 as in our boxes and LSP (as
 Detectron2 does; a flip, W - x, would be a pixel off otherwise). Unlabelled joints (v = 0, and
@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 from pycocotools import coco as coco_api
 
-from data import people, shapes
+from data.builder import LocalBuilderMixin, encode_png, example_features
 from data.manual import ManualFiles
+from ops.joints import COCO_17, JointSet
 
 CLASS_NAMES = (
     'background', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck',
@@ -42,6 +44,10 @@ CLASS_NAMES = (
     'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
     'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book',
     'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+# The annotation files' category id of each of the 80 names above (ids 12, 26, 29, 30, 45, 66, 68,
+# 69, 71 and 83 are unused).
+CATEGORY_IDS = (*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70,
+                *range(72, 83), *range(84, 91))
 _SPLITS = {'train': 'train2017', 'validation': 'val2017'}  # tfds split -> image folder.
 _ZIPS = {'annotations': 'annotations_trainval2017.zip', 'train2017': 'train2017.zip',
          'val2017': 'val2017.zip'}
@@ -52,7 +58,7 @@ class CocoConfig(tfds.core.BuilderConfig):
   """`annotations`: the files are annotations/<annotations>_{train,val}2017.json."""
   annotations: str = 'instances'
   class_names: tuple[str, ...] = CLASS_NAMES  # Matched by name to the file's categories.
-  joints: people.JointSet | None = None  # The annotations' keypoints, if they have any.
+  joints: JointSet | None = None  # The annotations' keypoints, if they have any.
 
 
 def load_coco(files: ManualFiles, name: str) -> coco_api.COCO:
@@ -75,7 +81,7 @@ def coco_keypoints(ann: dict, num_joints: int) -> np.ndarray:
 
 
 def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int],
-                 joints: people.JointSet | None = None) -> dict:
+                 joints: JointSet | None = None) -> dict:
   """boxes, labels, difficult (crowd), instance_ids, mask and, with `joints`, keypoints of one
   image."""
   info = coco.imgs[image_id]
@@ -102,7 +108,7 @@ def coco_example(coco: coco_api.COCO, image_id: int, label_of: dict[int, int],
   return out
 
 
-class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class Coco2017(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """COCO 2017 (train 118k / validation 5k): boxes, crowd flags, instance masks, keypoints."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -111,7 +117,7 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
       CocoConfig(name='default', description='The 80 object categories.'),
       CocoConfig(name='person_keypoints', description='People with the 17 COCO keypoints.',
                  annotations='person_keypoints', class_names=('background', 'person'),
-                 joints=people.COCO_17),
+                 joints=COCO_17),
   ]
   DEFAULT_CONFIG_NAME = 'default'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -123,13 +129,41 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   @property
-  def joints(self) -> people.JointSet | None:
+  def joints(self) -> JointSet | None:
     """The joint set of the keypoints (the pipeline reads it); None for the instances."""
     return self.builder_config.joints
 
+  @property
+  def category_ids(self) -> tuple[int, ...]:
+    """The annotation files' category id of each label 1..K (index k - 1)."""
+    id_of = dict(zip(CLASS_NAMES[1:], CATEGORY_IDS, strict=True))
+    return tuple(id_of[name] for name in self.builder_config.class_names[1:])
+
+  def annotation_file(self, split: str, manual_dir: str | None = None) -> str | None:
+    """The official annotation JSON of `split` as a file (extracted once from the zip into the
+    data dir when only the zip is there), for COCO evaluation; None without one."""
+    folder = _SPLITS.get(split)
+    if folder is None:
+      return None
+    name = self._annotation_name(folder)
+    manual = epath.Path(manual_dir or self.data_dir_root / 'downloads' / 'manual')
+    if (manual / 'annotations' / name).exists():
+      return os.fspath(manual / 'annotations' / name)
+    cached = epath.Path(self.data_dir_root) / 'coco2017_annotations' / name
+    files = ManualFiles(manual, _ZIPS)
+    try:
+      if not cached.exists() and files.exists('annotations', name):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.parent / (name + '.incomplete')
+        partial.write_bytes(files.read('annotations', name))
+        partial.rename(cached)  # Whole or absent: never half a file.
+    finally:
+      files.close()
+    return os.fspath(cached) if cached.exists() else None
+
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(self.builder_config.class_names, image_format='jpeg',
+        features=example_features(self.builder_config.class_names, image_format='jpeg',
                                          joints=self.joints, difficult=True),
         disable_shuffling=True,  # Record order = ascending image id.
         homepage='https://cocodataset.org/',
@@ -168,8 +202,8 @@ class Coco2017(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
         yield i, {
             'id': str(image_id),
             'image': files.read(folder, coco.imgs[image_id]['file_name']),
-            'mask': shapes.encode_png(ex['mask']),
-            'instance_ids': shapes.encode_png(ex['instance_ids']),
+            'mask': encode_png(ex['mask']),
+            'instance_ids': encode_png(ex['instance_ids']),
             'objects': objects,
         }
     finally:

@@ -23,7 +23,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data import people, shapes
+from data.builder import LocalBuilderMixin, encode_png, example_features
+from ops.joints import LSP_14
 
 ZIP_NAME = 'lsp_dataset.zip'
 CLASS_NAMES = ('background', 'person')
@@ -56,14 +57,14 @@ def read_archive(path: epath.Path) -> tuple[list[str], np.ndarray]:
   return [names[i] for i in order], joints.astype(np.float32)
 
 
-class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class Lsp(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Leeds Sports Pose: 2000 people with 14 joints (1000 train / 1000 validation = test)."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Images, 14 joints with occlusion, person box from the joints.'}
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name='default', description='LSP, 1000 / 1000.')]
   DEFAULT_CONFIG_NAME = 'default'
-  joints = people.LSP_14  # The joint set of the keypoints (the pipeline reads it).
+  joints = LSP_14  # The joint set of the keypoints (the pipeline reads it).
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Download {ZIP_NAME} from http://sam.johnson.io/research/lsp.html and place it in the '
       'manual dir (data.manual_dir, default <data_dir>/downloads/manual).')
@@ -74,7 +75,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(CLASS_NAMES, image_format='jpeg', joints=self.joints),
+        features=example_features(CLASS_NAMES, image_format='jpeg', joints=self.joints),
         disable_shuffling=True,  # Record i is image i of its split.
         homepage='http://sam.johnson.io/research/lsp.html',
     )
@@ -102,7 +103,7 @@ class Lsp(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
         yield i, {
             'id': names[i].rsplit('/', 1)[-1],
             'image': jpeg,
-            'mask': shapes.encode_png(filled),
-            'instance_ids': shapes.encode_png(filled),
+            'mask': encode_png(filled),
+            'instance_ids': encode_png(filled),
             'objects': {'box': box[None], 'label': [1], 'keypoints': joints[i][None]},
         }

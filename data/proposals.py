@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import tqdm
 
-from data import pipeline
+from data import source as data_source
 from ops.boxes import iou
 
 MODES = ('fast', 'quality')
@@ -79,7 +79,7 @@ def selective_search(image: np.ndarray, mode: str = 'fast',
 def cache_path(cfg, split: str) -> str:
   """Where the proposals of `split` of the dataset of `cfg` (a config.data) are cached."""
   mode = mode_of(cfg.proposals.method)
-  builder = pipeline.ensure_prepared(cfg)
+  builder = data_source.ensure_prepared(cfg)
   name = f'{mode}_{int(cfg.proposals.max_proposals)}_{split}.npz'
   return os.path.join(builder.data_dir, 'proposals', name)
 
@@ -104,7 +104,7 @@ def _save_atomically(path: str, **arrays) -> None:
 def compute(cfg, split: str) -> dict:
   """Runs selective search over every example of `split`, in source order (no caching)."""
   mode, max_proposals = mode_of(cfg.proposals.method), int(cfg.proposals.max_proposals)
-  source = pipeline.DecodedSource(cfg, split, with_proposals=False)
+  source = data_source.DecodedSource(cfg, split)
   boxes = np.zeros((len(source), max_proposals, 4), np.float32)
   count = np.zeros((len(source),), np.int32)
   start = time.perf_counter()

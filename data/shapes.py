@@ -16,22 +16,22 @@ Example features (shared with `data/voc.py`, so the pipeline treats both alike):
   instance_ids  PNG uint8   [H, W, 1]  k = visible pixels of objects[k - 1], 0 = none
   objects       sequence of {box: float32 [4] (y1, x1, y2, x2) absolute pixels, tight around the
                 visible pixels, y2/x2 exclusive (= last pixel + 1); label: ClassLabel;
-                people only: keypoints float32 [14, 3] (y, x, v), see `data/people.py`;
+                people only: keypoints float32 [14, 3] (y, x, v), see `ops/joints.py`;
                 captions only: phrase text}
   caption       text        captions only: the whole image's caption
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import io
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 from PIL import Image, ImageDraw
 
 from data import captions, people
+from data.builder import LocalBuilderMixin, encode_png, example_features, finalize_instances
+from ops.joints import LSP_14, NUM_JOINTS, JointSet
 
 CLASS_NAMES = ('background', 'circle', 'square', 'triangle', 'star')
 PEOPLE_CLASS_NAMES = ('background', 'person')
@@ -55,18 +55,6 @@ class ShapesConfig(tfds.core.BuilderConfig):
   min_visible: float = 0.35  # A placement is retried if it hides more than this of an object.
   seed: int = 0
   captions: bool = False  # multi_object: named colours, a phrase per object and an image caption.
-
-
-def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
-  """PNG bytes of a uint8 [H, W] or [H, W, 3] array (tfds Image wants encoded bytes, not arrays).
-
-  Noisy images barely compress, and uncompressed PNGs (level 0) decode ~2x faster, so the pipeline
-  stores images with level 0 and the (very compressible) masks with the default.
-  """
-  buf = io.BytesIO()
-  Image.fromarray(np.ascontiguousarray(array)).save(buf, format='PNG',
-                                                     compress_level=compress_level)
-  return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------------- drawing ---
@@ -185,39 +173,6 @@ def render_multi_object(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str
   return ex
 
 
-def finalize_instances(image: np.ndarray, inst: np.ndarray, classes: np.ndarray,
-                       mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-  """Drops instances with no visible pixel, renumbers ids 1..K, computes tight boxes and the mask.
-
-  `classes[k - 1]` is the class of instance id k. If `mask` is None the semantic mask is painted
-  from the instances. `kept`: the input index (id - 1) of each remaining instance.
-  """
-  present = np.flatnonzero(np.bincount(inst.ravel(), minlength=len(classes) + 1)[1:]) + 1
-  remap = np.zeros(256, np.uint8)
-  remap[present] = np.arange(1, len(present) + 1)
-  inst = remap[inst]
-  labels = classes[present - 1].astype(np.int64)
-  if mask is None:
-    lut = np.zeros(256, np.uint8)
-    lut[1:len(labels) + 1] = labels
-    mask = lut[inst]
-  return dict(image=image, mask=mask, instance_ids=inst, boxes=tight_boxes(inst, len(labels)),
-              labels=labels, kept=present - 1)
-
-
-def tight_boxes(inst: np.ndarray, num: int) -> np.ndarray:
-  """float32 [num, 4] (y1, x1, y2, x2) around the pixels of ids 1..num; zeros for empty ids."""
-  onehot = inst[None] == np.arange(1, num + 1, dtype=inst.dtype)[:, None, None]
-  rows, cols = onehot.any(axis=2), onehot.any(axis=1)  # [num, H], [num, W]
-  h, w = inst.shape
-  y1 = np.argmax(rows, axis=1)
-  y2 = h - np.argmax(rows[:, ::-1], axis=1)
-  x1 = np.argmax(cols, axis=1)
-  x2 = w - np.argmax(cols[:, ::-1], axis=1)
-  boxes = np.stack([y1, x1, y2, x2], axis=1).astype(np.float32)
-  return np.where(rows.any(axis=1)[:, None], boxes, 0.0).astype(np.float32)
-
-
 def render_single(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str, np.ndarray]:
   """One object of a random class, size and place: classification + localization."""
   size = cfg.image_size
@@ -249,9 +204,9 @@ def render_people(rng: np.random.Generator, cfg: ShapesConfig) -> dict[str, np.n
   colour = _contrasting_colour(rng, image[figure].mean(axis=0, keepdims=True))
   image[figure] = np.clip(colour + rng.normal(0, 4, size=(int(figure.sum()), 1)), 0, 255)
   joints += 0.5  # PIL draws at pixel centres; our coordinates put pixel i's centre at i + 0.5.
-  visible = np.ones(people.NUM_JOINTS, bool)
+  visible = np.ones(NUM_JOINTS, bool)
   if rng.random() < 0.3:
-    cy, cx = joints[rng.integers(people.NUM_JOINTS)] + rng.normal(0, 0.1 * height, size=2)
+    cy, cx = joints[rng.integers(NUM_JOINTS)] + rng.normal(0, 0.1 * height, size=2)
     occluder = _shape_mask(rng, int(rng.integers(1, len(CLASS_NAMES))), cy, cx,
                            rng.uniform(0.1, 0.2) * height, size)
     image[occluder] = _contrasting_colour(rng, np.stack([colour, image[occluder].mean(0)]))
@@ -274,48 +229,6 @@ def render(cfg: ShapesConfig, split: str, index: int) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------- builder ---
-
-
-class LocalBuilderMixin:
-  """Works around tfds 4.9.10 needing the `importlib_resources` backport for builders in packages.
-
-  `DatasetBuilder.code_path` references `importlib_resources` (declared by tfds only for
-  Python < 3.9) for any builder defined inside a package; we answer with the source file instead.
-  """
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path | None:
-    return epath.Path(inspect.getfile(cls))
-
-
-def example_features(class_names, image_format: str = 'png', joints: people.JointSet | None = None,
-                     difficult: bool = False, masks: bool = True,
-                     phrases: bool = False) -> tfds.features.FeaturesDict:
-  """The feature spec shared by every builder of ours.
-
-  `joints`: pose data, keypoints [J, 3] per object in that joint set's order. `difficult`: a bool
-  per object that evaluation ignores (VOC 'difficult', COCO crowds). `masks=False`: box-only data,
-  without `mask` and `instance_ids`. `phrases`: a text phrase per object (dense captioning) and
-  an image `caption`.
-  """
-  objects = {'box': tfds.features.Tensor(shape=(4,), dtype=np.float32),
-             'label': tfds.features.ClassLabel(names=class_names)}
-  if joints is not None:
-    objects['keypoints'] = tfds.features.Tensor(shape=(joints.num_joints, 3), dtype=np.float32)
-  if difficult:
-    objects['difficult'] = tfds.features.Tensor(shape=(), dtype=np.bool_)
-  if phrases:
-    objects['phrase'] = tfds.features.Text()
-  png = lambda: tfds.features.Image(shape=(None, None, 1), encoding_format='png')
-  features = {
-      'id': tfds.features.Text(),
-      'image': tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
-      **({'mask': png(), 'instance_ids': png()} if masks else {}),
-      'objects': tfds.features.Sequence(objects),
-      **({'caption': tfds.features.Text()} if phrases else {}),
-  }
-  return tfds.features.FeaturesDict(features)
 
 
 class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
@@ -354,9 +267,9 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   @property
-  def joints(self) -> people.JointSet | None:
+  def joints(self) -> JointSet | None:
     """The joint set of the keypoints (the pipeline reads it): LSP's for people, else none."""
-    return people.LSP_14 if self.builder_config.variant == 'people' else None
+    return LSP_14 if self.builder_config.variant == 'people' else None
 
   @property
   def vocab(self) -> captions.Vocabulary | None:
@@ -397,31 +310,3 @@ class Shapes(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
           'objects': objects,
           **text,
       }
-
-
-# ----------------------------------------------------------------------------------- picture ---
-
-
-def save_examples_grid(path: str, num: int = 16, config: str = 'default', split: str = 'train',
-                       cols: int = 4) -> None:
-  """Writes a PNG grid: each example's image (boxes drawn) beside its colour-coded semantic mask."""
-  cfg = next(c for c in Shapes.BUILDER_CONFIGS if c.name == config)
-  palette = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 60], [70, 110, 240], [240, 220, 50]],
-                     np.uint8)
-  scale, pad = 3, 4
-  size = cfg.image_size * scale
-  rows = -(-num // cols)
-  grid = Image.new('RGB', (cols * (2 * size + 3 * pad), rows * (size + pad) + pad), (255, 255, 255))
-  for i in range(num):
-    ex = render(cfg, split, i)
-    img = Image.fromarray(ex['image']).resize((size, size), Image.NEAREST)
-    draw = ImageDraw.Draw(img)
-    for (y1, x1, y2, x2), lab in zip(ex['boxes'], ex['labels'], strict=True):
-      draw.rectangle([x1 * scale, y1 * scale, x2 * scale - 1, y2 * scale - 1],
-                     outline=tuple(int(c) for c in palette[lab]))
-    seg = Image.fromarray(palette[ex['mask']]).resize((size, size), Image.NEAREST)
-    r, c = divmod(i, cols)
-    x0, y0 = c * (2 * size + 3 * pad) + pad, r * (size + pad) + pad
-    grid.paste(img, (x0, y0))
-    grid.paste(seg, (x0 + size + pad, y0))
-  grid.save(path)

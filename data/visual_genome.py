@@ -50,7 +50,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data import captions, shapes
+from data import captions
+from data.builder import LocalBuilderMixin, example_features
 from data.manual import ManualFiles
 
 CLASS_NAMES = ('background', 'region')
@@ -133,7 +134,7 @@ def _read_json(manual_dir: epath.Path, name: str):
                           f'{VisualGenome.MANUAL_DOWNLOAD_INSTRUCTIONS}')
 
 
-class VisualGenome(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class VisualGenome(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Visual Genome v1.2 regions with DenseCap's phrase preprocessing and image filtering."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -168,7 +169,7 @@ class VisualGenome(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(CLASS_NAMES, image_format='jpeg', masks=False,
+        features=example_features(CLASS_NAMES, image_format='jpeg', masks=False,
                                          phrases=True),
         metadata=tfds.core.MetadataDict(),
         disable_shuffling=True,  # Record order = ascending image id.

@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data import shapes
+from data.builder import LocalBuilderMixin, encode_png, example_features, finalize_instances
 
 CLASS_NAMES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat',
                'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
@@ -100,12 +100,12 @@ def read_instances(class_png: str, object_png: str | None) -> dict[str, np.ndarr
     classes[k - 1] = np.bincount(cls, minlength=len(CLASS_NAMES)).argmax() if cls.size else 0
   # Instances whose pixels carry no class (all border) would get label 0; drop them.
   ids[np.isin(ids, np.flatnonzero(classes == 0) + 1)] = 0
-  ex = shapes.finalize_instances(None, ids, classes, mask=mask)
+  ex = finalize_instances(None, ids, classes, mask=mask)
   ex.pop('image')
   return ex
 
 
-class Voc2012Segmentation(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class Voc2012Segmentation(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Pascal VOC 2012 segmentation (train 1464 / validation 1449), Shapes example format."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -122,7 +122,7 @@ class Voc2012Segmentation(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuil
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(CLASS_NAMES, image_format='jpeg'),
+        features=example_features(CLASS_NAMES, image_format='jpeg'),
         disable_shuffling=True,  # Record order = the official image list order.
         homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/',
     )
@@ -146,8 +146,8 @@ class Voc2012Segmentation(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuil
       yield i, {
           'id': image_id,
           'image': (root / 'JPEGImages' / f'{image_id}.jpg').read_bytes(),
-          'mask': shapes.encode_png(ex['mask']),
-          'instance_ids': shapes.encode_png(ex['instance_ids']),
+          'mask': encode_png(ex['mask']),
+          'instance_ids': encode_png(ex['instance_ids']),
           'objects': {'box': ex['boxes'].reshape(-1, 4), 'label': ex['labels']},
       }
 
@@ -158,21 +158,26 @@ _DETECTION_TARS = {'2007': ('VOCtrainval_06-Nov-2007.tar', 'VOCtest_06-Nov-2007.
                    '2012': (TAR_NAME,)}
 
 
-def read_annotation(xml_text: str) -> dict[str, np.ndarray]:
-  """boxes float32 [K, 4] (y1, x1, y2, x2), labels int64 [K] (1..20), difficult bool [K]."""
+def read_annotation(xml_text: str, class_names=CLASS_NAMES) -> dict[str, np.ndarray]:
+  """boxes float32 [K, 4] (y1, x1, y2, x2), labels int64 [K] (indices into `class_names`, VOC's
+  1..20 by default), difficult bool [K]."""
   boxes, labels, difficult = [], [], []
   for obj in ET.fromstring(xml_text).iter('object'):
     box = obj.find('bndbox')
     ymin, xmin, ymax, xmax = (float(box.find(k).text) for k in ('ymin', 'xmin', 'ymax', 'xmax'))
     boxes.append((ymin - 1, xmin - 1, ymax, xmax))
-    labels.append(CLASS_NAMES.index(obj.find('name').text.strip()))
+    name = obj.find('name').text.strip()
+    if name not in class_names:
+      raise ValueError(f'object class {name!r} is not in the class list {list(class_names)}; '
+                       'add it to data.class_names')
+    labels.append(class_names.index(name))
     flag = obj.find('difficult')  # Missing in a few 2012 files: those objects are not difficult.
     difficult.append(flag is not None and int(flag.text) == 1)
   return dict(boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
               labels=np.asarray(labels, np.int64), difficult=np.asarray(difficult, bool))
 
 
-class VocDetection(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
+class VocDetection(LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Pascal VOC 2007 / 2012 detection: boxes, labels and difficult flags from the official XML."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -193,7 +198,7 @@ class VocDetection(shapes.LocalBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=shapes.example_features(CLASS_NAMES, image_format='jpeg', difficult=True,
+        features=example_features(CLASS_NAMES, image_format='jpeg', difficult=True,
                                          masks=False),
         disable_shuffling=True,  # Record order = the official image list order.
         homepage='http://host.robots.ox.ac.uk/pascal/VOC/',

@@ -114,13 +114,14 @@ def _play_pbt(engine, sids, rng, interval=2):
       engine.run_pending(s)
 
 
-AGENTS = {"random": RandomAgent, "rules": RulesAgent, "pbt": None}
+AGENTS = {"random": RandomAgent, "rules": RulesAgent}  # One session each; "pbt" plays a group.
+NAMES = sorted([*AGENTS, "pbt"])
 
 
 def play(agent_name, n_sessions, settings, data_dir, out, seed=0, population=4):
   """Plays n_sessions and writes a markdown results table to `out`; returns the rows."""
-  if agent_name not in AGENTS:
-    raise ValueError(f"unknown agent {agent_name!r}; choose from {sorted(AGENTS)}")
+  if agent_name not in NAMES:
+    raise ValueError(f"unknown agent {agent_name!r}; choose from {NAMES}")
   # Baselines depend on the settings, so each settings gets its own database.
   tag = hashlib.sha1(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode())
   db_dir = os.path.join(data_dir, tag.hexdigest()[:10])
@@ -128,7 +129,7 @@ def play(agent_name, n_sessions, settings, data_dir, out, seed=0, population=4):
   engine = Engine(Store(os.path.join(db_dir, "hyperquest.sqlite")), settings)
   name = f"agent-{agent_name}-{seed}-{int(time.time())}"
   pid = engine.store.add_player(name, "-", "-")
-  rng = random.Random(seed * 7919 + sorted(AGENTS).index(agent_name))
+  rng = random.Random(seed * 7919 + NAMES.index(agent_name))
   groups = [list(range(i, min(i + population, n_sessions)))
             for i in range(0, n_sessions, population)]
   rows, t0 = [], time.time()

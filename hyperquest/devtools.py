@@ -1,6 +1,5 @@
 """Helpers for tests, benchmarks and screenshots: a server subprocess on 127.0.0.1 and a small
 form-filling HTTP client (parses the nonce/CSRF hidden fields of a page's forms)."""
-import contextlib
 import os
 import re
 import signal
@@ -65,15 +64,6 @@ class Server:
       except subprocess.TimeoutExpired:
         self.proc.kill()
     self.log.close()
-
-
-@contextlib.contextmanager
-def running_server(data_dir, **kw):
-  server = Server(data_dir, **kw)
-  try:
-    yield server
-  finally:
-    server.stop()
 
 
 def form_fields(html, action):

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from data.captions import PAD
+from ops.tokens import PAD
 
 
 def caption_loss(logits: jax.Array, targets: jax.Array,

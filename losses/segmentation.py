@@ -10,6 +10,7 @@ def pixel_cross_entropy(logits, labels, *, ignore_label: int = 255, class_weight
   weights of the counted pixels, so the loss scale does not depend on the class mix.
   Returns (loss, pixel_accuracy).
   """
+  labels = labels.astype(jnp.int32)  # The batch's masks are uint8.
   valid = labels != ignore_label
   safe_labels = jnp.where(valid, labels, 0)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe_labels)

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from models.ssd import BOX_WEIGHTS
 from ops import boxes as box_ops
+from ops.box_coding import SSD_BOX_WEIGHTS
 from ops.matching import POSITIVE, match
 
 
@@ -23,7 +23,7 @@ def ssd_targets(anchors, boxes, labels, valid, *, iou_threshold: float = 0.5):
                          allow_low_quality=True)
   positive = label == POSITIVE
   classes = jnp.where(positive, labels[matched], 0).astype(jnp.int32)
-  return classes, box_ops.encode(boxes[matched], anchors, BOX_WEIGHTS), positive
+  return classes, box_ops.encode(boxes[matched], anchors, SSD_BOX_WEIGHTS), positive
 
 
 def hard_negatives(losses, positive, neg_pos_ratio: int = 3):

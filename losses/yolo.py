@@ -14,7 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from models.yolo import cell_boxes, to_corners
+from ops.box_coding import cell_boxes, to_corners
 from ops.boxes import iou
 
 

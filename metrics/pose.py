@@ -2,15 +2,15 @@
 
 PCK (percentage of correct keypoints): a joint is correct within alpha x a reference length of the
 truth. The reference is the torso size, the distance from the left shoulder to the right hip (the
-LSP convention, `data.people.TORSO`), or, with `reference='box'`, the longer side of the person
+LSP convention, `ops.joints.TORSO`), or, with `reference='box'`, the longer side of the person
 box (Yang & Ramanan's). PCP (percentage of correct parts, strict): a body part is correct when both
 predicted endpoints lie within half the true part length of their true positions, over the 10
-parts of `data.people.PCP_LIMBS`. Only labelled joints (v > 0) and parts with both ends labelled
+parts of `ops.joints.PCP_LIMBS`. Only labelled joints (v > 0) and parts with both ends labelled
 count.
 """
 import numpy as np
 
-from data.people import JOINT_NAMES, PCP_LIMBS, TORSO, with_midpoints
+from ops.joints import JOINT_NAMES, PCP_LIMBS, TORSO, with_midpoints
 
 
 def pck(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, reference: np.ndarray,

@@ -6,6 +6,7 @@ import numpy as np
 def confusion_matrix(labels, predictions, num_classes: int, *, ignore_label: int = 255,
                      example_valid=None):
   """[C, C] counts, rows = ground truth, columns = prediction; ignored pixels excluded."""
+  labels = labels.astype(jnp.int32)  # The batch's uint8 would overflow in the index below.
   valid = labels != ignore_label
   if example_valid is not None:
     valid &= example_valid.reshape((-1,) + (1,) * (labels.ndim - 1))

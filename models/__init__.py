@@ -4,7 +4,8 @@ Dense models: `model.apply(variables, images, train=...)` -> logits float32 [B, 
 (the patch classifier's train mode returns sampled pixels instead; see its docstring). Every
 model takes dtype and bn_axis_name; FCNs and DeconvNet take backbone; FCNs upsample. Detectors:
 `yolo`, `ssd`, `sliding_window`, `rcnn`, `spp_net`, `fast_rcnn`, `faster_rcnn`, `rfcn`
-(tasks/detection.py), `mask_rcnn` (tasks/instance.py) and `densecap` (tasks/densecap.py).
+(tasks/detection.py), `mask_rcnn` (tasks/instance.py) and `densecap` (tasks/densecap.py); the
+task finds a detector's loss, batch inputs and decoder on its class (`model_class(name)`).
 Regression models: `localizer` (images -> class logits + one box) and `deeppose` (images, person
 boxes -> joints); see their modules.
 Captioning: `image_captioner` (images, caption tokens -> word logits; decodes when not training).
@@ -68,4 +69,14 @@ def get_model(name: str, /, **kwargs) -> nn.Module:
   return lookup(MODELS, name, 'model')(**kwargs)
 
 
-__all__ = ['BACKBONES', 'DTYPES', 'MODELS', 'get_backbone', 'get_model']
+def model_class(name: str) -> type[nn.Module]:
+  """The module class registered as `name` (through a functools.partial, e.g. fcn8s).
+
+  Detectors carry what their task needs as class attributes (`loss_family`, `batch_inputs`,
+  `decode_outputs`; see `models.roi_heads.RoIDetector`).
+  """
+  built = lookup(MODELS, name, 'model')
+  return built.func if isinstance(built, functools.partial) else built
+
+
+__all__ = ['BACKBONES', 'DTYPES', 'MODELS', 'get_backbone', 'get_model', 'model_class']

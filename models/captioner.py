@@ -31,7 +31,7 @@ class ImageCaptioner(nn.Module):
 
   def setup(self):
     self.decoder = CaptionDecoder(self.vocab_size, self.embed_dim, self.hidden, self.cell,
-                                  self.dropout_rate)
+                                  self.dropout_rate, self.bn_axis_name)
 
   @nn.compact
   def encode(self, images: jax.Array, *, train: bool) -> jax.Array:

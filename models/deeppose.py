@@ -48,7 +48,8 @@ class DeepPose(nn.Module):
                                  module_name=f'{prefix}backbone', dtype=self.dtype,
                                  bn_axis_name=self.bn_axis_name)
     out = RegressionHead(self.num_joints * 2, self.hidden, self.dropout_rate, self.dtype,
-                         name=f'{prefix}regressor')(features[stride], train=train)
+                         self.bn_axis_name, name=f'{prefix}regressor')(
+        features[stride], train=train)
     return out.reshape(len(crops), self.num_joints, 2)
 
   @nn.compact

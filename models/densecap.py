@@ -22,11 +22,14 @@ the spirit of Yang et al., CVPR 2017, "Dense captioning with joint inference and
 context"); RoIAlign instead of the paper's
 bilinear sampler; any of our backbones (the paper: VGG-16).
 """
+from typing import ClassVar
+
 import jax.numpy as jnp
 from flax import linen as nn
 
 from models.faster_rcnn import FasterRCNNWithHeads
 from models.rnn import CaptionDecoder
+from models.roi_heads import GROUND_TRUTH
 
 
 def scale_boxes(boxes, factor: float):
@@ -57,6 +60,9 @@ class DenseCap(FasterRCNNWithHeads):
   'detections' (boxes, scores, labels, valid) with 'captions' int32 [B, D, T] and
   'caption_log_prob' [B, D].
   """
+  loss_family: ClassVar[str] = 'densecap'
+  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_captions': 'captions'}
+
   vocab_size: int = 0  # Set by the task from the dataset's vocabulary.
   max_caption_len: int = 12  # T of the batches' captions.
   region_code: int = 256

@@ -29,6 +29,7 @@ sampling details (ground truth added to the proposals; background is every IoU b
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +75,9 @@ class RPNOptions:
 
 
 class FasterRCNN(RoIDetector):
+  # Passed when the batch has it: each image's size inside the canvas (clipping, anchors).
+  optional_inputs: ClassVar[dict] = {'image_hw': 'image_hw'}
+
   feature_stride: int = 16  # VGG16 conv5_3; unused with FPN.
   fpn_strides: Sequence[int] = ()  # E.g. (4, 8, 16, 32): FPN on these backbone levels, plus P6.
   fpn_width: int = 256

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import get_backbone
+from models.layers import Dropout
 from models.upsample import Upsample, check_upsample_kind, spatial_switches
 
 PARAMETER_FREE_KINDS = ('nearest', 'bed_of_nails', 'max_unpool')
@@ -78,7 +79,7 @@ class FCN(nn.Module):
     x = feats[32]
     for name, k in (('fc6', kernel), ('fc7', 1)):
       x = nn.relu(conv(width, k, name)(x))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = Dropout(self.dropout_rate, self.bn_axis_name)(x, deterministic=not train)
     score = conv(self.num_classes, 1, 'score_fr')(x)
     stride = 32
     for skip in (16, 8):

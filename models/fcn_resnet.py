@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import get_backbone
-from models.layers import Conv, batch_norm
+from models.layers import Conv, Dropout, batch_norm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,7 +47,7 @@ class FCNResNet(nn.Module):
     x = Conv(x.shape[-1] // 4, (3, 3), padding=[(1, 1)] * 2, use_bias=False, dtype=self.dtype,
              name=f'{prefix}_0')(x)
     x = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype)(name=f'{prefix}_1')(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = Dropout(self.dropout_rate, self.bn_axis_name)(x, deterministic=not train)
     return Conv(self.num_classes, (1, 1), dtype=self.dtype, name=f'{prefix}_4')(x)
 
   @nn.compact

@@ -105,6 +105,32 @@ class ConvBNReLU(nn.Module):
     return nn.relu(x)
 
 
+class Dropout(nn.Module):
+  """flax's nn.Dropout, but its masks do not depend on how the batch is split over devices.
+
+  Under pmap (`axis_name` set) each device draws the mask of the whole batch, [devices x local
+  rows, ...], and keeps its own rows, so a pmapped step drops the same units as one device or
+  sharded jit, where the batch is one array. x's leading axis must follow the batch's order.
+  """
+  rate: float
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    if self.rate >= 1.0:
+      return jnp.zeros_like(x)
+    keep, key = 1.0 - self.rate, self.make_rng('dropout')
+    if self.axis_name is None:
+      mask = jax.random.bernoulli(key, keep, x.shape)
+    else:
+      rows = len(x)
+      mask = jax.random.bernoulli(key, keep, (lax.axis_size(self.axis_name) * rows,) + x.shape[1:])
+      mask = lax.dynamic_slice_in_dim(mask, lax.axis_index(self.axis_name) * rows, rows)
+    return lax.select(mask, x / keep, jnp.zeros_like(x))
+
+
 class RegressionHead(nn.Module):
   """Flatten -> Dense(hidden) -> ReLU -> dropout -> Dense(outputs).
 
@@ -115,9 +141,10 @@ class RegressionHead(nn.Module):
   hidden: int = 256
   dropout_rate: float = 0.0
   dtype: Any = None
+  axis_name: str | None = None  # The pmap axis, for Dropout.
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(x.reshape(len(x), -1)))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
     return nn.Dense(self.outputs, dtype=self.dtype, name='out')(x).astype(jax.numpy.float32)

@@ -32,6 +32,7 @@ class Localizer(nn.Module):
                                  dtype=self.dtype, bn_axis_name=self.bn_axis_name)
     pooled = jnp.mean(features[max(features)], axis=(1, 2))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='class_head')(pooled)
-    box = RegressionHead(4, self.hidden, self.dropout_rate, self.dtype, name='box_head')(
+    box = RegressionHead(4, self.hidden, self.dropout_rate, self.dtype, self.bn_axis_name,
+                         name='box_head')(
         features[self.feature_stride], train=train)
     return {'logits': logits.astype(jnp.float32), 'box': box}

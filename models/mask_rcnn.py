@@ -12,12 +12,14 @@ The heads read RoIAlign features (14x14) pooled like the box head's, from the Ro
 
 Training runs both heads on the foreground RoIs of the box head's minibatch
 (`FasterRCNNWithHeads.head_rois`). Targets (`ops.masks.mask_targets`,
-`ops.keypoints.heatmap_targets`) are made inside jit from the padded ground truth. At test time
-the heads run on the final detections (selected inside the model, as in detectron2), and the task
-pastes each 28x28 mask back into the image (`ops.masks.paste_masks`).
+`ops.keypoints.heatmap_targets`) are made inside jit from the padded ground truth, the masks'
+from the batch's instance id map. At test time the heads run on the final detections (selected
+inside the model, as in detectron2), and the task pastes each 28x28 mask back into the image
+(`ops.masks.paste_masks`).
 """
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,7 @@ from flax import linen as nn
 
 from models.faster_rcnn import FasterRCNNWithHeads
 from models.options import resolve_fields
+from models.roi_heads import GROUND_TRUTH
 from models.upsample import ConvTranspose
 from ops.keypoints import heatmap_targets, heatmaps_to_keypoints, torchvision_keypoints
 from ops.masks import mask_targets
@@ -113,7 +116,7 @@ class KeypointOptions:
 class MaskRCNN(FasterRCNNWithHeads):
   """Faster R-CNN + mask head (`mask.enabled`) and/or keypoint head (`keypoint.num_keypoints` > 0).
 
-  Extra inputs in training: `gt_masks` [B, M, H, W] (the batch's instance masks) and
+  Extra inputs in training: `gt_instance_ids` [B, H, W] (the batch's `instance_ids` map) and
   `gt_keypoints` [B, M, J, 3]. Extra training outputs: 'mask_logits' [B, F, 28, 28] (the channel
   of each RoI's ground-truth class) with 'mask_targets' (masks [B, F, 28, 28], valid [B, F]), and
   'keypoint_logits' [B, F, J, 56 * 56] with 'keypoint_targets' (index, valid [B, F, J]), over the
@@ -121,6 +124,10 @@ class MaskRCNN(FasterRCNNWithHeads):
   boxes [B, D, 4], scores, labels, valid [B, D], masks [B, D, 28, 28] (probabilities of the
   detected class) and keypoints [B, D, J, 3] (y, x, score).
   """
+  loss_family: ClassVar[str] = 'mask_rcnn'
+  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_instance_ids': 'instance_ids',
+                                  'gt_keypoints': 'keypoints'}
+
   mask: MaskOptions = MaskOptions()
   keypoint: KeypointOptions = KeypointOptions()
 
@@ -129,7 +136,7 @@ class MaskRCNN(FasterRCNNWithHeads):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_masks=None,
+  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_ids=None,
                gt_keypoints=None, *, train: bool, image_hw=None):
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train,
                                   image_hw=image_hw)
@@ -148,7 +155,7 @@ class MaskRCNN(FasterRCNNWithHeads):
                                 axis=-1)[..., 0]
       if train:
         targets = jax.vmap(functools.partial(mask_targets, size=own.shape[-1]))(
-            gt_masks, boxes, rois['matched'])
+            gt_instance_ids, boxes, rois['matched'])
         out['mask_logits'] = own
         out['mask_targets'] = {'masks': targets, 'valid': foreground}
       else:

@@ -15,13 +15,14 @@ External proposals come with the batch ('proposals' [B, P, 4] pixels, 'proposal_
 """
 import functools
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import backbone_features
-from models.roi_heads import RoIDetector, pool_rois
+from models.roi_heads import GROUND_TRUTH, PROPOSALS, RoIDetector, pool_rois
 from ops import boxes as box_ops
 from ops.anchors import grid_anchors
 from ops.psroi import spatial_pyramid_pool
@@ -29,6 +30,8 @@ from ops.psroi import spatial_pyramid_pool
 
 class FastRCNN(RoIDetector):
   """roi.pooling: 'pool', the paper's RoI max pooling (the default), or 'align' (RoIAlign)."""
+
+  batch_inputs: ClassVar[dict] = {**PROPOSALS, **GROUND_TRUTH}
   feature_stride: int = 16
 
   @nn.compact
@@ -68,6 +71,7 @@ class SPPNet(FastRCNN):
 
 
 class RCNN(RoIDetector):
+  batch_inputs: ClassVar[dict] = {**PROPOSALS, **GROUND_TRUTH}
   crop_size: int = 224  # The paper warps every region to 227x227.
   context: float = 227.0 / 195.0  # 16 pixels of context on each side at 227: the box grows 1.16x.
   feature_stride: int = 32  # The crop's feature map that the head flattens.
@@ -95,6 +99,8 @@ class RCNN(RoIDetector):
 
 class SlidingWindow(RCNN):
   """R-CNN's per-crop classifier on every window of a grid instead of proposals."""
+  batch_inputs: ClassVar[dict] = GROUND_TRUTH  # The windows replace the proposals.
+
   window_stride: int = 8
   window_sizes: Sequence[float] = (16.0, 24.0, 32.0)
   window_ratios: Sequence[float] = (0.5, 1.0, 2.0)  # Height / width.

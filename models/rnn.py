@@ -8,7 +8,7 @@ or samples with a temperature (the char-RNN of `tools/sample_text.py` is this de
 feature). Every loop over time is a `nn.scan` (a `lax.scan` that carries the parameters), so a
 sequence costs one compiled step body whatever its length.
 
-Token convention (`data.captions`, which defines the ids): PAD = 0, START = 1, END = 2, UNK = 3,
+Token convention (`ops.tokens`, which defines the ids): PAD = 0, START = 1, END = 2, UNK = 3,
 words from 4. A target sequence is `w1 .. wk END PAD ..`; the decoder input is the target
 shifted right behind START.
 
@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from data.captions import END, PAD, START
+from models.layers import Dropout
+from ops.tokens import END, PAD, START
 
 CELLS = {'lstm': nn.OptimizedLSTMCell, 'rnn': nn.SimpleCell}
 _NEG = -1e9  # Log-probability of excluded choices: finite, so sums never produce NaN.
@@ -49,6 +50,7 @@ class CaptionDecoder(nn.Module):
   hidden: int = 128
   cell: str = 'lstm'  # 'lstm' or 'rnn'.
   dropout_rate: float = 0.0  # On the word embeddings and on the hidden states before readout.
+  axis_name: str | None = None  # The pmap axis, for Dropout.
 
   def setup(self):
     if self.cell not in CELLS:
@@ -56,7 +58,7 @@ class CaptionDecoder(nn.Module):
     self.rnn = CELLS[self.cell](features=self.hidden)
     self.embed = nn.Embed(self.vocab_size, self.embed_dim)
     self.project = nn.Dense(self.embed_dim)  # The feature becomes the step-0 input.
-    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dropout = Dropout(self.dropout_rate, self.axis_name)
     self.readout = nn.Dense(self.vocab_size)
 
   def initial_carry(self, features: jax.Array):

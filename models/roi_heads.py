@@ -18,7 +18,7 @@ outputs), so the detectors differ exactly where the papers do.
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,9 @@ from ops.matching import IGNORE, POSITIVE, match, sample_balanced
 from ops.roi import roi_align, roi_pool
 
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # The Fast R-CNN code's target normalisation (0.1, 0.2).
+# Model keyword -> batch key of the inputs region-based detectors take in training (`batch_inputs`).
+GROUND_TRUTH = {'gt_boxes': 'boxes', 'gt_labels': 'labels', 'gt_valid': 'valid'}
+PROPOSALS = {'proposals': 'proposals', 'proposal_valid': 'proposal_valid'}  # External ones.
 
 
 def label_and_sample(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, rng, *,
@@ -127,6 +130,12 @@ class RoIDetector(nn.Module):
   head's class of each dataset label, background first; the head then has max + 1 classes, the
   training labels are mapped into them and the inference outputs back to the dataset's.
   """
+  # Read off the class by the detection tasks (tasks/detection.py), so a detector is registered
+  # once, in models.MODELS: its loss family, the batch keys it takes as keywords besides the image
+  # (model keyword -> batch key), and the decoder of its inference outputs.
+  loss_family: ClassVar[str] = 'rcnn'
+  batch_inputs: ClassVar[dict] = GROUND_TRUTH
+
   num_classes: int  # Including the background.
   backbone: str = 'vgg16'
   roi: RoIOptions = RoIOptions()
@@ -151,6 +160,10 @@ class RoIDetector(nn.Module):
   def to_head_labels(self, labels):
     """Dataset labels -> the head's classes (identity without `head_classes`)."""
     return jnp.asarray(self.head_classes, jnp.int32)[labels] if self.head_classes else labels
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)
 
   def fast_rcnn_head(self, roi_features: Callable[[jax.Array], jax.Array]):
     """Fast R-CNN's head on pooled features: RoIs [B, R, 4] -> (logits, deltas) (`BoxHead`)."""

@@ -16,7 +16,7 @@ extra layers pad 'SAME', so the last maps of SSD300 are 5, 3, 2 instead of 5, 3,
 """
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +27,7 @@ from models.backbones import get_backbone
 from models.layers import Conv, ConvBNReLU, batch_norm
 from ops import boxes as box_ops
 from ops.anchors import grid_anchors
-
-BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # 1 / the paper's variances (0.1, 0.1, 0.2, 0.2).
+from ops.box_coding import SSD_BOX_WEIGHTS
 
 
 def default_boxes(image_hw: tuple[int, int], feature_sizes: Sequence[int], min_scale: float,
@@ -58,6 +57,11 @@ def boxes_per_cell(ratios: Sequence[float]) -> int:
 
 class SSD(nn.Module):
   """Backbone levels `feature_strides` + len(extra_widths) extra levels -> multibox heads."""
+  # Read off the class by the detection task (tasks/detection.py): the loss family, no batch
+  # inputs besides the image, and the decoder of the outputs.
+  loss_family: ClassVar[str] = 'ssd'
+  batch_inputs: ClassVar[dict] = {}
+
   num_classes: int
   backbone: str = 'vgg_small'
   feature_strides: Sequence[int] = (8, 16, 32)
@@ -102,9 +106,13 @@ class SSD(nn.Module):
             'box_deltas': jnp.concatenate(deltas, 1).astype(jnp.float32),
             'anchors': jnp.asarray(anchors)}
 
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)  # The module's decoder, for the detection task.
+
 
 def decode(outputs: dict, image_hw: tuple[int, int]):
   """-> boxes [N, D, 4] pixels, scores [N, D, C - 1] softmax probabilities of the foreground."""
   del image_hw  # The default boxes are already in pixels.
-  boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], BOX_WEIGHTS)
+  boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], SSD_BOX_WEIGHTS)
   return boxes, jax.nn.softmax(outputs['class_logits'], axis=-1)[..., 1:]

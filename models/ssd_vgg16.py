@@ -22,7 +22,7 @@ at 0.45 and the best 200.
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +114,9 @@ def torchvision_default_boxes(image_hw: tuple[int, int], grid_sizes: Sequence[tu
 
 class SSDVGG16Detector(nn.Module):
   """torchvision's ssd300_vgg16: `SSDVGG16` ('backbone'), class and box heads per map."""
+  loss_family: ClassVar[str] = 'ssd'
+  batch_inputs: ClassVar[dict] = {}
+
   num_classes: int
   pixel_mean: Sequence[float] = MEAN
   pixel_std: Sequence[float] = STD
@@ -151,6 +154,15 @@ class SSDVGG16Detector(nn.Module):
     if self.head_classes:
       out['head_classes'] = jnp.asarray(self.head_classes, jnp.int32)
     return out
+
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw):
+    return decode(outputs, image_hw)
+
+  @staticmethod
+  def postprocess_detections(outputs: dict, image_hw, detect_config) -> dict:
+    """torchvision's own selection instead of the detection task's shared one."""
+    return detect_from_config(outputs, image_hw, detect_config)
 
 
 def select_detections(boxes, scores, *, score_threshold: float = 0.01, topk_per_class: int = 400,

@@ -14,14 +14,15 @@ The paper's last layer is linear; squashing x, y, sqrt w, sqrt h and the confide
 with a sigmoid (and the class scores with a softmax) keeps early training from diverging while
 the loss is still the paper's sum-squared error on those quantities.
 """
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from models.backbones import get_backbone
-from models.layers import ConvBNReLU
+from models.layers import ConvBNReLU, Dropout
+from ops.box_coding import cell_boxes, to_corners
 
 
 class YOLOv1(nn.Module):
@@ -32,6 +33,11 @@ class YOLOv1(nn.Module):
   (flatten -> fc_width -> dropout -> S * S * (5B + C)); with 0 it is a 1x1 conv per cell, which
   is much smaller and enough for small images.
   """
+  # Read off the class by the detection task (tasks/detection.py): the loss family, no batch
+  # inputs besides the image, and the decoder of the outputs.
+  loss_family: ClassVar[str] = 'yolo'
+  batch_inputs: ClassVar[dict] = {}
+
   num_classes: int
   backbone: str = 'vgg_small'
   feature_stride: int = 8  # Backbone level the head reads.
@@ -65,7 +71,8 @@ class YOLOv1(nn.Module):
     out_dim = 5 * b + c
     if self.fc_width:
       x = nn.Dense(self.fc_width, dtype=self.dtype, name='fc1')(x.reshape(x.shape[0], -1))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.leaky_relu(x, 0.1))
+      x = Dropout(self.dropout_rate, self.bn_axis_name)(nn.leaky_relu(x, 0.1),
+                                                        deterministic=not train)
       x = nn.Dense(s * s * out_dim, dtype=self.dtype, name='fc2')(x)
     else:
       x = nn.Conv(out_dim, (1, 1), dtype=self.dtype, name='predict')(x)
@@ -73,25 +80,9 @@ class YOLOv1(nn.Module):
     boxes = x[..., :5 * b].reshape(x.shape[0], s, s, b, 5)
     return {'boxes': boxes[..., :4], 'confidence': boxes[..., 4], 'class_logits': x[..., 5 * b:]}
 
-
-def cell_boxes(raw_boxes: jax.Array) -> jax.Array:
-  """Raw [..., S, S, B, 4] -> normalised (cy, cx, sqrt h, sqrt w) in image fractions.
-
-  The predicted (x, y) are offsets inside cell (i, j), so the centre is ((i, j) + offset) / S.
-  """
-  s = raw_boxes.shape[-3]
-  t = jax.nn.sigmoid(raw_boxes)
-  grid = jnp.arange(s, dtype=jnp.float32)
-  cy = (grid[:, None, None] + t[..., 0]) / s
-  cx = (grid[None, :, None] + t[..., 1]) / s
-  return jnp.stack([cy, cx, t[..., 2], t[..., 3]], axis=-1)
-
-
-def to_corners(centre_sqrt_size: jax.Array) -> jax.Array:
-  """(cy, cx, sqrt h, sqrt w) -> (y1, x1, y2, x2), all in image fractions."""
-  cy, cx = centre_sqrt_size[..., 0], centre_sqrt_size[..., 1]
-  h, w = centre_sqrt_size[..., 2] ** 2, centre_sqrt_size[..., 3] ** 2
-  return jnp.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+  @staticmethod
+  def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
+    return decode(outputs, image_hw)  # The module's decoder, for the detection task.
 
 
 def decode(outputs: dict, image_hw: tuple[int, int]):

@@ -115,7 +115,3 @@ def torchvision_image_anchors(padded_hw, feature_hws: Sequence[tuple[int, int]],
     valid.append(jnp.repeat(inside.reshape(-1), len(cell)))
   return jnp.concatenate(anchors), jnp.concatenate(valid)
 
-
-def num_anchors_per_cell(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> int:
-  """A, the number of anchors per cell (the head's output channels are A * 4 and A)."""
-  return len(sizes) * len(aspect_ratios)

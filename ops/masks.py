@@ -12,25 +12,30 @@ from jax import lax
 from ops import roi as roi_ops
 
 
-def mask_targets(instance_masks, rois, matched, size: int, *, sampling_ratio: int = 2):
+def mask_targets(instance_ids, rois, matched, size: int, *, sampling_ratio: int = 2):
   """Binary mask targets float32 [R, size, size] of one image.
 
-  instance_masks: [M, H, W] binary (uint8 or bool), one per ground-truth instance.
+  instance_ids: [H, W] integer id map, k + 1 = the visible pixels of ground-truth instance k.
   rois: [R, 4] float pixels. matched: [R] int32, the instance each RoI is matched to.
 
-  detectron2 uses RoIAlign's adaptive grid, ceil(roi_extent / size) samples per bin and axis,
-  which has a data-dependent size; the default of 2 equals it for RoIs up to 2 * size pixels
-  and, after the 0.5 threshold, differs only in bins on an object boundary for larger RoIs.
+  The same numbers as RoIAlign of instance `matched`'s binary mask, computed from the id map: each
+  bin reads its (2 * sampling_ratio)**2 cells of the map and weighs those that hold the RoI's id,
+  so no [M, H, W] planes are ever built. detectron2 uses RoIAlign's adaptive grid,
+  ceil(roi_extent / size) samples per bin and axis, which has a data-dependent size; the default
+  of 2 equals it for RoIs up to 2 * size pixels and, after the 0.5 threshold, differs only in bins
+  on an object boundary for larger RoIs.
   """
   # Targets are labels: no gradient through the proposals.
   rois = lax.stop_gradient(rois).astype(jnp.float32)
-  rows = jnp.concatenate([matched.astype(jnp.float32)[:, None], rois], axis=-1)
-  # The masks stay uint8 ([M, H, W] as float32 would be 4x larger): the 'gather' RoIAlign reads
-  # only the few pixels of each bin and promotes them to float32 when it weights them.
-  masks = instance_masks.astype(jnp.uint8)[..., None]
-  crops = roi_ops.roi_align(masks, rows, (size, size), spatial_scale=1.0,
-                            sampling_ratio=sampling_ratio, aligned=True, method="gather")
-  return (crops[..., 0] >= 0.5).astype(jnp.float32)
+  (iy, wy), (ix, wx) = roi_ops.align_cells(rois, (size, size), instance_ids.shape,
+                                           sampling_ratio=sampling_ratio, aligned=True)
+  wanted = (matched + 1).astype(instance_ids.dtype)[:, None, None]
+  out = 0.0
+  for a in range(iy.shape[-1]):  # Summed in roi_align's 'gather' order: the same float32 sums.
+    for c in range(ix.shape[-1]):
+      hit = instance_ids[iy[:, :, a, None], ix[:, None, :, c]] == wanted
+      out = out + (wy[:, :, a, None] * wx[:, None, :, c]) * hit
+  return (out >= 0.5).astype(jnp.float32)
 
 
 def _paste_weights(start, end, s: int, n: int):

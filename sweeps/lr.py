@@ -1,6 +1,6 @@
 """Eight log-spaced peak learning rates (vectorisable: one population of K=8 models).
 
-  python tools/sweep.py --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr.py \
+  python -m tools.sweep --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr.py \
       --workdir runs/sweep_lr --vectorize --set total_steps=150
 """
 from sweeps import hyper

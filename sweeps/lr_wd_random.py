@@ -1,6 +1,6 @@
 """Random search: 8 joint log-uniform draws of learning rate and weight decay (vectorisable).
 
-  python tools/sweep.py --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr_wd_random.py \
+  python -m tools.sweep --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr_wd_random.py \
       --workdir runs/sweep_lr_wd --vectorize --pbt_every 50
 """
 from sweeps import hyper

@@ -1,6 +1,6 @@
 """Grid: every FCN upsampling layer x two seeds (changes the model, so trials run one by one).
 
-  python tools/sweep.py --config configs/seg/fcn8s_shapes.py --sweep sweeps/upsample_seeds.py \
+  python -m tools.sweep --config configs/seg/fcn8s_shapes.py --sweep sweeps/upsample_seeds.py \
       --workdir runs/sweep_upsample --parallel 2
 """
 from sweeps import hyper

@@ -5,39 +5,29 @@ Trains with the caption cross-entropy (teacher forcing) on the batches' `caption
 corpus BLEU-4, METEOR and the exact-match rate (`metrics/captioning.py`). Overlays show the image
 with the predicted and the true caption.
 """
-import os
 import textwrap
 
-import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw
 
-import data
-import models
 from losses.captioning import caption_loss
 from metrics.captioning import caption_metrics
 from tasks import drawing
-from tasks.localization import frozen_backbone
+from tasks.base import Task, freeze_backbone
 
 
-class CaptioningTask:
+class CaptioningTask(Task):
   name = 'captioning'
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.info = data.dataset_info(config.data)
+  def setup(self):
     self.vocab = self.info['vocab']
     if self.vocab is None:
-      raise ValueError(f'dataset {config.data.name!r} variant {config.data.get("variant")!r} '
+      data_config = self.config.data
+      raise ValueError(f'dataset {data_config.name!r} variant {data_config.get("variant")!r} '
                        "has no captions; use e.g. Shapes variant 'captions'")
-    self.num_classes = self.info['num_classes']
-    self.model = self.build_model()
 
-  def build_model(self, bn_axis_name=None):
-    kwargs = {k: v for k, v in self.config.model.items() if k != 'name'}
-    return models.get_model(self.config.model.name, vocab_size=len(self.vocab),
-                            frozen_backbone=frozen_backbone(self.config),
-                            bn_axis_name=bn_axis_name, **kwargs)
+  def model_kwargs(self):
+    return {'vocab_size': len(self.vocab), 'frozen_backbone': freeze_backbone(self.config)}
 
   def model_inputs(self, batch):
     return (batch['image'], batch['caption']), {}
@@ -52,15 +42,12 @@ class CaptioningTask:
   def make_evaluator(self):
     return CaptioningEvaluator(self.vocab)
 
-  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
-    """Writes each image with its predicted and true caption under it; returns how many."""
-    count = min(max_images, int(np.sum(batch['example_valid'])))
-    for i in range(count):
-      tile = caption_tile(drawing.to_uint8(batch['image'][i]), [
-          ('predicted', self.vocab.decode(predictions['tokens'][i])),
-          ('true', self.vocab.decode(batch['caption'][i]))])
-      Image.fromarray(tile).save(os.path.join(out_dir, f'overlay_{start + i:03d}.png'))
-    return count
+  def draw_example(self, batch, predictions, i, path):
+    """The image with its predicted and true caption under it."""
+    tile = caption_tile(drawing.to_uint8(batch['image'][i]), [
+        ('predicted', self.vocab.decode(predictions['tokens'][i])),
+        ('true', self.vocab.decode(batch['caption'][i]))])
+    Image.fromarray(tile).save(path)
 
 
 def caption_tile(image: np.ndarray, captions: list[tuple[str, str]], *, scale: int = 4,

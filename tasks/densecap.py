@@ -8,16 +8,15 @@ every box: the part of the mAP the captions earn.
 """
 import collections
 import functools
-import os
 
 import numpy as np
 
 import data
-from data.pipeline import DecodedSource
+from data.source import DecodedSource
 from losses.densecap import densecap_loss
 from metrics.densecap import DenseCapMetric
 from tasks import drawing
-from tasks.detection import GROUND_TRUTH, DetectionEvaluator, DetectionTask, Family
+from tasks.detection import DetectionEvaluator, DetectionTask
 
 REGION_CLASSES = ['background', 'region']
 NUM_SAMPLES = 20  # Images whose phrases metrics.json lists under 'samples'.
@@ -25,8 +24,7 @@ NUM_SAMPLES = 20  # Images whose phrases metrics.json lists under 'samples'.
 
 class DenseCapTask(DetectionTask):
   name = 'dense_captioning'
-  families = {'densecap': Family(densecap_loss, decode=None,
-                                 inputs={**GROUND_TRUTH, 'gt_captions': 'captions'})}
+  losses = {'densecap': densecap_loss}
 
   def __init__(self, config):
     # Datasets whose vocabulary comes from their training phrases (visual_genome) know it only
@@ -46,10 +44,9 @@ class DenseCapTask(DetectionTask):
   def vocab(self):
     return self.info['vocab']
 
-  def build_model(self, bn_axis_name=None):
-    return super().build_model(bn_axis_name, vocab_size=len(self.info['vocab']),
-                               max_caption_len=self.info['max_caption_len'],
-                               **self.selection_kwargs())
+  def model_kwargs(self):
+    return {**super().model_kwargs(), 'vocab_size': len(self.info['vocab']),
+            'max_caption_len': self.info['max_caption_len'], **self.selection_kwargs()}
 
   def model_inputs(self, batch):
     args, kwargs = super().model_inputs(batch)
@@ -66,24 +63,20 @@ class DenseCapTask(DetectionTask):
   def make_evaluator(self):
     return DenseCapEvaluator(self.vocab, self.baseline_phrase)
 
-  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
-    """Writes ground truth | prediction panels: numbered boxes and their phrases."""
-    count = min(max_images, int(np.sum(batch['example_valid'])))
+  def draw_example(self, batch, predictions, i, path):
+    """ground truth | prediction: numbered boxes and their phrases."""
     rows = max(batch['boxes'].shape[1], predictions['boxes'].shape[1])
-    for i in range(count):
-      image = drawing.to_uint8(batch['image'][i])
-      gt = batch['valid'][i]
-      shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
-      truth = drawing.draw_captions(
-          image, batch['boxes'][i][gt], [self.vocab.decode(c) for c in batch['captions'][i][gt]],
-          rows=rows)
-      predicted = drawing.draw_captions(
-          image, predictions['boxes'][i][shown],
-          [self.vocab.decode(c) for c in predictions['captions'][i][shown]],
-          predictions['scores'][i][shown], rows=rows)
-      drawing.save_panel([truth, predicted], ['ground truth', 'prediction'],
-                         os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1)
-    return count
+    image = drawing.to_uint8(batch['image'][i])
+    gt = batch['valid'][i]
+    shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
+    truth = drawing.draw_captions(
+        image, batch['boxes'][i][gt], [self.vocab.decode(c) for c in batch['captions'][i][gt]],
+        rows=rows)
+    predicted = drawing.draw_captions(
+        image, predictions['boxes'][i][shown],
+        [self.vocab.decode(c) for c in predictions['captions'][i][shown]],
+        predictions['scores'][i][shown], rows=rows)
+    drawing.save_panel([truth, predicted], ['ground truth', 'prediction'], path, scale=1)
 
 
 def regions(batch) -> np.ndarray:
@@ -93,8 +86,7 @@ def regions(batch) -> np.ndarray:
 
 def most_frequent_phrase(data_config, vocab) -> str:
   """The training split's most frequent region phrase (the captions-free baseline's)."""
-  source = DecodedSource(data_config, data_config.get('train_split', 'train'),
-                         with_proposals=False)
+  source = DecodedSource(data_config, data_config.get('train_split', 'train'))
   counts = collections.Counter()
   for index in range(len(source)):  # As the model sees them: cleaned, unknown words as <unk>.
     counts.update(vocab.decode(vocab.encode(p)) for p in source.phrases(index))

@@ -1,7 +1,9 @@
 """Object detection: YOLO, SSD and the R-CNN family; losses, decode + NMS, COCO and VOC AP.
 
-A model family supplies its loss `loss(outputs, batch, **config.loss) -> (scalar, aux)` and its
-decoder `decode(outputs, image_hw) -> (boxes, scores [N, K, C - 1])`, with boxes [N, K, 4] pixels
+A detector's class names its loss family (`loss_family`: the loss is
+`loss(outputs, batch, **config.loss) -> (scalar, aux)`, the R-CNN family's also gets the model's
+`classifier`), the batch keys it takes (`batch_inputs`) and its decoder
+`decode_outputs(outputs, image_hw) -> (boxes, scores [N, K, C - 1])`, with boxes [N, K, 4] pixels
 (one class-agnostic box per candidate: YOLO, SSD) or [N, K, C - 1, 4] (one box per candidate and
 class: the R-CNN family). Region-based families assign their targets inside the model, so in
 training they also take the ground truth, and some take external proposals from the batch.
@@ -9,69 +11,47 @@ Everything after decoding is shared: clipping, the top candidates over (box, cla
 score threshold and per-class NMS to a fixed number of detections per image.
 """
 import functools
-import os
-from collections.abc import Callable
-from typing import NamedTuple
 
-import ml_collections
 import numpy as np
 
-import data
+import models
 from losses.rcnn import rcnn_loss
 from losses.ssd import ssd_loss
 from losses.yolo import yolo_loss
 from metrics import CocoEvaluator, VocEvaluator
-from models import roi_heads, ssd, ssd_vgg16, yolo
+from metrics.coco_protocol import ProtocolEvaluator
 from ops.nms import select_batch_detections
 from tasks import drawing
-from tasks.segmentation import SegmentationTask
+from tasks.base import Task
 
 
-class Family(NamedTuple):
-  loss: Callable
-  decode: Callable
-  inputs: dict = {}  # Model keyword -> batch key, besides the image.
-  optional: dict = {}  # The same, passed when the batch has the key.
-  # The family's own selection `select(outputs, image_hw, config.detect) -> detections`, for
-  # a reference post-processing that differs from the shared one (torchvision's SSD).
-  select: Callable | None = None
-
-
-SIZES = {'image_hw': 'image_hw'}  # Each image's size inside the padded canvas.
-
-
-GROUND_TRUTH = {'gt_boxes': 'boxes', 'gt_labels': 'labels', 'gt_valid': 'valid'}  # Training only.
-PROPOSALS = {'proposals': 'proposals', 'proposal_valid': 'proposal_valid'}
-
-FAMILIES = {  # config.model.name -> Family.
-    'yolo': Family(yolo_loss, yolo.decode),
-    'ssd': Family(ssd_loss, ssd.decode),
-    'ssd_vgg16': Family(ssd_loss, ssd_vgg16.decode, select=ssd_vgg16.detect_from_config),
-    'sliding_window': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH),
-    'rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
-    'spp_net': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
-    'fast_rcnn': Family(rcnn_loss, roi_heads.decode, {**PROPOSALS, **GROUND_TRUTH}),
-    'faster_rcnn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH, SIZES),
-    'rfcn': Family(rcnn_loss, roi_heads.decode, GROUND_TRUTH, SIZES),
-}
-
-
-class DetectionTask:
+class DetectionTask(Task):
   name = 'detection'
-  families = FAMILIES
+  # The model class's `loss_family` -> its loss; models of other families are not this task's.
+  losses = {'yolo': yolo_loss, 'ssd': ssd_loss, 'rcnn': rcnn_loss}
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.info = data.dataset_info(config.data)
+  def setup(self):
+    config = self.config
     self.num_classes = len(self.class_names)
-    if config.model.name not in self.families:
+    ours = sorted(n for n in models.MODELS if self._loss_family(n) in self.losses)
+    if config.model.name not in ours:
       raise ValueError(f'config.model.name {config.model.name!r} is not a {self.name} model; '
-                       f'valid: {", ".join(sorted(self.families))}')
-    self.family = self.families[config.model.name]
-    self._loss = functools.partial(self.family.loss, **config.loss.to_dict())
-    self.model = self.build_model()
+                       f'valid: {", ".join(ours)}')
+    self.model_class = models.model_class(config.model.name)
 
-  build_model = SegmentationTask.build_model  # The same config.model -> models.get_model call.
+  @staticmethod
+  def _loss_family(name: str) -> str | None:
+    return getattr(models.model_class(name), 'loss_family', None)
+
+  @functools.cached_property
+  def _loss(self):
+    # The classifier kind (softmax / SVM) is the model's field; its loss follows it.
+    classifier = getattr(self.model, 'classifier', None)
+    kwargs = {**self.config.loss.to_dict(), **({'classifier': classifier} if classifier else {})}
+    return functools.partial(self.losses[self.model_class.loss_family], **kwargs)
+
+  def model_kwargs(self):
+    return {'num_classes': self.num_classes}
 
   @property
   def class_names(self) -> list[str]:
@@ -86,12 +66,14 @@ class DetectionTask:
                 min_size=d.get('min_size', 0.0))
 
   def model_inputs(self, batch):
-    missing = sorted(set(self.family.inputs.values()) - set(batch))
+    inputs = self.model_class.batch_inputs
+    missing = sorted(set(inputs.values()) - set(batch))
     if missing:
       raise ValueError(f'{self.config.model.name} needs batch keys {missing}; for external '
                        'proposals set --config.data.proposals.method (see data/proposals.py).')
-    optional = {k: batch[v] for k, v in self.family.optional.items() if v in batch}
-    return (batch['image'],), {**{k: batch[v] for k, v in self.family.inputs.items()}, **optional}
+    optional = getattr(self.model_class, 'optional_inputs', {})
+    present = {k: batch[v] for k, v in optional.items() if v in batch}
+    return (batch['image'],), {**{k: batch[v] for k, v in inputs.items()}, **present}
 
   def loss(self, outputs, batch):
     return self._loss(outputs, batch)
@@ -99,33 +81,41 @@ class DetectionTask:
   def postprocess(self, outputs, batch):
     image_hw = batch.get('image_hw', batch['image'].shape[1:3])  # Clip to each image's size.
     d = self.config.detect
-    if self.family.select is not None:
-      return self.family.select(outputs, image_hw, d)
+    # A reference post-processing that differs from the shared one (torchvision's SSD).
+    own = getattr(self.model_class, 'postprocess_detections', None)
+    if own is not None:
+      return own(outputs, image_hw, d)
+    boxes, scores = self.model_class.decode_outputs(outputs, image_hw)
     return select_batch_detections(
-        *self.family.decode(outputs, image_hw), image_hw, score_threshold=d.score_threshold,
+        boxes, scores, image_hw, score_threshold=d.score_threshold,
         iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
         max_detections=d.max_detections, min_size=d.get('min_size', 0.0))
 
-  def make_evaluator(self):
-    return DetectionEvaluator(self.class_names)
+  def protocol_evaluator(self, iou_types=('bbox',), **kwargs):
+    """COCO evaluation against the dataset's own annotation file (metrics/coco_protocol.py), for
+    datasets that have one (COCO-format data); None for the others. `kwargs`: ProtocolEvaluator's
+    (kpt_oks_sigmas, paste)."""
+    path = self.info.get('eval_annotations')
+    return path and ProtocolEvaluator(path, self.info['category_ids'], iou_types, **kwargs)
 
-  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
-    """Writes image | ground truth | prediction (class, score) panels; returns how many."""
+  def make_evaluator(self):
+    return DetectionEvaluator(self.class_names, protocol=self.protocol_evaluator())
+
+  def draw_example(self, batch, predictions, i, path):
+    """image | ground truth | prediction (class, score)."""
     names = self.class_names
-    count = min(max_images, int(np.sum(batch['example_valid'])))
-    for i in range(count):
-      image = drawing.to_uint8(batch['image'][i])
-      gt = batch['valid'][i]
-      shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
-      drawing.save_panel(
-          [drawing.upscale(image, 4),
-           drawing.draw_boxes(image, batch['boxes'][i][gt], batch['labels'][i][gt], names),
-           drawing.draw_boxes(image, predictions['boxes'][i][shown],
-                              predictions['labels'][i][shown], names,
-                              scores=predictions['scores'][i][shown])],
-          ['image', 'ground truth', 'prediction'],
-          os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1, legend=names)
-    return count
+    image = drawing.to_uint8(batch['image'][i])
+    gt = batch['valid'][i]
+    shown = predictions['valid'][i] & (predictions['scores'][i] >= self.config.detect.show_score)
+    drawing.save_panel(
+        [drawing.upscale(image, 4),
+         drawing.draw_boxes(image, batch['boxes'][i][gt], batch['labels'][i][gt], names),
+         drawing.draw_boxes(image, predictions['boxes'][i][shown],
+                            predictions['labels'][i][shown], names,
+                            scores=predictions['scores'][i][shown])],
+        ['image', 'ground truth',
+         drawing.prediction_title(int(shown.sum()), self.config.detect.show_score)],
+        path, scale=1, legend=names)
 
 
 def image_boxes(batch, predictions, i: int) -> dict:
@@ -141,13 +131,15 @@ class DetectionEvaluator:
 
   VOC 'difficult' boxes (batch key 'difficult', when the dataset has it) are ignored by both:
   VOC's own rule, and COCO's crowd regions, which likewise neither count as misses nor make
-  detections false positives.
+  detections false positives. With `protocol` (a `ProtocolEvaluator`, datasets with a COCO
+  annotation file) the COCO numbers are the official protocol's, in the original image frame.
   """
 
-  def __init__(self, class_names):
+  def __init__(self, class_names, protocol=None):
     self.class_names = list(class_names)
     self.coco = CocoEvaluator('bbox', category_ids=range(1, len(self.class_names)))
     self.voc = VocEvaluator()
+    self.protocol = protocol
     self.count = 0
 
   def add(self, batch, predictions):
@@ -159,11 +151,16 @@ class DetectionEvaluator:
     """Adds example i of the batch; subclasses add their own evaluators' share."""
     difficult = batch['difficult'][i] if 'difficult' in batch else None
     boxes = image_boxes(batch, predictions, i)
-    self.coco.add(image_id, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3], **boxes)
     self.voc.add(image_id, gt_difficult=difficult, **boxes)
+    if self.protocol:
+      self.protocol.add({k: v[i] for k, v in predictions.items()}, image_hw=batch['image_hw'][i],
+                        orig_hw=batch['orig_hw'][i], image_id=batch['image_id'][i])
+    else:
+      self.coco.add(image_id, gt_iscrowd=difficult, image_hw=batch['image'].shape[1:3], **boxes)
 
   def result(self) -> dict:
     voc = self.voc.compute()
     per_class = {self.class_names[c]: (None if np.isnan(ap) else ap)
                  for c, ap in voc['per_class'].items()}
-    return {**self.coco.compute(), 'voc_AP50': voc['AP50'], 'voc_AP50_per_class': per_class}
+    coco = self.protocol.compute() if self.protocol else self.coco.compute()
+    return {**coco, 'voc_AP50': voc['AP50'], 'voc_AP50_per_class': per_class}

@@ -4,7 +4,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data.people import JOINT_NAMES
+from ops.joints import JOINT_NAMES
 
 
 def palette(num_colors: int) -> np.ndarray:
@@ -24,6 +24,9 @@ def colorize(mask: np.ndarray, num_classes: int, ignore_label: int = 255) -> np.
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
+  """A batch's image (the pipeline's uint8, or float in [0, 1]) as uint8."""
+  if image.dtype == np.uint8:
+    return image
   return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
@@ -61,27 +64,53 @@ def draw_boxes(image: np.ndarray, boxes, labels, class_names, scores=None,
   return np.asarray(canvas)
 
 
+def _legend_rows(names, ids, width: int, draw: ImageDraw.ImageDraw) -> list[list[int]]:
+  """The class ids of `ids` in rows that fit `width` pixels (so long class lists wrap)."""
+  rows, x = [[]], 2
+  for k in ids:
+    step = 12 + int(draw.textlength(names[k])) + 10
+    if rows[-1] and x + step > width:
+      rows.append([])
+      x = 2
+    rows[-1].append(k)
+    x += step
+  return rows
+
+
+def prediction_title(num_shown: int, threshold: float) -> str:
+  """A detection panel's title; an empty panel says that no box reached the display threshold
+  (rather than leaving the reader to guess whether drawing failed)."""
+  return 'prediction' if num_shown else f'prediction: no detection >= {threshold:g}'
+
+
 def save_panel(tiles: list[np.ndarray], titles: list[str], path: str, scale: int = 4,
-               legend: list[str] | None = None):
+               legend: list[str] | None = None, legend_ids=None):
   """Saves uint8 RGB tiles side by side, nearest-upscaled so small images stay readable.
 
-  `legend`: class names drawn under the tiles in their `palette` colours.
+  `legend`: class names drawn under the tiles in their `palette` colours, wrapped into as many
+  rows as the width needs; `legend_ids`: only these classes (e.g. those in the picture).
   """
   tiles = [upscale(t, scale) for t in tiles]
   h, w = tiles[0].shape[:2]
-  title_h, gap = 14, 4
-  legend_h = 16 if legend else 0
-  canvas = Image.new('RGB', (len(tiles) * (w + gap) - gap, h + title_h + legend_h),
+  title_h, gap, row_h = 14, 4, 14
+  width = len(tiles) * (w + gap) - gap
+  ids = range(len(legend)) if legend and legend_ids is None else sorted(set(legend_ids or ()))
+  measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+  rows = _legend_rows(legend, ids, width, measure) if legend else []
+  canvas = Image.new('RGB', (width, h + title_h + row_h * len(rows) + (2 if rows else 0)),
                      (255, 255, 255))
   draw = ImageDraw.Draw(canvas)
   for i, (tile, title) in enumerate(zip(tiles, titles, strict=True)):
     canvas.paste(Image.fromarray(tile), (i * (w + gap), title_h))
     draw.text((i * (w + gap) + 2, 1), title, fill=(0, 0, 0))
-  x, y = 2, h + title_h + 3
-  for name, color in zip(legend or [], palette(len(legend)) if legend else [], strict=True):
-    draw.rectangle([x, y, x + 9, y + 9], fill=tuple(int(c) for c in color), outline=(0, 0, 0))
-    draw.text((x + 12, y - 1), name, fill=(0, 0, 0))
-    x += 12 + int(draw.textlength(name)) + 10
+  colors = palette(len(legend)) if legend else None
+  for r, row in enumerate(rows):
+    x, y = 2, h + title_h + 3 + r * row_h
+    for k in row:
+      color = tuple(int(c) for c in colors[k])
+      draw.rectangle([x, y, x + 9, y + 9], fill=color, outline=(0, 0, 0))
+      draw.text((x + 12, y - 1), legend[k], fill=(0, 0, 0))
+      x += 12 + int(draw.textlength(legend[k])) + 10
   canvas.save(path)
 
 
@@ -119,14 +148,15 @@ def draw_skeleton(image: np.ndarray, points: np.ndarray, edges, labelled=None,
 def draw_instances(image: np.ndarray, boxes, labels, class_names, *, masks=None, scores=None,
                    keypoints=None, keypoint_labelled=None, edges=(), joint_names=JOINT_NAMES,
                    scale: int = 4) -> np.ndarray:
-  """Instances over the image: each mask [K, H, W] in its own colour, the boxes captioned with
-  their class (and score), and (y, x) keypoints [K, J, 2] as skeletons; upscaled by `scale`."""
+  """Instances over the image: each mask [K, H, W] and box in its class's colour (the panels'
+  legend), the boxes captioned with their class (and score), and (y, x) keypoints [K, J, 2] as
+  skeletons; upscaled by `scale`."""
   if masks is not None and len(masks):
-    colors = palette(len(masks) + 1)[1:]
-    # Later (lower-scoring) instances first, so the best one's colour wins where masks overlap.
+    colors = palette(len(class_names))
+    # Later (lower-scoring) instances first, so the best one's mask wins where masks overlap.
     overlay = np.zeros_like(image)
     for k in reversed(range(len(masks))):
-      overlay[np.asarray(masks[k], bool)] = colors[k]
+      overlay[np.asarray(masks[k], bool)] = colors[int(labels[k])]
     image = blend(image, overlay)
   canvas = Image.fromarray(draw_boxes(image, boxes, labels, class_names, scores, scale))
   if keypoints is not None:

@@ -5,40 +5,28 @@ model regresses the joints in the box's normalised frame, and `postprocess` maps
 pixels. Metrics: PCK@0.2 (torso and box references) and PCP (`metrics/pose.py`); overlays draw
 the true and the predicted skeleton.
 """
-import os
-
-import ml_collections
 import numpy as np
 
-import data
-import models
-from data.people import NUM_JOINTS, SKELETON
 from losses.pose import pose_loss
 from metrics.pose import pose_metrics
+from ops.joints import NUM_JOINTS, SKELETON
 from ops.keypoints import from_frame
 from tasks import drawing
-from tasks.localization import frozen_backbone
+from tasks.base import Task, freeze_backbone
 
 
-class PoseTask:
+class PoseTask(Task):
   name = 'pose'
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.info = data.dataset_info(config.data)
+  def setup(self):
     if self.info['num_joints'] != NUM_JOINTS:
       raise ValueError(
-          f"The pose task scores the 14 LSP joints (PCK, PCP); {config.data.name} has "
+          f"The pose task scores the 14 LSP joints (PCK, PCP); {self.config.data.name} has "
           f"{self.info['num_joints']}. Train keypoints of other joint sets with Mask R-CNN's "
           "keypoint head (configs/inst/keypoint_rcnn_*.py), scored by OKS AP.")
-    self.num_classes = self.info['num_classes']
-    self.model = self.build_model()
 
-  def build_model(self, bn_axis_name=None):
-    kwargs = {k: v for k, v in self.config.model.items() if k != 'name'}
-    return models.get_model(self.config.model.name, num_joints=NUM_JOINTS,
-                            frozen_backbone=frozen_backbone(self.config),
-                            bn_axis_name=bn_axis_name, **kwargs)
+  def model_kwargs(self):
+    return {'num_joints': NUM_JOINTS, 'frozen_backbone': freeze_backbone(self.config)}
 
   def model_inputs(self, batch):
     return (batch['image'], batch['boxes'][:, 0]), {}
@@ -53,17 +41,13 @@ class PoseTask:
   def make_evaluator(self):
     return PoseEvaluator()
 
-  def visualize(self, batch, predictions, out_dir: str, *, max_images: int, start: int = 0):
-    """Writes the true | predicted skeleton over the image; returns how many were written."""
-    count = min(max_images, int(np.sum(batch['example_valid'])))
-    for i in range(count):
-      image = drawing.to_uint8(batch['image'][i])
-      truth = batch['keypoints'][i, 0]
-      gt = drawing.draw_skeleton(image, truth[:, :2], SKELETON, labelled=truth[:, 2] > 0)
-      pred = drawing.draw_skeleton(image, predictions['keypoints'][i], SKELETON)
-      drawing.save_panel([gt, pred], ['ground truth', 'prediction'],
-                         os.path.join(out_dir, f'overlay_{start + i:03d}.png'), scale=1)
-    return count
+  def draw_example(self, batch, predictions, i, path):
+    """The true | predicted skeleton over the image."""
+    image = drawing.to_uint8(batch['image'][i])
+    truth = batch['keypoints'][i, 0]
+    gt = drawing.draw_skeleton(image, truth[:, :2], SKELETON, labelled=truth[:, 2] > 0)
+    pred = drawing.draw_skeleton(image, predictions['keypoints'][i], SKELETON)
+    drawing.save_panel([gt, pred], ['ground truth', 'prediction'], path, scale=1)
 
 
 class PoseEvaluator:

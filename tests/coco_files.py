@@ -12,15 +12,15 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_api
 
-from data import pipeline
+from configs import common
 
 
 def data_config(tmp_path, name, variant):
   """A `config.data` block reading `tmp_path`/manual into `tmp_path`/data, 64 x 64, M = 4."""
-  cfg = pipeline.default_config()
+  cfg = common.data_config()
   cfg.name, cfg.variant = name, variant
   cfg.data_dir, cfg.manual_dir = str(tmp_path / 'data'), str(tmp_path / 'manual')
-  cfg.image_size, cfg.max_boxes = 64, 4
+  cfg.image_size, cfg.max_boxes, cfg.worker_count = 64, 4, 0
   return cfg
 
 

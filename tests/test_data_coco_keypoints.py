@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import data
-from data import augment, people, pipeline
+from data import augment, pipeline
+from ops.joints import COCO_17, COCO_FLIP_PERMUTATION, COCO_JOINT_NAMES, COCO_SKELETON, LSP_14
 from tests.coco_files import compressed_rle, data_config, rect, uncompressed_rle, write_coco
 from training.state import example_batch
 
@@ -29,11 +30,11 @@ def _annotation(ann_id, bbox, segmentation, keypoints, iscrowd=0):
 
 def _coco_json(folder):
   del folder  # Both splits hold the same image.
-  skeleton = [[a + 1, b + 1] for a, b in people.COCO_SKELETON]  # The files count from 1.
+  skeleton = [[a + 1, b + 1] for a, b in COCO_SKELETON]  # The files count from 1.
   return {
       'images': [{'id': 5, 'file_name': f'{5:012d}.jpg', 'height': 40, 'width': 50}],
       'categories': [{'id': 1, 'name': 'person', 'supercategory': 'person',
-                      'keypoints': list(people.COCO_JOINT_NAMES), 'skeleton': skeleton}],
+                      'keypoints': list(COCO_JOINT_NAMES), 'skeleton': skeleton}],
       'annotations': [
           _annotation(1, [10, 5, 20, 20], [[10, 5, 30, 5, 30, 25, 10, 25]], _A_XYV),
           _annotation(2, [32, 20, 15, 15], compressed_rle(_B), _B_XYV),
@@ -48,7 +49,7 @@ def _expected(xyv):
   return np.where(labelled, np.stack([xyv[:, 1] + 0.5, xyv[:, 0] + 0.5, xyv[:, 2]], 1), 0)
 
 
-@pytest.mark.parametrize('joints', [people.LSP_14, people.COCO_17])
+@pytest.mark.parametrize('joints', [LSP_14, COCO_17])
 def test_flip_maps_swap_left_and_right(joints):
   for i, j in enumerate(joints.flip_permutation):
     mirrored = joints.names[i].replace('left', 'LEFT').replace('right', 'left').replace(
@@ -63,7 +64,7 @@ def test_person_keypoints_builder_and_flip(tmp_path):
   batch = next(iter(data.make_eval_batches(cfg, batch_size=2)))
   info = data.dataset_info(cfg)
   assert info['class_names'] == ['background', 'person']
-  assert info['joints'] is people.COCO_17 and info['num_joints'] == 17
+  assert info['joints'] is COCO_17 and info['num_joints'] == 17
   assert example_batch(info)['keypoints'].shape == (1, 4, 17, 3)
 
   assert batch['keypoints'].shape == (2, 4, 17, 3)  # The padding example too.
@@ -75,17 +76,17 @@ def test_person_keypoints_builder_and_flip(tmp_path):
   np.testing.assert_allclose(keypoints[0, 2], [7.5, 18.5, 1])  # right_eye: x 18, y 7, occluded.
   np.testing.assert_allclose(keypoints[1], _expected(_B_XYV))
   assert not keypoints[2:].any()  # The crowd and the padding box have none.
-  masks = batch['instance_masks'][0, :, :40, :50].astype(bool)
+  masks = augment.ids_to_masks(batch['instance_ids'][0], 4)[:, :40, :50].astype(bool)
   assert masks[0, 5:25, 10:30].all() and not masks[0, :, 31:].any() and not masks[0, 26:].any()
   np.testing.assert_array_equal(masks[1], _B.astype(bool))  # Compressed RLE, exactly.
   np.testing.assert_array_equal(masks[2], _CROWD.astype(bool))  # Uncompressed RLE.
 
   ex = pipeline.DecodedSource(cfg, 'validation')[0]
-  assert ex['keypoint_flip'] == people.COCO_FLIP_PERMUTATION
+  assert ex['keypoint_flip'] == COCO_FLIP_PERMUTATION
   ex = dict(ex, image=ex['image'].astype(np.float32) / 255)
   flipped = augment.transform(ex, flip=True, out_hw=(40, 50), oy=0, ox=0, crop_hw=(40, 50))
   before, after = ex['keypoints'][0], flipped['keypoints'][0]
-  for joint, mirror in enumerate(people.COCO_FLIP_PERMUTATION):
+  for joint, mirror in enumerate(COCO_FLIP_PERMUTATION):
     labelled = before[mirror, 2] > 0
     expected = [before[mirror, 0], 50 - before[mirror, 1], before[mirror, 2]] if labelled else 0
     np.testing.assert_allclose(after[joint], expected)

@@ -1,10 +1,12 @@
 """The grain pipeline and augmentations: contract shapes, determinism, state, sharding, padding."""
 import hashlib
+import time
 
 import numpy as np
 import pytest
 
 import data
+from configs import common
 from data import augment, pipeline, shapes
 
 M = 8
@@ -12,11 +14,11 @@ M = 8
 
 @pytest.fixture()
 def cfg(tfds_dir):
-  c = pipeline.default_config()
+  c = common.data_config()
   c.variant = 'small'
   c.data_dir = tfds_dir
   c.max_boxes = M
-  c.read_threads = 1
+  c.read_threads, c.worker_count = 1, 0
   return c
 
 
@@ -27,25 +29,30 @@ def _tight(masks):
 
 def _check_batch(b, batch, size=64, eval_batch=False):
   expect = {
-      'image': (np.float32, (batch, size, size, 3)), 'mask': (np.int32, (batch, size, size)),
+      'image': (np.uint8, (batch, size, size, 3)), 'mask': (np.uint8, (batch, size, size)),
       'boxes': (np.float32, (batch, M, 4)), 'labels': (np.int32, (batch, M)),
-      'instance_masks': (np.uint8, (batch, M, size, size)), 'valid': (np.bool_, (batch, M)),
+      'instance_ids': (np.uint8, (batch, size, size)), 'valid': (np.bool_, (batch, M)),
       'keypoints': (np.float32, (batch, M, 14, 3)),  # Unlabelled (all 0) for Shapes scenes.
+      'image_hw': (np.int32, (batch, 2)),
   }
-  if eval_batch:
-    expect['example_valid'] = (np.bool_, (batch,))
+  if eval_batch:  # Where each image's content is, for mapping predictions back to its frame.
+    expect.update(example_valid=(np.bool_, (batch,)), image_hw=(np.int32, (batch, 2)),
+                  orig_hw=(np.int32, (batch, 2)), image_id=(np.int64, (batch,)))
   assert set(b) == set(expect)
   for k, (dtype, shape) in expect.items():
     assert b[k].dtype == dtype and b[k].shape == shape, (k, b[k].dtype, b[k].shape)
-  assert 0.0 <= b['image'].min() and b['image'].max() <= 1.0
   for i in range(batch):
     v = b['valid'][i]
     assert np.all(b['labels'][i][v] >= 1) and np.all(b['labels'][i][~v] == 0)
-    boxes, nonempty = _tight(b['instance_masks'][i])
+    assert b['instance_ids'][i].max() <= v.sum()  # Slot j's pixels are j + 1.
+    boxes, nonempty = _tight(augment.ids_to_masks(b['instance_ids'][i], M))
     assert np.array_equal(nonempty, v)
     np.testing.assert_allclose(b['boxes'][i], boxes, atol=1.0)
     for j in np.flatnonzero(v):  # Semantic mask agrees with every instance's label.
-      assert np.all(b['mask'][i][b['instance_masks'][i, j] == 1] == b['labels'][i, j])
+      assert np.all(b['mask'][i][b['instance_ids'][i] == j + 1] == b['labels'][i, j])
+    # The content's extent: everything past it is padding.
+    h, w = b['image_hw'][i]
+    assert not b['image'][i, h:].any() and not b['image'][i, :, w:].any()
 
 
 def test_train_batches_match_contract_and_are_consistent(cfg):
@@ -68,7 +75,7 @@ def test_eval_batches_cover_split_once_with_padding(cfg):
   assert np.all(last['mask'][16:] == 255) and not last['valid'][16:].any()
   ref = shapes.render(next(c for c in shapes.Shapes.BUILDER_CONFIGS if c.name == 'small'),
                       'validation', 30)
-  np.testing.assert_allclose(batches[1]['image'][6], ref['image'] / 255.0, atol=1e-6)
+  np.testing.assert_array_equal(batches[1]['image'][6], ref['image'])
 
 
 def test_same_seed_same_batches_and_state_round_trip(cfg):
@@ -155,7 +162,8 @@ def test_dataset_info(cfg):
   info = pipeline.dataset_info(cfg)
   assert info == dict(num_classes=5, class_names=list(shapes.CLASS_NAMES), image_size=64,
                       max_boxes=M, max_proposals=0, joints=None, num_joints=14, vocab=None,
-                      max_caption_len=0, num_train=256, num_eval=64)
+                      max_caption_len=0, num_train=256, num_eval=64, category_ids=(1, 2, 3, 4),
+                      eval_annotations=None)
 
 
 def _scene():
@@ -208,3 +216,36 @@ def test_resize_matches_reference():
   np.testing.assert_allclose(augment.resize_bilinear(img, 5, 7), img)
   ids = np.arange(12, dtype=np.uint8).reshape(3, 4)
   np.testing.assert_array_equal(augment.resize_nearest(ids, 6, 8), ids.repeat(2, 0).repeat(2, 1))
+
+
+def _rss() -> int:
+  with open('/proc/self/status') as f:
+    return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmRSS:'))
+
+
+def test_eval_memory_stays_bounded_by_the_buffers(cfg):
+  """A consumer slower than the readers: memory holds a few batches, not the split (with grain's
+  default buffers, up to 500 batches, RSS grew by ~7 batches here and on with the split)."""
+  cfg.image_size, cfg.read_threads, cfg.prefetch_batches = 512, 1, 2  # 1.3 MB elements.
+  batches = pipeline.make_eval_batches(cfg, batch_size=4)
+  assert len(batches) == 16
+  growth, start = 0, None
+  for batch in batches:
+    start = start or _rss()
+    growth = max(growth, _rss() - start)
+    batch_bytes = sum(v.nbytes for v in batch.values())
+    time.sleep(0.25)  # Slower than the readers, so their buffers fill up.
+  # read_threads + prefetch_batches + the batch in hand (grain's defaults: ~7 batches here).
+  assert growth < 4 * batch_bytes, (growth, batch_bytes)
+
+
+@pytest.mark.parametrize('min_size,max_size,want_hw', [(80, 1000, 80), (80, 72, 72)])
+def test_recipe_resize_scales_the_shorter_side_and_pads_bottom_right(min_size, max_size, want_hw):
+  ex = _scene()  # 64 x 64.
+  out = augment.random_augment(ex, np.random.default_rng(0), crop_hw=(96, 96), flip=False,
+                               min_size=min_size, max_size=max_size)
+  np.testing.assert_array_equal(out['image_hw'], [want_hw, want_hw])
+  assert out['image'][want_hw:].max() == 0 and np.all(out['mask'][:, want_hw:] == 255)
+  scale = want_hw / 64
+  np.testing.assert_allclose(out['boxes'][out['box_valid']],
+                             ex['boxes'][out['box_valid']] * scale, atol=1.0)

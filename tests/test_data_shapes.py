@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data import shapes
+from data import builder, shapes
 
 CFG = next(c for c in shapes.Shapes.BUILDER_CONFIGS if c.name == 'small')
 
@@ -16,7 +16,7 @@ def test_render_is_a_pure_function_of_split_and_index():
   b = shapes.render(CFG, 'train', 7)
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
-  assert shapes.encode_png(a['image']) == shapes.encode_png(b['image'])
+  assert builder.encode_png(a['image']) == builder.encode_png(b['image'])
   c = shapes.render(CFG, 'train', 8)
   d = shapes.render(CFG, 'validation', 7)
   assert not np.array_equal(a['image'], c['image'])
@@ -91,6 +91,8 @@ def test_builder_prepares_deterministic_array_records(tmp_path):
 
 def test_save_examples_grid(tmp_path):
   from PIL import Image
+
+  from tools import shapes_grid
   path = str(tmp_path / 'grid.png')
-  shapes.save_examples_grid(path, num=4, config='small')
-  assert Image.open(path).size[0] > 0
+  shapes_grid.main(['--out', path, '--num', '4', '--config', 'small'])
+  assert Image.open(path).size == (4 * (2 * 64 * 3 + 3 * 4), (64 * 3 + 4) + 4)  # 1 row of 4.

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import data
+from configs import common
 from data import augment, captions, pipeline, visual_genome
 
 # Image id -> (height, width) and regions (x, y, width, height, phrase). Splits by id % 20:
@@ -55,7 +56,7 @@ def _write_manual(manual):
 def cfg(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('visual_genome')
   _write_manual(tmp / 'manual')
-  c = pipeline.default_config()
+  c = common.data_config()
   c.name, c.variant = 'visual_genome', 'tiny'
   c.data_dir, c.manual_dir = str(tmp / 'data'), str(tmp / 'manual')
   c.image_size, c.max_boxes = 64, 4

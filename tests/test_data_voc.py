@@ -7,7 +7,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from configs import common
 from data import pipeline, voc
+from data import source as data_source
 
 _TRAIN, _VAL = ['2007_000032', '2007_000039', '2008_000123'], ['2009_000001', '2010_000002']
 
@@ -73,15 +75,15 @@ def voc_dirs(tmp_path_factory):
 
 
 def _cfg(data_dir, manual_dir):
-  c = pipeline.default_config()
+  c = common.data_config()
   c.name, c.data_dir, c.manual_dir = 'voc2012_segmentation', data_dir, manual_dir
-  c.read_threads = 0
+  c.read_threads, c.worker_count = 0, 0
   return c
 
 
 def test_builder_reads_official_tar_layout(voc_dirs):
   data_dir, manual_dir, truth, _ = voc_dirs
-  pipeline.ensure_prepared(_cfg(data_dir, manual_dir))
+  data_source.ensure_prepared(_cfg(data_dir, manual_dir))
   source = tfds.data_source('voc2012_segmentation', split='train', data_dir=data_dir,
                             download=False)
   assert len(source) == 3
@@ -114,7 +116,7 @@ def test_builder_reads_extracted_tree(voc_dirs, tmp_path):
 def test_missing_manual_data_is_a_clear_error(tmp_path):
   cfg = _cfg(str(tmp_path / 'tfds'), str(tmp_path))
   with pytest.raises(Exception, match='VOCtrainval_11-May-2012.tar'):
-    pipeline.ensure_prepared(cfg)
+    data_source.ensure_prepared(cfg)
 
 
 def test_pipeline_batches_from_voc(voc_dirs):
@@ -123,7 +125,7 @@ def test_pipeline_batches_from_voc(voc_dirs):
   cfg.image_size, cfg.max_boxes = 64, 4
   cfg.augment.scale_min, cfg.augment.scale_max, cfg.augment.crop_size = 0.5, 1.5, 48
   b = next(pipeline.make_train_iterator(cfg, global_batch_size=2, seed=0))
-  assert b['image'].shape == (2, 48, 48, 3) and b['instance_masks'].shape == (2, 4, 48, 48)
+  assert b['image'].shape == (2, 48, 48, 3) and b['instance_ids'].shape == (2, 48, 48)
   assert set(np.unique(b['mask'])) - set(range(21)) <= {255}
   batches = list(pipeline.make_eval_batches(cfg, batch_size=4))
   assert len(batches) == 1 and batches[0]['example_valid'].tolist() == [True, True, False, False]

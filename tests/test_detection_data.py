@@ -5,6 +5,7 @@ folders; VOC: the official trainval tar), prepares the builder into a tmp data_d
 pipeline and checks the batches: box conversion, labels, difficult flags and masks.
 """
 import io
+import json
 import os
 import tarfile
 
@@ -12,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 import data
+from data import augment
 from tests.coco_files import compressed_rle, data_config, rect, uncompressed_rle, write_coco
 
 # Image 1 (40 x 50, RGB): a person polygon (x 10..30, y 5..25) over part of a crowd of dogs
@@ -47,6 +49,12 @@ def test_coco2017_batches(tmp_path):
   batch = next(iter(data.make_eval_batches(cfg, batch_size=3)))
   info = data.dataset_info(cfg)
   assert info['num_classes'] == 81 and info['class_names'][17] == 'dog'
+  assert info['category_ids'][17 - 1] == 18 and info['category_ids'][-1] == 90  # dog; toothbrush.
+  # The official evaluation reads the annotation file, extracted once from the zip.
+  with open(info['eval_annotations']) as f:
+    assert json.load(f)['info'] == {'folder': 'val2017'}
+  np.testing.assert_array_equal(batch['image_id'], [3, 7, -1])
+  np.testing.assert_array_equal(batch['orig_hw'][:2], [[30, 40], [40, 50]])
   assert (info['num_train'], info['num_eval']) == (2, 2)
   # Records are in image id order: the bicycle image (id 3) first. Images are padded into 64 x 64.
   np.testing.assert_array_equal(batch['example_valid'], [True, True, False])
@@ -55,7 +63,7 @@ def test_coco2017_batches(tmp_path):
   np.testing.assert_allclose(batch['boxes'][1, :2], [[5, 10, 25, 30], [0, 25, 20, 50]])
   np.testing.assert_array_equal(batch['labels'][1], [1, 17, 0, 0])  # Contiguous ids 1..80.
   np.testing.assert_array_equal(batch['difficult'][:2], [[False] * 4, [False, True, False, False]])
-  masks = batch['instance_masks']
+  masks = np.stack([augment.ids_to_masks(ids, 4) for ids in batch['instance_ids']])
   np.testing.assert_array_equal(masks[0, 0, :30, :40], _BIKE)  # RLE, exactly.
   person, crowd = masks[1, 0, :40, :50].astype(bool), masks[1, 1, :40, :50].astype(bool)
   assert person[5:25, 10:30].all() and not person[:, 31:].any() and not person[26:].any()
@@ -107,7 +115,7 @@ def test_voc_detection_batches(tmp_path):
   np.testing.assert_allclose(batch['boxes'][0, :2], [[5, 10, 25, 30], [0, 0, 40, 50]])
   np.testing.assert_array_equal(batch['labels'][0], [12, 15, 0, 0])  # dog, person.
   np.testing.assert_array_equal(batch['difficult'], [[False, True, False, False], [False] * 4])
-  assert np.all(batch['mask'] == 255) and not batch['instance_masks'].any()  # No masks in VOC.
+  assert np.all(batch['mask'] == 255) and not batch['instance_ids'].any()  # No masks in VOC.
   train = next(data.make_train_iterator(cfg, global_batch_size=2, seed=0))
   assert train['difficult'].shape == (2, 4) and sorted(train['valid'].sum(1)) == [1, 2]
   assert sorted(train['difficult'].sum(1)) == [0, 1]

@@ -11,6 +11,7 @@ import train
 from configs import loader
 from losses import ssd as ssd_losses
 from models import ssd
+from ops.box_coding import SSD_BOX_WEIGHTS
 from ops.boxes import encode
 
 # Jitted: the eager op-by-op versions are several times slower on a busy CPU.
@@ -44,7 +45,7 @@ def test_matching_threshold_and_best_default_box():
   # IoU 0.44) and still gets its best one.
   np.testing.assert_array_equal(positive, [False, True, True, True, False, False])
   np.testing.assert_array_equal(classes, [0, 4, 2, 2, 0, 0])
-  np.testing.assert_allclose(deltas[2], encode(boxes[0], ANCHORS[2], ssd.BOX_WEIGHTS), atol=1e-5)
+  np.testing.assert_allclose(deltas[2], encode(boxes[0], ANCHORS[2], SSD_BOX_WEIGHTS), atol=1e-5)
 
 
 def test_hard_negatives_three_per_positive():
@@ -77,7 +78,7 @@ def test_decode_inverts_encode():
   rng = np.random.default_rng(0)
   yx = rng.uniform(0, 40, (6, 2))
   boxes = jnp.asarray(np.concatenate([yx, yx + rng.uniform(4, 24, (6, 2))], -1), jnp.float32)
-  outputs = {'anchors': ANCHORS, 'box_deltas': encode(boxes, ANCHORS, ssd.BOX_WEIGHTS)[None],
+  outputs = {'anchors': ANCHORS, 'box_deltas': encode(boxes, ANCHORS, SSD_BOX_WEIGHTS)[None],
              'class_logits': jnp.zeros((1, 6, 5))}
   decoded, scores = ssd.decode(outputs, (64, 64))
   np.testing.assert_allclose(decoded[0], boxes, atol=1e-3)

@@ -7,8 +7,8 @@ import pytest
 from flax import traverse_util
 
 from configs import loader
+from models import torchvision_weights
 from models.backbones import get_backbone
-from tools import import_weights
 from training import pretrained
 from training.checkpoint import Checkpointer
 from training.optim import make_optimizer
@@ -60,11 +60,11 @@ def weights_file(tmp_path_factory):
 
 def test_every_key_maps_and_round_trip_keeps_forward_pass(weights_file, tmp_path):
   state_dict = resnet18_state_dict()
-  variables = import_weights.load_safetensors(weights_file)
+  variables = torchvision_weights.load_safetensors(weights_file)
   mapped = traverse_util.flatten_dict(variables)
   assert len(state_dict) == 122  # torchvision's resnet18 state dict has 122 entries.
   assert len(mapped) == 122 - 20  # All but the 20 num_batches_tracked counters.
-  assert import_weights.check_against_model(variables, 'resnet18', 1000) == len(mapped)
+  assert torchvision_weights.check_against_model(variables, 'resnet18', 1000) == len(mapped)
   np.testing.assert_array_equal(variables['params']['layer2_0']['downsample_0']['kernel'],
                                 state_dict['layer2.0.downsample.0.weight'].transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(variables['batch_stats']['bn1']['var'],
@@ -74,10 +74,10 @@ def test_every_key_maps_and_round_trip_keeps_forward_pass(weights_file, tmp_path
   images = jax.random.uniform(jax.random.PRNGKey(0), (2, 64, 64, 3))
   before = model.apply(variables, images, train=False)['logits']
   path = str(tmp_path / 'again.safetensors')
-  import_weights.save_safetensors(variables, path)
-  after = model.apply(import_weights.load_safetensors(path), images, train=False)['logits']
+  torchvision_weights.save_safetensors(variables, path)
+  after = model.apply(torchvision_weights.load_safetensors(path), images, train=False)['logits']
   np.testing.assert_array_equal(before, after)
-  exported = import_weights.flax_to_torchvision(variables)
+  exported = torchvision_weights.flax_to_torchvision(variables)
   assert exported.keys() == state_dict.keys()
   for key, value in state_dict.items():
     if not key.endswith('num_batches_tracked'):
@@ -97,7 +97,7 @@ def _state(spec, **model):
 def test_backbone_from_safetensors_then_frozen(weights_file):
   config, task, state = _state('configs/loc/localizer_shapes.py:runlocal', backbone='resnet18')
   state = pretrained.load_backbone(state, weights_file)
-  imported = import_weights.load_safetensors(weights_file)
+  imported = torchvision_weights.load_safetensors(weights_file)
   np.testing.assert_array_equal(state.params['backbone']['conv1']['kernel'],
                                 imported['params']['conv1']['kernel'])
   assert 'fc' not in state.params['backbone']

@@ -10,9 +10,10 @@ import pytest
 import tasks
 import train
 from configs import loader
-from data.people import LSP_14
 from losses.mask_rcnn import keypoint_loss, mask_loss
+from ops.joints import LSP_14
 from ops.masks import mask_targets
+from ops.roi import roi_align
 from tasks.instance import InstanceEvaluator
 from tests.toy_data import toy_detection_batch
 from tools.bench import synthetic_batch
@@ -24,27 +25,44 @@ CLASS_NAMES = ('background', 'square', 'disc')
 
 
 def _disc_and_square(size: int = 48):
-  """Two instances: a square (class 1) and a disc (class 2), their masks and tight boxes."""
+  """Two instances: a square (class 1) and a disc (class 2), their masks, tight boxes, labels,
+  valid flags and id map."""
   yy, xx = np.mgrid[:size, :size] + 0.5
   masks = np.zeros((3, size, size), np.uint8)  # One padding slot.
   masks[0, 4:20, 6:30] = 1
   masks[1] = (yy - 32) ** 2 + (xx - 28) ** 2 <= 11 ** 2
   boxes = np.array([[4, 6, 20, 30], [21, 17, 43, 39], [0, 0, 0, 0]], np.float32)
-  return masks, boxes, np.array([1, 2, 0], np.int32), np.array([True, True, False])
+  ids = (masks[0] + 2 * masks[1]).astype(np.uint8)  # The two do not overlap.
+  return masks, boxes, np.array([1, 2, 0], np.int32), np.array([True, True, False]), ids
 
 
 def _instance_batch():
-  masks, boxes, labels, valid = _disc_and_square()
-  return {'image': np.zeros((1, *masks.shape[1:], 3), np.float32), 'boxes': boxes[None],
-          'labels': labels[None], 'valid': valid[None], 'instance_masks': masks[None],
+  masks, boxes, labels, valid, ids = _disc_and_square()
+  return {'image': np.zeros((1, *masks.shape[1:], 3), np.uint8), 'boxes': boxes[None],
+          'labels': labels[None], 'valid': valid[None], 'instance_ids': ids[None],
           'example_valid': np.ones(1, bool)}
+
+
+def test_mask_targets_from_id_map_equal_roi_align_of_the_masks():
+  """The id-map targets are the old ones: RoIAlign of each instance's full binary mask."""
+  masks, boxes, _, _, ids = _disc_and_square()
+  rng = np.random.default_rng(0)
+  jittered = (boxes[None, :2] + rng.normal(0, 3, (6, 2, 4))).reshape(-1, 4)
+  rois = np.concatenate([boxes[:2], jittered, [[-5, -5, 60, 60], [40, 40, 47.5, 47.9]]])
+  rois = rois.astype(np.float32)
+  matched = np.array([0, 1] * 7 + [1, 0], np.int32)
+  rows = np.concatenate([matched[:, None].astype(np.float32), rois], -1)
+  want = roi_align(jnp.asarray(masks[..., None]), jnp.asarray(rows), (28, 28), 1.0, 2, True)
+  got = mask_targets(jnp.asarray(ids), jnp.asarray(rois), jnp.asarray(matched), 28)
+  np.testing.assert_array_equal(got, (np.asarray(want)[..., 0] >= 0.5).astype(np.float32))
+  assert 0 < float(got.mean()) < 1
 
 
 def test_mask_ap_is_one_for_perfect_predictions():
   batch = _instance_batch()
   perfect = {'boxes': batch['boxes'], 'labels': batch['labels'], 'valid': batch['valid'],
              'scores': np.array([[0.9, 0.8, 0.0]], np.float32),
-             'masks': batch['instance_masks'].astype(bool)}
+             'masks': _disc_and_square()[0][None].astype(bool)}
   evaluator = InstanceEvaluator(CLASS_NAMES, masks=True)
   evaluator.add(batch, perfect)
   result = evaluator.result()
@@ -61,7 +79,7 @@ def test_postprocess_pastes_28x28_masks_back_at_their_boxes():
   config = loader.load('configs/inst/mask_rcnn_shapes.py:runlocal')
   task = tasks.get_task(config)
   batch = _instance_batch()
-  crops = mask_targets(jnp.asarray(batch['instance_masks'][0]), jnp.asarray(batch['boxes'][0]),
+  crops = mask_targets(jnp.asarray(batch['instance_ids'][0]), jnp.asarray(batch['boxes'][0]),
                        jnp.arange(3), 28)
   outputs = {'detections': {'boxes': batch['boxes'], 'labels': batch['labels'],
                             'valid': batch['valid'], 'scores': jnp.array([[0.9, 0.8, 0.0]]),
@@ -69,7 +87,7 @@ def test_postprocess_pastes_28x28_masks_back_at_their_boxes():
   predictions = jax.device_get(task.postprocess(outputs, batch))
   assert predictions['masks'].shape == (1, 3, 48, 48) and predictions['masks'].dtype == bool
   assert not predictions['masks'][0, 2].any()  # Padding detections paste nothing.
-  np.testing.assert_array_equal(predictions['masks'][0, 0], batch['instance_masks'][0, 0])
+  np.testing.assert_array_equal(predictions['masks'][0, 0], _disc_and_square()[0][0])
   evaluator = task.make_evaluator()
   evaluator.add(batch, predictions)
   assert evaluator.result()['mask_AP50'] == pytest.approx(1.0)
@@ -135,7 +153,7 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
   np.testing.assert_array_equal(targets['valid'], rois['valid'] & (rois['classes'] > 0))
   assert np.all(np.asarray(targets['valid']).sum(1) >= 1)  # Ground truth is among the RoIs.
   for b in range(2):
-    want = mask_targets(jnp.asarray(batch['instance_masks'][b]), rois['boxes'][b],
+    want = mask_targets(jnp.asarray(batch['instance_ids'][b]), rois['boxes'][b],
                         rois['matched'][b], 28)
     valid = np.asarray(targets['valid'][b])
     np.testing.assert_array_equal(np.asarray(targets['masks'][b])[valid], np.asarray(want)[valid])
@@ -153,16 +171,20 @@ def test_mask_loss_falls_on_a_tiny_overfit_batch(mask_task):
   task = tasks.get_task(config)
   batch = toy_detection_batch()
   rows, cols = np.mgrid[:64, :64]
-  b = batch['boxes'][..., None, None]
-  batch['instance_masks'] = ((rows >= b[:, :, 0]) & (rows < b[:, :, 2]) & (cols >= b[:, :, 1]) &
-                             (cols < b[:, :, 3])).astype(np.uint8)  # The squares fill their boxes.
+  batch['instance_ids'] = np.zeros((2, 64, 64), np.uint8)
+  # The squares fill their boxes, the second in front where two overlap (an id map holds the
+  # visible pixels: the first square's target loses that corner, so it takes 40 steps, not 30).
+  for k in range(batch['boxes'].shape[1]):
+    b = batch['boxes'][:, k, :, None, None]
+    inside = (rows >= b[:, 0]) & (rows < b[:, 2]) & (cols >= b[:, 1]) & (cols < b[:, 3])
+    batch['instance_ids'][inside & batch['valid'][:, k, None, None]] = k + 1
   batch['keypoints'] = np.zeros((2, 4, 14, 3), np.float32)
-  state = init_state(task, task.model, make_optimizer(config.optimizer, 30),
+  state = init_state(task, task.model, make_optimizer(config.optimizer, 40),
                      jax.random.PRNGKey(0), batch)
   step = jax.jit(make_train_step(task))
   batch = jax.tree.map(jnp.asarray, batch)
   history = []
-  for _ in range(30):
+  for _ in range(40):
     state, metrics = step(state, batch)
     history.append(float(metrics['mask_loss']))
   assert np.mean(history[-5:]) < 0.5 * history[0], history

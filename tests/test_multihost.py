@@ -1,8 +1,9 @@
 """Multi-host data parallelism: 2 processes x 2 CPU devices train like 1 process x 4 devices.
 
-Each worker (this file run as a script) joins a localhost coordinator through
-`training.parallel.initialize_distributed`, feeds its half of every global batch and trains the
-same steps as the single-process reference run here on conftest's 4 devices.
+Each worker (this module run as `python -m tests.test_multihost` from the repository root) joins
+a localhost coordinator through `training.parallel.initialize_distributed`, feeds its half of
+every global batch and trains the same steps as the single-process reference run here on
+conftest's 4 devices.
 """
 import os
 import socket
@@ -13,21 +14,18 @@ import jax
 import numpy as np
 import pytest
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:  # Run as a worker script, the repository is not on the path.
-  sys.path.insert(0, _REPO)
-
-import tasks  # noqa: E402
-from configs import loader  # noqa: E402
-from training import compile_cache  # noqa: E402
-from training.optim import make_optimizer  # noqa: E402
-from training.parallel import DataParallel, initialize_distributed  # noqa: E402
-from training.state import example_batch, init_state  # noqa: E402
-from training.step import make_train_step  # noqa: E402
+import tasks
+from configs import loader
+from training import compile_cache
+from training.optim import make_optimizer
+from training.parallel import DataParallel, initialize_distributed
+from training.state import example_batch, init_state
+from training.step import make_train_step
 
 CONFIG = 'configs/seg/fcn8s_shapes.py:runlocal'  # BatchNorm and dropout: both see the global batch.
 STEPS = 3
 NO_COLLECTIVES = 77  # A worker's exit code when this jaxlib cannot reduce across CPU processes.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _global_batch(task, batch_size: int, step: int) -> dict:
@@ -89,8 +87,9 @@ def test_two_processes_match_one(tmp_path):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
          'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
   outs = [str(tmp_path / f'params{i}.npz') for i in range(2)]
-  workers = [subprocess.Popen([sys.executable, __file__, str(port), str(i), outs[i]], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  workers = [subprocess.Popen([sys.executable, '-m', 'tests.test_multihost', str(port), str(i),
+                               outs[i]], cwd=_REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
   expected = train_params()  # Meanwhile, one process with 4 devices.
   initial = train_params(steps=0)

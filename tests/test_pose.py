@@ -7,9 +7,10 @@ import numpy as np
 
 import train
 from configs import loader
-from data import augment, people, shapes
+from data import augment, shapes
 from metrics.pose import pck, pcp, pose_metrics, torso_size
 from models import get_model
+from ops.joints import FLIP_PERMUTATION, JOINT_NAMES
 
 PEOPLE = next(c for c in shapes.Shapes.BUILDER_CONFIGS if c.name == 'people_small')
 
@@ -30,7 +31,7 @@ def test_flip_swaps_left_and_right_joints():
   ex = dict(ex, image=ex['image'].astype(np.float32) / 255)
   flipped = augment.transform(ex, flip=True, out_hw=(64, 64), oy=0, ox=0, crop_hw=(64, 64))
   before, after = ex['keypoints'][0], flipped['keypoints'][0]
-  for joint, mirror in enumerate(people.FLIP_PERMUTATION):
+  for joint, mirror in enumerate(FLIP_PERMUTATION):
     np.testing.assert_allclose(after[joint], [before[mirror, 0], 64 - before[mirror, 1],
                                               before[mirror, 2]], rtol=1e-6)
   assert after[9, 1] < after[8, 1] or before[8, 1] < before[9, 1]
@@ -99,5 +100,5 @@ def test_train_and_evaluate(tfds_dir, tmp_path):
   state, metrics = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == config.total_steps and metrics['num_people'] == 64
   assert 0 <= metrics['pck@0.2'] <= 1 and 0 <= metrics['pcp'] <= 1
-  assert set(metrics['per_joint_pck']) == set(people.JOINT_NAMES)
+  assert set(metrics['per_joint_pck']) == set(JOINT_NAMES)
   assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')

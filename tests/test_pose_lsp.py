@@ -7,7 +7,7 @@ import scipy.io
 from PIL import Image
 
 import data
-from data import pipeline
+from configs import common
 
 
 def _write_archive(path, rng):
@@ -30,7 +30,7 @@ def test_lsp_builder_reads_the_archive(tmp_path):
   manual = tmp_path / 'manual'
   manual.mkdir()
   joints = _write_archive(manual / 'lsp_dataset.zip', np.random.default_rng(0))
-  cfg = pipeline.default_config()
+  cfg = common.data_config()
   cfg.update(name='lsp', data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual), max_boxes=1)
   builder = data.ensure_prepared(cfg)
   assert builder.info.splits['train'].num_examples == 1  # The first half trains.

@@ -6,6 +6,7 @@ import pytest
 
 from configs import loader
 from data import augment, pipeline, proposals
+from data import source as data_source
 
 P = 50
 
@@ -14,7 +15,7 @@ P = 50
 def cfg(tfds_dir):
   c = loader.load('configs/det/faster_rcnn_shapes.py:runlocal').data
   c.data_dir = tfds_dir
-  c.read_threads = 1
+  c.read_threads, c.worker_count = 1, 0
   c.proposals.method = 'selective_search_fast'
   c.proposals.max_proposals = P
   c.train_split = 'validation'  # Shares the validation cache: 64 images instead of 256.
@@ -35,7 +36,7 @@ def test_boxes_are_y1x1y2x2_pixels_with_exclusive_ends():
 
 @pytest.mark.parametrize('mode', proposals.MODES)
 def test_selective_search_is_deterministic(cfg, mode):
-  source = pipeline.DecodedSource(cfg, 'validation', with_proposals=False)
+  source = data_source.DecodedSource(cfg, 'validation')
   images = [source[i]['image'] for i in range(4)]
   first = [proposals.selective_search(im, mode, 1000) for im in images]
   # Reversed order: an image's boxes must not depend on what ran before it.
@@ -47,7 +48,7 @@ def test_selective_search_is_deterministic(cfg, mode):
 def test_cache_is_next_to_the_dataset_and_reused(cfg, monkeypatch):
   boxes, count = proposals.load_or_compute(cfg, 'validation')
   path = proposals.cache_path(cfg, 'validation')
-  data_dir = pipeline.ensure_prepared(cfg).data_dir
+  data_dir = data_source.ensure_prepared(cfg).data_dir
   assert path == os.path.join(data_dir, 'proposals', f'fast_{P}_validation.npz')
   files = os.listdir(os.path.dirname(path))  # Other tests may have cached other splits.
   assert os.path.basename(path) in files and not [f for f in files if f.endswith('.tmp')]

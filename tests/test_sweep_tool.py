@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-import train
 from tools import sweep
+from training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'configs/seg/fcn8s_shapes.py:runlocal')
@@ -28,11 +28,12 @@ def _rows(workdir):
     return list(csv.DictReader(f))
 
 
-def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, monkeypatch):
+def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, monkeypatch,
+                                                         capsys):
   # Seeds, not learning rates: the trials share one compiled step (from the compilation cache).
   sweep_file = _sweep_file(tmp_path, "hyper.sweep('seed', [0, 1, 2])")
   workdir = str(tmp_path / 'sweep')
-  real_train = train.train_and_evaluate
+  real_train = loop.train_and_evaluate
   started, interrupt = [], [True]
 
   def recording_train(config, trial_dir, **kwargs):
@@ -41,7 +42,7 @@ def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, mon
       raise KeyboardInterrupt  # Ctrl-C (or a kill) in the middle of trial_001.
     return real_train(config, trial_dir, **kwargs)
 
-  monkeypatch.setattr(train, 'train_and_evaluate', recording_train)
+  monkeypatch.setattr(loop, 'train_and_evaluate', recording_train)
   with pytest.raises(KeyboardInterrupt):
     sweep.main(_args(tfds_dir, sweep_file, workdir))
   assert sweep.read_status(os.path.join(workdir, 'trial_000'))['status'] == 'done'
@@ -49,8 +50,15 @@ def test_interrupted_sweep_reruns_only_unfinished_trials(tfds_dir, tmp_path, mon
 
   started.clear()
   interrupt[0] = False
+  capsys.readouterr()
   assert sweep.main(_args(tfds_dir, sweep_file, workdir)) == 0
   assert started == ['trial_001', 'trial_002']  # trial_000 was finished: skipped.
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[0] == 'sweep: 3 trials, 1 finished before, 2 to run'
+  progress = [line for line in printed if line.startswith('trial ')]
+  assert [line.split()[1] for line in progress] == ['2/3', '3/3']
+  assert all('eval/mean_iou=' in line and 'best so far: trial_0' in line for line in progress)
+  assert printed[-1] == f'results: {os.path.join(workdir, "results.csv")}'
   rows = _rows(workdir)
   assert [r['status'] for r in rows] == ['done'] * 3
   assert [int(r['seed']) for r in rows] == [0, 1, 2]

@@ -1,6 +1,8 @@
 """The trainer end to end on tiny Shapes: workdir contents, parallel parity, resume, NaN, errors."""
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +14,10 @@ import pytest
 
 import train
 from configs import loader
-from training.checkpoint import Checkpointer
+from training import loop
+from training.checkpoint import INTEGRITY_FILE, Checkpointer, CorruptCheckpointError
+from training.errors import UserError
+from training.evaluate import evaluate_workdir
 from training.recompiles import RecompileError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,6 +65,9 @@ def test_train_writes_checkpoint_metrics_events_and_overlays(reference):
   assert Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == config.total_steps
   lines = [json.loads(x) for x in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert any('train/loss' in x and np.isfinite(x['train/loss']) for x in lines)
+  # Step 1 compiles: it has a compile time and no speed; the steps after it have speeds.
+  logged = {x['step']: x for x in lines if 'train/loss' in x}
+  assert 'train/steps_per_s' not in logged[1] and 'train/steps_per_s' in logged[2]
   assert any('eval/mean_iou' in x for x in lines)
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   saved = json.load(open(os.path.join(workdir, 'eval', 'metrics.json')))
@@ -72,6 +80,7 @@ def test_jit_sharded_and_pmap_match_one_device(config, tmp_path):
   assert jax.device_count() == 4, 'conftest must simulate 4 CPU devices'
   config.total_steps = 3
   config.eval_batch_size = 8
+  config.model.dropout_rate = 0.5  # Every mode must drop the same units (models.layers.Dropout).
   # SGD: its update is linear in the gradient, so summation-order noise stays at float
   # tolerance. (Adam divides by sqrt(v) and turns the ~0 gradients of biases feeding batch norm
   # into full-size steps of random sign, which no tolerance can compare.)
@@ -117,8 +126,8 @@ def test_killed_run_resumes_to_identical_parameters(reference, tmp_path, tfds_di
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def _change_third_batch(monkeypatch, change):
-  """Makes `data.make_train_iterator` pass its third batch through `change`."""
+def _change_batches(monkeypatch, change):
+  """Makes `data.make_train_iterator` pass each batch through `change(number, batch)`."""
   import data
   make_iterator = data.make_train_iterator
 
@@ -131,7 +140,7 @@ def _change_third_batch(monkeypatch, change):
       def __next__(self):
         batch = next(it)
         Changing.calls += 1
-        return change(batch) if Changing.calls == 3 else batch
+        return change(Changing.calls, batch)
 
       def get_state(self):
         return it.get_state()
@@ -144,19 +153,72 @@ def _change_third_batch(monkeypatch, change):
   monkeypatch.setattr(data, 'make_train_iterator', changing_iterator)
 
 
-def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path, monkeypatch):
+@pytest.mark.parametrize('every,expected', [
+    (2, r'The last checkpoint is step 2 in .* adding --allow_config_change'),
+    (4, r'No checkpoint was saved yet \(fresh run\)')])
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(config, tmp_path, monkeypatch,
+                                                               every, expected):
   config.total_steps = STEPS  # The reference run's train step: no compilation of its own.
-  config.checkpoint_every_steps = 2
-  _change_third_batch(monkeypatch, lambda b: {**b, 'image': np.full_like(b['image'], np.nan)})
-  with pytest.raises(train.NonFiniteLossError, match=r'last good checkpoint \(step 2\)'):
+  config.checkpoint_every_steps = every
+  # Pipeline images are uint8, which holds no NaN: every batch's image as float [0, 1] (model
+  # inputs take either), the third one NaN.
+  _change_batches(monkeypatch, lambda n, b: {**b, 'image': np.full(
+      b['image'].shape, np.nan if n == 3 else 0.5, np.float32)})
+  with pytest.raises(loop.NonFiniteLossError, match=expected):
     train.train_and_evaluate(config, str(tmp_path))
-  assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == 2
+  assert Checkpointer(os.path.join(str(tmp_path), 'checkpoints')).latest_step() == (
+      2 if every == 2 else None)
+
+
+def test_garbled_checkpoint_is_refused_by_eval_and_resume_uses_the_previous(
+    reference, tmp_path, caplog):
+  config, reference_workdir, reference_state, _ = reference
+  workdir = str(tmp_path / 'garbled')
+  shutil.copytree(reference_workdir, workdir)
+  step_dir = os.path.join(workdir, 'checkpoints', str(STEPS))
+  data_file = max((os.path.join(r, f) for r, _, fs in os.walk(step_dir) for f in fs
+                   if f != INTEGRITY_FILE), key=os.path.getsize)
+  with open(data_file, 'r+b') as f:
+    f.write(np.random.default_rng(0).bytes(4096))
+
+  with pytest.raises(CorruptCheckpointError, match=rf'checkpoints/{STEPS} is corrupt: .*; not '
+                     r'evaluating it. Other steps \(--step\): 2, 4'):
+    evaluate_workdir(workdir)
+  out_dir = str(tmp_path / 'elsewhere')
+  metrics = evaluate_workdir(workdir, 4, 0, out_dir=out_dir)  # --out_dir: not the workdir.
+  assert json.load(open(os.path.join(out_dir, 'metrics.json')))['step'] == 4
+  assert metrics['mean_iou'] >= 0
+
+  with caplog.at_level(logging.WARNING, logger='detseg'):
+    resumed, _ = train.train_and_evaluate(config, workdir)
+  assert any(f'checkpoints/{STEPS} is corrupt' in r.message for r in caplog.records)
+  assert any('Resuming from step 4' in r.message for r in caplog.records)
+  assert os.path.isdir(step_dir + '.corrupt')  # Kept, not deleted.
+  for a, b in zip(_params(reference_state), _params(resumed), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # Steps 5 and 6 were logged by the reference run and again after the resume: once each now.
+  records = [json.loads(x) for x in open(os.path.join(workdir, 'metrics.jsonl'))]
+  steps = [x['step'] for x in records if 'train/loss' in x]
+  assert steps == sorted(set(steps)) == list(range(1, STEPS + 1))
+
+
+def test_resume_with_a_changed_config_is_refused_before_writing(reference, tmp_path):
+  config, reference_workdir, _, _ = reference
+  workdir = str(tmp_path / 'changed')
+  shutil.copytree(reference_workdir, workdir)
+  saved = open(os.path.join(workdir, 'config.json')).read()
+  changed = loader.override(config.copy_and_resolve_references(),
+                            ['optimizer.learning_rate=0.5', 'total_steps=8'])
+  with pytest.raises(UserError, match=r'changed: optimizer.learning_rate: 0.003 -> 0.5\. Use a '
+                     'new --workdir'):
+    train.train_and_evaluate(changed, workdir)
+  assert open(os.path.join(workdir, 'config.json')).read() == saved
 
 
 def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, monkeypatch):
   config.total_steps = STEPS
-  _change_third_batch(monkeypatch, lambda b: {k: v[:4] for k, v in b.items()})
-  with pytest.raises(RecompileError, match=r'at step 3: .*image float32\[4, 64, 64, 3\]'):
+  _change_batches(monkeypatch, lambda n, b: {k: v[:4] for k, v in b.items()} if n == 3 else b)
+  with pytest.raises(RecompileError, match=r'at step 3: .*image uint8\[4, 64, 64, 3\]'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -182,4 +244,14 @@ def test_bad_overrides_fail_listing_fields(config):
   result = subprocess.run(
       [sys.executable, 'train.py', f'--config={SPEC}', '--workdir=/tmp/unused',
        '--config.optimizer.learning_rat=0.1'], cwd=REPO, capture_output=True, text=True)
-  assert result.returncode != 0 and 'learning_rat' in result.stderr
+  assert result.returncode == 2 and result.stderr.startswith(
+      "error: unknown config field 'optimizer.learning_rat': did you mean 'learning_rate'?")
+  assert result.stderr.count('\n') == 1
+
+
+def test_eval_of_a_missing_step_lists_the_steps(reference):
+  result = subprocess.run([sys.executable, 'eval.py', f'--workdir={reference[1]}', '--step=7'],
+                          cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'error: no checkpoint step 7 in {reference[1]}/checkpoints; steps there: 2, 4, 6')

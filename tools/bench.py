@@ -1,12 +1,12 @@
 r"""Training and inference speed of configs: compile time, step time, images/s.
 
-  python tools/bench.py --config configs/seg/fcn8s_shapes.py \
+  python -m tools.bench --config configs/seg/fcn8s_shapes.py \
       --config configs/seg/fcn8s_shapes.py:upsample=nearest --set batch_size=16 --steps 10
 
 Runs on synthetic batches of the config's shapes (no dataset needed), so it measures the model
 and the step, not the input pipeline. Prints one Markdown table row per config.
 
-  python tools/bench.py --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
+  python -m tools.bench --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
 
 `--compare-torch` (needs `pip install -r requirements-bench.txt`) also times the same architecture
 in PyTorch (`tools/bench_torch.py`) on the same batch, with as many threads as XLA's CPU pool, and
@@ -19,19 +19,17 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tasks  # noqa: E402
-from configs import loader  # noqa: E402
-from data import captions  # noqa: E402
-from training import compile_cache  # noqa: E402
-from training.optim import make_optimizer  # noqa: E402
-from training.parallel import DataParallel  # noqa: E402
-from training.state import example_batch, init_state  # noqa: E402
-from training.step import make_eval_step, make_train_step  # noqa: E402
+import tasks
+from configs import loader
+from data import captions
+from training import compile_cache, errors
+from training.optim import make_optimizer
+from training.parallel import DataParallel
+from training.state import example_batch, init_state
+from training.step import make_eval_step, make_train_step
 
 
 def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
@@ -39,7 +37,7 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch = example_batch(task.info, batch_size)
   rng = np.random.default_rng(seed)
   batch['image'] = rng.random(batch['image'].shape, np.float32)
-  batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.int32)
+  batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.uint8)
   size, num = task.info['image_size'], min(3, batch['boxes'].shape[1])
   yx = rng.uniform(0, size * 0.6, (batch_size, num, 2))
   hw = rng.uniform(size * 0.15, size * 0.4, (batch_size, num, 2))
@@ -48,9 +46,11 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch['valid'][:, :num] = True
   rows = np.arange(size)[None, None, :, None]
   cols = np.arange(size)[None, None, None, :]
-  b = batch['boxes'][:, :num, :, None, None]
-  batch['instance_masks'][:, :num] = ((rows >= b[:, :, 0]) & (rows < b[:, :, 2]) &
-                                      (cols >= b[:, :, 1]) & (cols < b[:, :, 3]))
+  for k in range(num):  # Each box's pixels are its instance's (later boxes in front).
+    b = batch['boxes'][:, k, :, None, None]
+    inside = (rows[:, 0] >= b[:, 0]) & (rows[:, 0] < b[:, 2]) & (cols[:, 0] >= b[:, 1]) & (
+        cols[:, 0] < b[:, 3])
+    batch['instance_ids'][inside] = k + 1
   # Labelled joints inside each image's first box.
   joints = batch['keypoints'].shape[2]
   box = batch['boxes'][:, :1, None]
@@ -156,7 +156,14 @@ COMPARE_HEADER = ('| config | batch | params | train img/s | torch train img/s |
                   '|---|---|---|---|---|---|---|---|---|---|')
 
 
-def main():
+def _load(spec: str, assignments):
+  with errors.user_input():  # A missing file or a misspelt field: one line, exit code 2.
+    config = loader.override(loader.load(spec), assignments)
+    tasks.get_task(config)  # Unknown names fail here, listing the valid ones.
+  return config
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', action='append', help='path.py[:args]; repeat (default with '
                       '--compare-torch: ' + ', '.join(COMPARE_CONFIGS) + ')')
@@ -167,18 +174,20 @@ def main():
                       'cache loads, not compiles)')
   parser.add_argument('--compare-torch', action='store_true',
                       help='also time the same architecture in PyTorch (requirements-bench.txt)')
-  args = parser.parse_args()
+  errors.add_verbose_flag(parser)
+  args = parser.parse_args(argv)
   if not args.config and not args.compare_torch:
     parser.error('give --config (or --compare-torch for the default comparison)')
   if args.compile_cache:
     compile_cache.enable()
+  # Every config loads before the first table line: a typo fails at once, not after a benchmark.
+  configs = [(spec, _load(spec, args.set)) for spec in args.config or COMPARE_CONFIGS]
   print(f'# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}')
   if args.compare_torch:
     import torch  # noqa: PLC0415
     print(f'# torch {torch.__version__}, {os.cpu_count()} threads each')
     print(COMPARE_HEADER)
-    for spec in args.config or COMPARE_CONFIGS:
-      config = loader.override(loader.load(spec), args.set)
+    for spec, config in configs:
       r = compare_torch(config, args.steps)
       print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["params"]} | '
             f'{r["train_images_per_s"]:.1f} | {r["torch_train_images_per_s"]:.1f} | '
@@ -188,8 +197,7 @@ def main():
             f'{r["train_compile_s"]:.1f} |', flush=True)
     return
   print(HEADER)
-  for spec in args.config:
-    config = loader.override(loader.load(spec), args.set)
+  for spec, config in configs:
     r = bench_config(config, args.steps)
     print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["train_images_per_s"]:.1f} | '
           f'{r["train_step_ms"]:.1f} | {r["train_compile_s"]:.1f} | '
@@ -198,4 +206,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(errors.guard(main)())

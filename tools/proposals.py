@@ -1,6 +1,6 @@
 r"""Computes (or loads) the cached region proposals of a split and reports their recall.
 
-  python tools/proposals.py --config configs/det/faster_rcnn_shapes.py \
+  python -m tools.proposals --config configs/det/faster_rcnn_shapes.py \
       --method selective_search_fast [--split validation] [--max_proposals 200]
 
 R-CNN can only detect what its proposals cover, so their recall at IoU 0.5 (the VOC match
@@ -9,15 +9,12 @@ first run for a (method, max_proposals, split) computes the cache that training 
 seconds per image are those measured when the cache was computed.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from configs import loader  # noqa: E402
-from data import pipeline, proposals  # noqa: E402
+from configs import loader
+from data import proposals
+from data import source as data_source
 
 
 def main():
@@ -35,7 +32,7 @@ def main():
   split = args.split or cfg.eval_split
 
   boxes, count = proposals.load_or_compute(cfg, split)
-  source = pipeline.DecodedSource(cfg, split, with_proposals=False)
+  source = data_source.DecodedSource(cfg, split)
   gt = []
   for i in range(len(source)):
     ex = source[i]

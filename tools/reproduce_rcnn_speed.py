@@ -1,6 +1,6 @@
 r"""The lecture's R-CNN -> SPP-net -> Fast R-CNN -> Faster R-CNN speed chart, measured here.
 
-  python tools/reproduce_rcnn_speed.py --out docs/rcnn_speed.png
+  python -m tools.reproduce_rcnn_speed --out docs/rcnn_speed.png
 
 Same data (64x64 Shapes), same backbone, same batch size for every model. Per image:
 - train: one jitted train step / batch size (median of --steps after a warm-up; compile
@@ -12,22 +12,18 @@ Same data (64x64 Shapes), same backbone, same batch size for every model. Per im
 Prints a Markdown table with our ratios beside the papers' and writes a bar chart.
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use('Agg')
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+import jax
+import matplotlib.pyplot as plt
 
-from configs import loader  # noqa: E402
-from data import pipeline, proposals  # noqa: E402
-from tools.bench import bench_config  # noqa: E402
+from configs import loader
+from data import pipeline, proposals
+from tools.bench import bench_config
 
 MODELS = ('sliding_window', 'rcnn', 'spp_net', 'fast_rcnn', 'faster_rcnn')
 LABELS = {'sliding_window': 'Sliding window', 'rcnn': 'R-CNN', 'spp_net': 'SPP-net',
@@ -43,7 +39,7 @@ PAPER = {'rcnn': {'train_h': 84.0, 'test_s': 47.0, 'test_with_s': 49.0},
 
 def selective_search_seconds(config, num_images: int) -> float:
   """Mean seconds of selective search (the config's mode) per validation image."""
-  source = pipeline.DecodedSource(config.data, config.data.eval_split)
+  source = pipeline.decoded_source(config.data, config.data.eval_split)
   mode = proposals.mode_of(config.data.proposals.method)
   times = []
   for i in range(min(num_images, len(source))):

@@ -1,8 +1,8 @@
 r"""Char-RNN (Karpathy's min-char-rnn, lecture 10): an LSTM language model on any text file.
 
-  python tools/sample_text.py --text README.md --steps 2000 --workdir runs/char_rnn \
+  python -m tools.sample_text --text README.md --steps 2000 --workdir runs/char_rnn \
       --prompt 'The model' --temperature 0.5 1.0
-  python tools/sample_text.py --workdir runs/char_rnn --steps 0 --prompt 'def ' --temperature 0.8
+  python -m tools.sample_text --workdir runs/char_rnn --steps 0 --prompt 'def ' --temperature 0.8
 
 Trains on random windows of `--seq_len` characters (teacher forcing, Adam) of the text but its
 last `--val_fraction` (held out: its loss is printed and saved), saves the parameters
@@ -16,20 +16,17 @@ import argparse
 import functools
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from flax import serialization  # noqa: E402
-
-from data.captions import UNK  # noqa: E402
-from losses.captioning import caption_loss  # noqa: E402
-from models.rnn import CaptionDecoder  # noqa: E402
+from losses.captioning import caption_loss
+from models.rnn import CaptionDecoder
+from ops.tokens import UNK
 
 _FIRST = UNK + 1  # Characters take the ids after the special tokens.
 

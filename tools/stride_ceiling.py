@@ -1,6 +1,6 @@
 r"""The mean IoU ceiling of predicting class scores at a coarse stride and upsampling them.
 
-  python tools/stride_ceiling.py --variant large --image_size 128 --stride 8
+  python -m tools.stride_ceiling --variant large --image_size 128 --stride 8
 
 Averages the one-hot ground truth over stride x stride cells (the best a stride-s score map can
 know), upsamples it bilinearly (what FCN's upsampling starts from), takes the argmax, and scores
@@ -8,16 +8,13 @@ that against the ground truth on the validation split. It explains why FCN-8s tr
 Shapes: at 64x64 this ceiling is 0.73 mean IoU.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from data import pipeline  # noqa: E402
-from metrics.segmentation import confusion_matrix, segmentation_metrics  # noqa: E402
+from configs import common
+from data import pipeline, source
+from metrics.segmentation import confusion_matrix, segmentation_metrics
 
 
 def stride_ceiling(data_config, stride: int) -> dict:
@@ -42,9 +39,9 @@ def main():
   parser.add_argument('--image_size', type=int, default=128)
   parser.add_argument('--stride', type=int, default=8)
   args = parser.parse_args()
-  cfg = pipeline.default_config()
+  cfg = common.data_config()
   cfg.name, cfg.variant, cfg.image_size = args.dataset, args.variant, args.image_size
-  pipeline.ensure_prepared(cfg)
+  source.ensure_prepared(cfg)
   metrics = stride_ceiling(cfg, args.stride)
   print(f'{args.dataset}/{args.variant} stride {args.stride}: mean IoU ceiling '
         f'{metrics["mean_iou"]:.3f}, pixel accuracy {metrics["pixel_accuracy"]:.3f}')

@@ -1,6 +1,6 @@
 r"""A hyperparameter sweep in one command: every trial in its own workdir, results.csv, a plot.
 
-  python tools/sweep.py --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr.py \
+  python -m tools.sweep --config configs/seg/fcn8s_shapes.py --sweep sweeps/lr.py \
       --workdir runs/sweep_lr [--set total_steps=200 ...] [--parallel 2 | --vectorize] \
       [--pbt-every 50 [--pbt-fraction 0.25 --pbt-perturb 0.8 1.25]]
 
@@ -36,20 +36,17 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import train  # noqa: E402
-from configs import loader  # noqa: E402
-from sweeps import hyper  # noqa: E402
-from training import compile_cache  # noqa: E402
-from training.population import MODES, PBT, non_vectorizable, train_population  # noqa: E402
+from configs import loader
+from sweeps import hyper
+from training import compile_cache, errors, loop, resume
+from training.population import MODES, PBT, non_vectorizable, train_population
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINISHED = ('done', 'diverged')  # A rerun skips these; 'error' and unstarted trials run.
 
 
@@ -81,7 +78,7 @@ def _check_same_sweep(workdir: str, record: dict):
   if os.path.exists(path):
     with open(path) as f:
       if json.load(f) != record:
-        raise ValueError(f'{workdir} was started with a different config, --set or sweep; '
+        raise errors.UserError(f'{workdir} was started with a different config, --set or sweep; '
                          f'compare {path}, or use a new --workdir.')
   os.makedirs(workdir, exist_ok=True)
   with open(path, 'w') as f:
@@ -90,9 +87,9 @@ def _check_same_sweep(workdir: str, record: dict):
 
 def _run_in_process(config, trial_dir: str):
   try:
-    train.train_and_evaluate(config, trial_dir)
+    loop.train_and_evaluate(config, trial_dir)
     _write_status(trial_dir, 'done')
-  except train.NonFiniteLossError as e:
+  except loop.NonFiniteLossError as e:
     _write_status(trial_dir, 'diverged', message=str(e))
   except Exception as e:  # Keep sweeping; the trial is retried by the next run.
     logging.exception('%s failed', trial_dir)
@@ -113,27 +110,71 @@ def _run_subprocess(args, trial: dict, trial_dir: str):
     tail = f.read()[-2000:]
   if rc == 0:
     _write_status(trial_dir, 'done')
-  elif 'NonFiniteLossError' in tail:
+  elif resume.DIVERGED in tail:
     _write_status(trial_dir, 'diverged', message=tail.strip().splitlines()[-1])
   else:
     _write_status(trial_dir, 'error', message=f'exit code {rc}; see {log_path}')
 
 
+def _score(trial_dir: str, metric: str):
+  """(metric name, the trial's final value) of `metric`, or of train/loss when it has none."""
+  series = _read_metrics(trial_dir)
+  key = metric if metric in series else 'train/loss'
+  values = series.get(key)
+  return key, (values[max(values)] if values else None)
+
+
+class Progress:
+  """Prints one line per finished trial: 'trial i/N', its result and the best trial so far."""
+
+  def __init__(self, workdir: str, trials, metric: str):
+    self.workdir, self.trials, self.metric = workdir, trials, metric
+    self.count = 0
+
+  def _line(self, index: int) -> str:
+    trial_dir = os.path.join(self.workdir, trial_name(index))
+    key, value = _score(trial_dir, self.metric)
+    shown = 'no metrics' if value is None else f'{key}={value:.4g}'
+    status = read_status(trial_dir)['status']
+    return f'{trial_name(index)} {_label(self.trials[index])}: {status}, {shown}'
+
+  def best(self):
+    """(trial index, metric name, value) of the best finished trial, or None."""
+    scored = []
+    for i in range(len(self.trials)):
+      trial_dir = os.path.join(self.workdir, trial_name(i))
+      key, value = _score(trial_dir, self.metric)
+      if read_status(trial_dir)['status'] == 'done' and value is not None and math.isfinite(value):
+        scored.append((value if 'loss' in key else -value, i, key, value))
+    return min(scored)[1:] if scored else None
+
+  def finished(self, index: int):
+    self.count += 1
+    best = self.best()
+    best_text = (f'; best so far: {trial_name(best[0])} {best[1]}={best[2]:.4g}' if best
+                 else '; no finished trial yet')
+    print(f'trial {self.count}/{len(self.trials)} {self._line(index)}{best_text}', flush=True)
+
+
 def run_sweep(args, trials: list[dict] | None = None) -> list[dict]:
   """Runs the pending trials of the sweep (args.sweep's, unless given); returns the trials."""
   trials = hyper.load(args.sweep) if trials is None else trials
-  base = loader.override(loader.load(args.config), args.set)
+  with errors.user_input():
+    base = loader.override(loader.load(args.config), args.set)
   _check_same_sweep(args.workdir, {'config': args.config, 'set': args.set, 'trials': trials})
   dirs = [os.path.join(args.workdir, trial_name(i)) for i in range(len(trials))]
   pending = [i for i, d in enumerate(dirs) if read_status(d)['status'] not in FINISHED]
-  logging.info('%d trials, %d finished, %d to run', len(trials), len(trials) - len(pending),
-               len(pending))
-  configs = {i: loader.override(copy.deepcopy(base), _assignments(trials[i])) for i in pending}
+  print(f'sweep: {len(trials)} trials, {len(trials) - len(pending)} finished before, '
+        f'{len(pending)} to run', flush=True)
+  progress = Progress(args.workdir, trials, getattr(args, 'metric', 'eval/mean_iou'))
+  progress.count = len(trials) - len(pending)
+  with errors.user_input():
+    configs = {i: loader.override(copy.deepcopy(base), _assignments(trials[i])) for i in pending}
 
   blockers = non_vectorizable({k for t in trials for k in t})
   if args.pbt_every and blockers:
-    raise ValueError(f'--pbt-every needs a vectorisable sweep; {", ".join(blockers)} cannot vary '
-                     'within a population.')
+    raise errors.UserError(f'--pbt-every needs a vectorisable sweep; {", ".join(blockers)} '
+                           'cannot vary within a population; drop --pbt-every')
   if pending and (args.vectorize or args.pbt_every) and not blockers:
     pbt = args.pbt_every and PBT(args.pbt_every, args.pbt_fraction, tuple(args.pbt_perturb))
     _, results = train_population([configs[i] for i in pending], [dirs[i] for i in pending],
@@ -143,17 +184,22 @@ def run_sweep(args, trials: list[dict] | None = None) -> list[dict]:
       if not pbt:  # Without PBT, lineage and hyperparameters are the trial's own.
         result = {k: result[k] for k in ('status', 'message')}
       _write_status(dirs[i], **result)
+      progress.finished(i)
     return trials
   if args.vectorize and blockers:
     logging.warning('not vectorising: %s change shapes or the model; running trials one by one.',
                     ', '.join(blockers))
   if args.parallel > 1:
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
-      list(pool.map(lambda i: _run_subprocess(args, trials[i], dirs[i]), pending))
+      runs = {pool.submit(_run_subprocess, args, trials[i], dirs[i]): i for i in pending}
+      for run in concurrent.futures.as_completed(runs):
+        run.result()
+        progress.finished(runs[run])
   else:
     for i in pending:
-      logging.info('%s: %s', trial_name(i), trials[i])
+      print(f'{trial_name(i)} {_label(trials[i])}: training', flush=True)
       _run_in_process(configs[i], dirs[i])
+      progress.finished(i)
   return trials
 
 
@@ -265,6 +311,7 @@ def main(argv=None):
   parser.add_argument('--pbt-fraction', type=float, default=0.25)
   parser.add_argument('--pbt-perturb', type=float, nargs='+', default=[0.8, 1.25])
   parser.add_argument('--metric', default='eval/mean_iou', help='metric to plot per swept value')
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
   compile_cache.enable()
@@ -274,13 +321,18 @@ def main(argv=None):
   rows = collect(args.workdir, trials)
   write_csv(rows, os.path.join(args.workdir, 'results.csv'))
   plot(args.workdir, trials, rows, args.metric, os.path.join(args.workdir, 'sweep.png'))
-  logging.info('sweep finished in %.1f s: %s/results.csv, %s/sweep.png',
-               time.perf_counter() - start, args.workdir, args.workdir)
   failed = [row['trial'] for row in rows if row['status'] not in FINISHED]
+  best = Progress(args.workdir, trials, args.metric).best()
+  print(f'sweep finished in {time.perf_counter() - start:.1f} s; best: '
+        + (f'{trial_name(best[0])} {_label(trials[best[0]])} {best[1]}={best[2]:.4g}' if best
+           else 'none (no trial finished)'), flush=True)
   if failed:
-    logging.error('trials not finished: %s (rerun the same command to retry)', ', '.join(failed))
+    print(f'trials not finished: {", ".join(failed)} (rerun the same command to retry; their '
+          'errors are in their status.json)', flush=True)
+  print(f'plot: {os.path.join(args.workdir, "sweep.png")}', flush=True)
+  print(f'results: {os.path.join(args.workdir, "results.csv")}', flush=True)
   return 1 if failed else 0
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(errors.guard(main)())

@@ -1,6 +1,6 @@
 r"""Speed/accuracy trade-offs of detectors on Shapes, after Huang et al. (CVPR 2017).
 
-  python tools/tradeoffs.py --workdir runs/tradeoffs [--steps 600] [--out docs/tradeoffs.png]
+  python -m tools.tradeoffs --workdir runs/tradeoffs [--steps 600] [--out docs/tradeoffs.png]
 
 The paper's grid, scaled to this machine: meta-architecture (Faster R-CNN, R-FCN, SSD) x feature
 extractor (`--backbones`) x input size (`--sizes`: the 64x64 images, or downscaled) x number of
@@ -17,22 +17,19 @@ import csv
 import json
 import logging
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use('Agg')
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+import jax
+import matplotlib.pyplot as plt
 
-from configs import loader  # noqa: E402
-from sweeps import hyper  # noqa: E402
-from tools import sweep  # noqa: E402
-from tools.bench import bench_config  # noqa: E402
-from training import compile_cache  # noqa: E402
-from training.evaluate import evaluate_workdir, load_config  # noqa: E402
+from configs import loader
+from sweeps import hyper
+from tools import sweep
+from tools.bench import bench_config
+from training import compile_cache
+from training.evaluate import evaluate_workdir, load_config
 
 CONFIGS = {'faster_rcnn': 'configs/det/faster_rcnn_shapes.py', 'rfcn': 'configs/det/rfcn_shapes.py',
            'ssd': 'configs/det/ssd_shapes.py'}

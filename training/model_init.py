@@ -46,7 +46,8 @@ def restore_whole(state, source: str):
   if saved is None or any(_shapes(getattr(state, c)) != _shapes(saved.get(c) or {})
                           for c in _COLLECTIONS):
     return None
-  replaced = {c: jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), getattr(state, c), saved[c])
+  replaced = {c: jax.tree.map(lambda t, x: jnp.asarray(x, t.dtype), getattr(state, c),
+                             saved.get(c) or {})
               for c in _COLLECTIONS}
   return state.replace(**replaced, opt_state=state.tx.init(replaced['params']))
 

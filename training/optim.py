@@ -4,6 +4,7 @@ Hyperparameters are injected (`optax.inject_hyperparams`) so that the learning r
 the optimizer state and sweeps can change it without rebuilding the optimizer.
 """
 import functools
+import math
 
 import jax
 import ml_collections
@@ -74,8 +75,9 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int, *,
     else:
       base = optax.adamw(learning_rate, b1=opt.b1, b2=opt.b2, weight_decay=weight_decay,
                          mask=_decay_mask)
-    if opt.grad_clip_norm:
-      base = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), base)
+    # Always in the chain (infinite norm: no clipping, the gradients pass unchanged), so that
+    # turning clipping on to resume a diverged run keeps the optimizer state's structure.
+    base = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm or math.inf), base)
     if frozen:
       base = optax.chain(base, optax.masked(optax.set_to_zero(), functools.partial(
           _module_mask, frozen=frozen)))

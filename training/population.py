@@ -35,8 +35,8 @@ import data
 import tasks
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
+from training.loop import Run, run_loop
 from training.optim import lr_multiplier, make_optimizer
-from training.recompiles import step_compiles_once
 from training.state import example_batch, init_state
 from training.step import make_train_step
 from training.writers import MetricWriter
@@ -238,9 +238,10 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   """Trains one member per config (members differ only in CONFIG_KEYS), one jitted step for all.
 
   Every member writes metrics.jsonl, TensorBoard events, config.json and eval/ into its own
-  workdir, as `train.train_and_evaluate` would; `popdir` holds the population's checkpoints and
-  the PBT log, so a rerun resumes. Returns (state with a leading member axis, per member
-  {'status', 'message', 'hparams', 'lineage'}). `mode`: one of MODES (None: `default_mode()`).
+  workdir, as `training.loop.train_and_evaluate` would, through the same loop (`run_loop`);
+  `popdir` holds the population's checkpoints and the PBT log, so a rerun resumes. Returns (state
+  with a leading member axis, per member {'status', 'message', 'hparams', 'lineage'}). `mode`:
+  one of MODES (None: `default_mode()`).
   """
   _check_same_config(configs)
   config, size = configs[0], len(configs)
@@ -255,7 +256,12 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   seeds = [c.seed for c in configs]
   per_member_batch = len(set(seeds)) > 1  # Separate runs with different seeds read differently.
   data.ensure_prepared(config.data)
-  iterators = [data.make_train_iterator(config.data, global_batch_size=config.batch_size, seed=s)
+  data_config = config.data
+  if per_member_batch and data_config.worker_count < 0:
+    # One iterator per member: 'one worker process per core' each would start K x cores.
+    data_config = data_config.copy_and_resolve_references()
+    data_config.worker_count = 0
+  iterators = [data.make_train_iterator(data_config, global_batch_size=config.batch_size, seed=s)
                for s in (seeds if per_member_batch else seeds[:1])]
   tx = make_optimizer(config.optimizer, config.total_steps, scheduled=False)
   state = init_population(task, task.build_model(), tx, seeds, example_batch(task.info))
@@ -264,7 +270,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   mesh = population_mesh(size, devices)
   pop = NamedSharding(mesh, P('pop'))
   state = jax.device_put(state, pop)
-  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1)
+  checkpointer = Checkpointer(os.path.join(popdir, 'checkpoints'), max_to_keep=1, finite=False)
   restored = checkpointer.restore(state)
   if restored is not None:
     state, saved = restored
@@ -279,52 +285,12 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   copy_fn = jax.jit(lambda s, src: _member(s, src).replace(rng=s.rng),
                     out_shardings=pop, donate_argnums=0)
   evaluator = Evaluator(task, config)
-  writers = [MetricWriter(w) for w in workdirs]
-  explore_keys = [k for k in OPTIMIZER_HPARAMS if len(set(members.hparams[k].tolist())) > 1]
   first_step = int(state.step[0])
-  history, since_exploit = [], []
-  for step in range(first_step + 1, config.total_steps + 1):
-    batches = [next(it) for it in iterators]
-    batch = jax.tree.map(lambda *x: np.stack(x), *batches) if per_member_batch else batches[0]
-    with step_compiles_once(step, first_step, batch):
-      state, metrics = step_fn(state, jax.device_put(members.hparams, pop), batch)
-    history.append(metrics)
-    since_exploit.append(metrics['loss'])
-    is_last = step == config.total_steps
-
-    if step % config.log_every_steps == 0 or is_last:
-      summary = {k: np.mean([m[k] for m in jax.device_get(history)], axis=0) for k in history[0]}
-      for i, writer in enumerate(writers):
-        writer.write_scalars(step, {k: v[i] for k, v in summary.items()}, prefix='train/')
-        if members.diverged[i] is None and not np.isfinite(summary['loss'][i]):
-          members.diverged[i] = f'loss became {summary["loss"][i]} by step {step}'
-          logging.warning('member %d (%s): %s', i, workdirs[i], members.diverged[i])
-      history = []
-
-    if pbt and step % pbt.interval == 0 and not is_last:
-      losses = np.mean(jax.device_get(since_exploit), axis=0)
-      source, members.hparams, copies = exploit_and_explore(
-          losses, members.hparams, explore_keys, pbt,
-          np.random.default_rng([pbt.seed, step]))  # Seeded by step: resuming draws the same.
-      state = copy_fn(state, jnp.asarray(source))
-      _record_exploits(popdir, step, copies, losses, members)
-      since_exploit = []
-
-    if step % config.checkpoint_every_steps == 0 or is_last:
-      checkpointer.save(step, state, {'iterators': [it.get_state() for it in iterators],
-                                      'population': members.to_json()})
-
-    if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
-      for i, (writer, workdir) in enumerate(zip(writers, workdirs, strict=True)):
-        if members.diverged[i] is not None:
-          continue
-        variables = _member(state.variables, i)
-        eval_dir = os.path.join(workdir, 'eval')
-        metrics_i = evaluator.run(variables, eval_dir, progress=progress,
-                                  num_overlays=config.num_overlays if is_last else 0)
-        writer.write_scalars(step, scalar_metrics(metrics_i), prefix='eval/')
-        if is_last:
-          write_metrics(metrics_i, eval_dir, step)
+  writers = [MetricWriter(w, resume_step=first_step) for w in workdirs]
+  run = _PopulationRun(config, workdirs, popdir, pbt, state, members, iterators, per_member_batch,
+                       pop, step_fn, copy_fn, checkpointer, evaluator, writers, progress)
+  run_loop(run, config, first_step)
+  state = run.state
   for writer in writers:
     writer.close()
   checkpointer.close()
@@ -332,6 +298,69 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
            'message': members.diverged[i] or '',
            'hparams': members.member(i),
            'lineage': members.lineage_text(i)} for i in range(size)]
+
+
+class _PopulationRun(Run):
+  """The hooks of `run_loop` for a population: per-member logs and evaluations, PBT rounds."""
+
+  def __init__(self, config, workdirs, popdir, pbt, state, members, iterators, per_member_batch,
+               pop, step_fn, copy_fn, checkpointer, evaluator, writers, progress):
+    self.config, self.workdirs, self.popdir, self.pbt = config, workdirs, popdir, pbt
+    self.state, self.members, self.iterators = state, members, iterators
+    self.per_member_batch, self.pop, self.step_fn, self.copy_fn = (per_member_batch, pop, step_fn,
+                                                                   copy_fn)
+    self.checkpointer, self.evaluator, self.writers = checkpointer, evaluator, writers
+    self.progress = progress
+    self.explore_keys = [k for k in OPTIMIZER_HPARAMS if len(set(members.hparams[k].tolist())) > 1]
+    self.since_exploit = []
+
+  def next_batch(self, step):
+    batches = [next(it) for it in self.iterators]
+    return jax.tree.map(lambda *x: np.stack(x), *batches) if self.per_member_batch else batches[0]
+
+  def step(self, step, batch):
+    self.state, metrics = self.step_fn(self.state, jax.device_put(self.members.hparams, self.pop),
+                                       batch)
+    self.since_exploit.append(metrics['loss'])
+    return metrics
+
+  def log(self, step, history):
+    members = self.members
+    summary = {k: np.mean([m[k] for m in jax.device_get(history)], axis=0) for k in history[0]}
+    for i, writer in enumerate(self.writers):
+      writer.write_scalars(step, {k: v[i] for k, v in summary.items()}, prefix='train/')
+      if members.diverged[i] is None and not np.isfinite(summary['loss'][i]):
+        members.diverged[i] = f'loss became {summary["loss"][i]} by step {step}'
+        logging.warning('member %d (%s): %s', i, self.workdirs[i], members.diverged[i])
+
+  def after_log(self, step, is_last):
+    pbt = self.pbt
+    if pbt and step % pbt.interval == 0 and not is_last:
+      losses = np.mean(jax.device_get(self.since_exploit), axis=0)
+      source, self.members.hparams, copies = exploit_and_explore(
+          losses, self.members.hparams, self.explore_keys, pbt,
+          np.random.default_rng([pbt.seed, step]))  # Seeded by step: resuming draws the same.
+      self.state = self.copy_fn(self.state, jnp.asarray(source))
+      _record_exploits(self.popdir, step, copies, losses, self.members)
+      self.since_exploit = []
+
+  def checkpoint(self, step, metrics):
+    self.checkpointer.save(step, self.state, {
+        'iterators': [it.get_state() for it in self.iterators],
+        'population': self.members.to_json()})
+
+  def evaluate(self, step, is_last):
+    config = self.config
+    for i, (writer, workdir) in enumerate(zip(self.writers, self.workdirs, strict=True)):
+      if self.members.diverged[i] is not None:
+        continue
+      variables = _member(self.state.variables, i)
+      eval_dir = os.path.join(workdir, 'eval')
+      metrics_i = self.evaluator.run(variables, eval_dir, progress=self.progress,
+                                     num_overlays=config.num_overlays if is_last else 0)
+      writer.write_scalars(step, scalar_metrics(metrics_i), prefix='eval/')
+      if is_last:
+        write_metrics(metrics_i, eval_dir, step)
 
 
 def _check_members(popdir: str, workdirs):

@@ -12,32 +12,33 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from tools import import_weights
+from models import torchvision_weights
+from tasks.base import freeze_backbone
 from training import model_init
 from training.checkpoint import Checkpointer
+from training.errors import UserError
 
 BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
 
 
 def frozen_modules(config) -> tuple[str, ...]:
   """The top-level parameter modules the optimizer must leave alone."""
-  whole = (BACKBONE,) if config.get('init', {}).get('freeze_backbone', False) else ()
-  return whole or model_init.frozen_backbone_stages(config)
+  return (BACKBONE,) if freeze_backbone(config) else model_init.frozen_backbone_stages(config)
 
 
 def backbone_variables(source: str) -> dict:
   """{'params': ..., 'batch_stats': ...} of the backbone saved in `source`."""
   if source.endswith('.safetensors'):
-    variables = import_weights.load_safetensors(source)
+    variables = torchvision_weights.load_safetensors(source)
     variables['params'].pop('fc', None)  # torchvision's ImageNet classifier; ours have heads.
     return variables
-  saved = Checkpointer(os.path.join(os.path.abspath(source), 'checkpoints')).restore_arrays()
+  checkpoints = os.path.join(os.path.abspath(source), 'checkpoints')
+  saved = Checkpointer(checkpoints).restore_arrays() if os.path.isdir(checkpoints) else None
   if saved is None:
-    raise FileNotFoundError(f'config.init.checkpoint={source!r}: no checkpoint in '
-                            f'{source}/checkpoints; give a workdir written by train.py or a '
-                            '.safetensors file')
+    raise UserError(f'config.init.checkpoint={source!r}: no checkpoint in {source}/checkpoints; '
+                    'give a workdir written by train.py or a .safetensors file')
   if BACKBONE not in saved['params']:
-    raise ValueError(f'config.init.checkpoint={source!r}: its model has no {BACKBONE!r} module')
+    raise UserError(f'config.init.checkpoint={source!r}: its model has no {BACKBONE!r} module')
   return {c: saved[c][BACKBONE] for c in ('params', 'batch_stats') if BACKBONE in saved[c]}
 
 
@@ -53,9 +54,9 @@ def load_backbone(state, source: str):
     target = getattr(state, collection).get(BACKBONE, {})
     want = {k: v.shape for k, v in traverse_util.flatten_dict(target).items()}
     got = {k: v.shape for k, v in traverse_util.flatten_dict(loaded.get(collection, {})).items()}
-    problems = import_weights.mismatches(want, got)
+    problems = torchvision_weights.mismatches(want, got)
     if problems:
-      raise ValueError(f'config.init.checkpoint={source!r} does not fit this model\'s backbone '
+      raise UserError(f'config.init.checkpoint={source!r} does not fit this model\'s backbone '
                        f'({collection}): ' + '; '.join(problems[:8]))
     replaced[collection] = {**getattr(state, collection), BACKBONE: jax.tree.map(
         lambda t, x: jnp.asarray(x, t.dtype), target, loaded.get(collection, {}))}

@@ -7,6 +7,8 @@ import numpy as np
 import optax
 from flax import struct
 
+from training.step import model_inputs
+
 
 class TrainState(struct.PyTreeNode):
   step: jax.Array
@@ -34,7 +36,7 @@ class TrainState(struct.PyTreeNode):
 def init_state(task, model, tx, rng, batch) -> TrainState:
   """Initialises parameters from one (host-local, numpy) example batch."""
   params_rng, dropout_rng, sample_rng, state_rng = jax.random.split(rng, 4)
-  args, kwargs = task.model_inputs(jax.tree.map(lambda x: x[:1], batch))
+  args, kwargs = model_inputs(task, jax.tree.map(lambda x: x[:1], batch))
 
   @jax.jit
   def init(args, kwargs):
@@ -49,13 +51,14 @@ def example_batch(info: dict, batch_size: int = 1) -> dict:
   """A zero batch with the shapes of CONTRACTS.md, for initialising parameters."""
   size, boxes, proposals = info['image_size'], info['max_boxes'], info.get('max_proposals', 0)
   batch = {
-      'image': np.zeros((batch_size, size, size, 3), np.float32),
-      'mask': np.zeros((batch_size, size, size), np.int32),
+      'image': np.zeros((batch_size, size, size, 3), np.uint8),
+      'mask': np.zeros((batch_size, size, size), np.uint8),
       'boxes': np.zeros((batch_size, boxes, 4), np.float32),
       'labels': np.zeros((batch_size, boxes), np.int32),
-      'instance_masks': np.zeros((batch_size, boxes, size, size), np.uint8),
+      'instance_ids': np.zeros((batch_size, size, size), np.uint8),
       'valid': np.zeros((batch_size, boxes), bool),
       'keypoints': np.zeros((batch_size, boxes, info['num_joints'], 3), np.float32),
+      'image_hw': np.full((batch_size, 2), size, np.int32),
   }
   if proposals:
     batch['proposals'] = np.zeros((batch_size, proposals, 4), np.float32)

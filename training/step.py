@@ -11,14 +11,26 @@ import optax
 from jax import lax
 
 
+def model_inputs(task, batch):
+  """`task.model_inputs` of a batch whose image is the pipeline's uint8: the one place where it
+  becomes the models' float32 in [0, 1], on the device (4x fewer bytes cross from the host)."""
+  image = batch['image']
+  if image.dtype == jnp.uint8:  # Float images (hand-made batches) are already in [0, 1].
+    batch = {**batch, 'image': image.astype(jnp.float32) * jnp.float32(1 / 255)}
+  return task.model_inputs(batch)
+
+
 def make_train_step(task, axis_name=None):
   def train_step(state, batch):
     # One key per step: resuming at step k draws the same randomness as an uninterrupted run.
     rng = jax.random.fold_in(state.rng, state.step)
-    if axis_name is not None:
-      rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
     dropout_rng, sample_rng = jax.random.split(rng)
-    args, kwargs = task.model_inputs(batch)
+    if axis_name is not None:
+      # Dropout gets the one-device key: models.layers.Dropout draws the whole batch's mask and
+      # keeps this device's rows. 'sample' draws (R-CNN RoI sampling, patch positions, caption
+      # sampling) size themselves by the local batch, so each device gets its own key there.
+      sample_rng = jax.random.fold_in(sample_rng, lax.axis_index(axis_name))
+    args, kwargs = model_inputs(task, batch)
 
     def loss_fn(params):
       variables = {**state.variables, 'params': params}
@@ -49,7 +61,7 @@ def make_train_step(task, axis_name=None):
 def make_eval_step(task):
   """`eval_step(variables, batch) -> predictions`: model in inference mode + task postprocess."""
   def eval_step(variables, batch):
-    args, kwargs = task.model_inputs(batch)
+    args, kwargs = model_inputs(task, batch)
     outputs = task.model.apply(variables, *args, train=False, **kwargs)
     return task.postprocess(outputs, batch)
 

@@ -56,7 +56,7 @@ def get_config(arg=None):
   c.model.caption_hidden = 512
   c.model.caption_cell = 'lstm'
   c.model.beam_size = arg.beam
-  c.model.classifier = c.loss.classifier = 'softmax'
+  c.model.classifier = 'softmax'
   c.loss.caption_weight = 1.0
 
   c.data.name = 'visual_genome'

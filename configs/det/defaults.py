@@ -98,7 +98,7 @@ def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
   c.model.roi.batch_size = 64
   c.model.roi.positive_fraction = 0.25
   c.model.roi.head_hidden = 256
-  c.model.classifier = c.loss.classifier = arg.classifier  # The head's scores, the loss's kind.
+  c.model.classifier = arg.classifier  # The head's scores; the task gives the loss the same kind.
   c.detect.nms_iou_threshold = 0.5  # Fast R-CNN's per-class NMS.
 
   c.batch_size = 16

@@ -7,7 +7,7 @@ VGG16, images rescaled to a 600 px shorter side, stride-16 conv5_3, 3 scales (12
 128 RoIs per image, 7x7 RoI max pooling, two 4096-d FC layers, SGD momentum 0.9, weight decay
 5e-4, learning rate 1e-3 for 60k minibatches then 1e-4 for 20k.
 
-  python tools/import_weights.py ...   # an ImageNet VGG16-BN backbone as safetensors
+  python -m tools.import_weights ...   # an ImageNet VGG16-BN backbone as safetensors
   python train.py --config configs/det/faster_rcnn_vgg16_voc.py --workdir runs/frcnn_voc \
       --config.init.checkpoint=vgg16_bn.safetensors
 

@@ -5,7 +5,7 @@ head trained as well. Recipe (sec. 5): eight 3x3 512-channel convs on 14x14 RoIA
 4x4 stride-2 transpose conv and 2x bilinear upsampling to one 56x56 heatmap per joint (17),
 softmax cross-entropy over the positions of each visible joint; 90k iterations at learning rate
 0.02 (x0.1 at 60k and 80k), batch 16, image scale sampled from [640, 800] px, box NMS at 0.5.
-Flips swap left and right joints (`data.people.COCO_17`). Keypoint AP uses COCO's OKS sigmas.
+Flips swap left and right joints (`ops.joints.COCO_17`). Keypoint AP uses COCO's OKS sigmas.
 
   python train.py --config configs/inst/keypoint_rcnn_r50_fpn_coco.py --workdir runs/kprcnn_coco \
       --config.init.checkpoint=resnet50.safetensors   # tools/import_weights.py

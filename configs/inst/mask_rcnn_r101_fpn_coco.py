@@ -9,7 +9,7 @@ FPN variant (Fig. 4 right): 14x14 RoIAlign, four 256-channel 3x3 convs, a 2x2 st
 transpose conv, 28x28 masks, one per class. The box part is configs/det/faster_rcnn_r50_fpn_coco.py
 (P2-P6, anchors 32..512, two 1024-d FC layers) with ResNet-101.
 
-  python tools/import_weights.py resnet101.safetensors --arch resnet101
+  python -m tools.import_weights resnet101.safetensors --arch resnet101
   python train.py --config configs/inst/mask_rcnn_r101_fpn_coco.py --workdir runs/mrcnn_coco \
       --config.init.checkpoint=resnet101.safetensors
 

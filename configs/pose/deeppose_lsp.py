@@ -7,7 +7,7 @@ for the 3-stage cascade (per-part values in the paper), from an AlexNet-style 7-
 comparable; `per_part_pcp` in eval/metrics.json has the arm and leg parts to compare.
 Needs lsp_dataset.zip in ~/tensorflow_datasets/downloads/manual/ (data/lsp.py).
 
-  python tools/import_weights.py resnet18.safetensors     # torchvision ImageNet weights
+  python -m tools.import_weights resnet18.safetensors     # torchvision ImageNet weights
   python train.py --config configs/pose/deeppose_lsp.py:cascade --workdir runs/deeppose_lsp \
       --config.init.checkpoint=resnet18.safetensors
 
