@@ -31,9 +31,9 @@ from flax import linen as nn
 from jax import lax
 
 from models.layers import Conv
-from models.ssd import BOX_WEIGHTS
 from models.upsample import max_pool_with_argmax
 from ops import boxes as box_ops
+from ops.box_coding import SSD_BOX_WEIGHTS
 from ops.nms import batched_nms
 
 MEAN = (0.48235, 0.45882, 0.40784)
@@ -183,7 +183,7 @@ def select_detections(boxes, scores, *, score_threshold: float = 0.01, topk_per_
 def decode(outputs: dict, image_hw):
   """-> boxes [N, D, 4] clipped to `image_hw` ((H, W) or [N, 2]), scores [N, D, C - 1] (softmax,
   foreground)."""
-  boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], BOX_WEIGHTS)
+  boxes = box_ops.decode(outputs['box_deltas'], outputs['anchors'], SSD_BOX_WEIGHTS)
   hw = jnp.broadcast_to(jnp.asarray(image_hw, jnp.float32), (boxes.shape[0], 2))
   scores = jax.nn.softmax(outputs['class_logits'], -1)
   columns = outputs['head_classes'][1:] if 'head_classes' in outputs else slice(1, None)
