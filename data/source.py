@@ -18,6 +18,7 @@ from PIL import Image
 from data import augment
 from data.coco import Coco2017
 from data.coco_json import CocoJson
+from data.coco_voc import CocoVocSegmentation
 from data.lsp import Lsp
 from data.mask_folder import MaskFolder
 from data.shapes import Shapes
@@ -36,6 +37,7 @@ DATASETS = {
     'voc_detection': VocDetection,
     'coco2017': Coco2017,
     'coco_json': CocoJson,
+    'coco_voc_segmentation': CocoVocSegmentation,  # torchvision's FCN / DeepLabV3 data.
     'mask_folder': MaskFolder,
     'visual_genome': VisualGenome,
 }

@@ -23,13 +23,22 @@ def pixel_cross_entropy(logits, labels, *, ignore_label: int = 255, class_weight
   return loss, accuracy
 
 
-def segmentation_loss(outputs, batch, *, ignore_label: int = 255, class_weights=None):
+def segmentation_loss(outputs, batch, *, ignore_label: int = 255, class_weights=None,
+                      aux_weight: float = 0.5):
   """`loss(outputs, batch) -> (scalar, aux)` for dense logits or sampled-pixel logits.
 
   Dense models return logits [B, H, W, C]. The sliding-window patch classifier classifies sampled
   pixels while training and returns {'logits': [B, P, C], 'pixels': [B, P, 2] (y, x)}.
+  torchvision's FCN-ResNet (`models.fcn_resnet`) trains with an auxiliary head:
+  {'logits', 'aux_logits'}, both [B, H, W, C]; its loss is added with `aux_weight` (torchvision's
+  reference: 0.5).
   """
   labels = batch['mask']
+  metrics = {}
+  if isinstance(outputs, dict) and 'aux_logits' in outputs:
+    metrics['aux_loss'], _ = pixel_cross_entropy(
+        outputs['aux_logits'], labels, ignore_label=ignore_label, class_weights=class_weights)
+    outputs = outputs['logits']
   if isinstance(outputs, dict):
     ys, xs = outputs['pixels'][..., 0], outputs['pixels'][..., 1]
     labels = jnp.take_along_axis(labels.reshape(labels.shape[0], -1),
@@ -37,4 +46,7 @@ def segmentation_loss(outputs, batch, *, ignore_label: int = 255, class_weights=
     outputs = outputs['logits']
   loss, accuracy = pixel_cross_entropy(outputs, labels, ignore_label=ignore_label,
                                        class_weights=class_weights)
-  return loss, {'pixel_accuracy': accuracy}
+  if 'aux_loss' in metrics:
+    metrics['main_loss'] = loss
+    loss = loss + aux_weight * metrics['aux_loss']
+  return loss, {'pixel_accuracy': accuracy, **metrics}

@@ -41,7 +41,10 @@ def ssd_loss(outputs, batch, *, iou_threshold: float = 0.5, neg_pos_ratio: int =
              alpha: float = 1.0):
   """`loss(outputs, batch) -> (scalar, aux)` for `models.ssd.SSD` outputs."""
   targets = functools.partial(ssd_targets, outputs['anchors'], iou_threshold=iou_threshold)
-  classes, deltas, positive = jax.vmap(targets)(batch['boxes'], batch['labels'], batch['valid'])
+  labels = batch['labels']
+  if 'head_classes' in outputs:  # An imported head's label space (models/ssd_vgg16.py).
+    labels = outputs['head_classes'][labels]
+  classes, deltas, positive = jax.vmap(targets)(batch['boxes'], labels, batch['valid'])
   ce = optax.softmax_cross_entropy_with_integer_labels(outputs['class_logits'], classes)
   negative = jax.vmap(functools.partial(hard_negatives, neg_pos_ratio=neg_pos_ratio))(
       jax.lax.stop_gradient(ce), positive)

@@ -22,22 +22,26 @@ from models.deeppose import DeepPose
 from models.densecap import DenseCap
 from models.faster_rcnn import FasterRCNN
 from models.fcn import FCN
+from models.fcn_resnet import FCNResNet
 from models.localizer import Localizer
 from models.mask_rcnn import MaskRCNN
 from models.patch_classifier import PatchClassifier
 from models.rcnn import RCNN, FastRCNN, SlidingWindow, SPPNet
 from models.rfcn import RFCN
 from models.ssd import SSD
+from models.ssd_vgg16 import SSDVGG16Detector
 from models.yolo import YOLOv1
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'fcn32s': functools.partial(FCN, finest_stride=32),
     'fcn16s': functools.partial(FCN, finest_stride=16),
     'fcn8s': functools.partial(FCN, finest_stride=8),
+    'fcn_resnet': FCNResNet,  # torchvision's fcn_resnet50/101.
     'deconvnet': DeconvNet,
     'patch_classifier': PatchClassifier,
     'yolo': YOLOv1,
     'ssd': SSD,
+    'ssd_vgg16': SSDVGG16Detector,  # torchvision's ssd300_vgg16.
     'sliding_window': SlidingWindow,
     'rcnn': RCNN,
     'spp_net': SPPNet,

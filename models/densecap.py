@@ -3,7 +3,7 @@
 The paper's three parts, on our Faster R-CNN pieces:
 - Localization layer: an RPN over the backbone's feature map (anchors, objectness, box
   regression), proposals after NMS, and bilinear sampling of a fixed-size grid per region. The
-  paper's bilinear sampler is RoIAlign here (`roi_pooling='align'`); its fixed B regions are the
+  paper's bilinear sampler is RoIAlign here (`roi.pooling='align'`); its fixed B regions are the
   RoI minibatch in training (positives first) and the top detections at test time.
 - Recognition network: two fully-connected layers on each region's features give a region code;
   from it, the box head refines the box and scores the region against background (regions are
@@ -56,7 +56,7 @@ class DenseCap(FasterRCNNWithHeads):
 
   Extra input in training: `gt_captions` [B, M, T] (the batch's `captions`). Extra training
   outputs: 'caption_logits' [B, F, T, V] and 'caption_targets' (tokens [B, F, T], valid [B, F])
-  over the F = int(roi_batch_size * roi_positive_fraction) foreground slots. Inference adds
+  over the F = int(roi.batch_size * roi.positive_fraction) foreground slots. Inference adds
   'detections' (boxes, scores, labels, valid) with 'captions' int32 [B, D, T] and
   'caption_log_prob' [B, D].
   """
@@ -82,10 +82,10 @@ class DenseCap(FasterRCNNWithHeads):
                        'sets it from the dataset (data.dataset_info(...)["vocab"]).')
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
     rois = self.head_rois(out, images.shape[1:3], train=train)
-    pooled = pool(rois['boxes'], self.roi_size)
+    pooled = pool(rois['boxes'], self.roi.size)
     if self.context_scale > 0:
       pooled = jnp.concatenate([pooled, pool(scale_boxes(rois['boxes'], self.context_scale),
-                                             self.roi_size)], axis=-1)
+                                             self.roi.size)], axis=-1)
     code = RegionCode(self.region_code, self.dtype, name='recognition')(pooled)
     captioner = CaptionDecoder(self.vocab_size, self.caption_embed, self.caption_hidden,
                                self.caption_cell, name='captioner')

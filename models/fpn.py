@@ -44,25 +44,27 @@ def assign_levels(rois, strides: Sequence[int], canonical_size: float = 224.0,
   """The level index (into `strides`) each RoI [..., 4] is pooled from (FPN eq. 1).
 
   k = floor(k0 + log2(sqrt(w h) / 224)) with k0 the canonical level (stride 16, P4), clipped to
-  the given levels: a 224x224 RoI pools from P4, one half that size from P3.
+  the given levels: a 224x224 RoI pools from P4, one half that size from P3. The 1e-6 after the
+  log is torchvision's LevelMapper (exact on its boundaries).
   """
   area = jnp.maximum((rois[..., 2] - rois[..., 0]) * (rois[..., 3] - rois[..., 1]), 1e-6)
   k0 = jnp.log2(float(canonical_stride))
-  k = jnp.floor(k0 + jnp.log2(jnp.sqrt(area) / canonical_size + 1e-8))
+  k = jnp.floor(k0 + jnp.log2(jnp.sqrt(area) / canonical_size) + 1e-6)
   levels = jnp.log2(jnp.asarray(strides, jnp.float32))
   return jnp.argmin(jnp.abs(levels[:, None] - jnp.clip(k, levels[0], levels[-1]).reshape(-1)),
                     axis=0).reshape(rois.shape[:-1])
 
 
 def pool_pyramid(pyramid: dict[int, jax.Array], rois, strides: Sequence[int], *,
-                 output_size: int, method: str):
+                 output_size: int, method: str, **pool_kwargs):
   """Pools each RoI [B, R, 4] from its assigned level of `pyramid` -> [B, R, s, s, C].
 
   Static shapes: every level pools every RoI and a one-hot of the assignment picks one; the
-  extra pooling is small next to the backbone at the sizes we train.
+  extra pooling is small next to the backbone at the sizes we train. `pool_kwargs`: RoIAlign's
+  `aligned` and `sampling_ratio` (`pool_rois`).
   """
   level = jax.nn.one_hot(assign_levels(rois, strides), len(strides),
                          dtype=pyramid[strides[0]].dtype)
   pooled = jnp.stack([pool_rois(pyramid[s], rois, output_size=output_size, stride=s,
-                                method=method) for s in strides], axis=-1)
+                                method=method, **pool_kwargs) for s in strides], axis=-1)
   return jnp.einsum('brhwcl,brl->brhwc', pooled, level)

@@ -46,13 +46,40 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
-def batch_norm(train: bool, axis_name: str | None, dtype: Any = None):
+class FrozenBatchNorm(nn.Module):
+  """torchvision's FrozenBatchNorm2d: a fixed affine map from the running statistics.
+
+  The variables are nn.BatchNorm's (params scale/bias, batch_stats mean/var), so weights and
+  checkpoints carry over; no gradient reaches them (the optimizer's decay mask already spares
+  scales and biases), and the arithmetic is torchvision's: x * (w / sqrt(var + eps)) + (b - mean *
+  that).
+  """
+  epsilon: float = 1e-5
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (c,))
+    bias = self.param('bias', nn.initializers.zeros, (c,))
+    mean = self.variable('batch_stats', 'mean', jnp.zeros, (c,)).value
+    var = self.variable('batch_stats', 'var', jnp.ones, (c,)).value
+    scale, bias, mean, var = jax.lax.stop_gradient((scale, bias, mean, var))
+    mul = scale * jax.lax.rsqrt(var + self.epsilon)
+    return (x * mul + (bias - mean * mul)).astype(self.dtype or x.dtype)
+
+
+def batch_norm(train: bool, axis_name: str | None, dtype: Any = None, frozen: bool = False,
+               epsilon: float = 1e-5):
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
 
   `axis_name` is None or the pmap axis name, so pmapped batch statistics equal one device's.
+  `frozen`: `FrozenBatchNorm` (the same variables), whatever `train`.
   """
+  if frozen:
+    return functools.partial(FrozenBatchNorm, epsilon=epsilon, dtype=dtype)
   return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, axis_name=axis_name, dtype=dtype)
+                           epsilon=epsilon, axis_name=axis_name, dtype=dtype)
 
 
 class ConvBNReLU(nn.Module):

@@ -17,6 +17,7 @@ from the batch's instance id map. At test time the heads run on the final detect
 inside the model, as in detectron2), and the task pastes each 28x28 mask back into the image
 (`ops.masks.paste_masks`).
 """
+import dataclasses
 import functools
 from typing import ClassVar
 
@@ -25,9 +26,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.faster_rcnn import FasterRCNNWithHeads
+from models.options import resolve_fields
 from models.roi_heads import GROUND_TRUTH
 from models.upsample import ConvTranspose
-from ops.keypoints import heatmap_targets, heatmaps_to_keypoints
+from ops.keypoints import heatmap_targets, heatmaps_to_keypoints, torchvision_keypoints
 from ops.masks import mask_targets
 
 _MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # detectron2's heads.
@@ -85,14 +87,40 @@ class KeypointHead(nn.Module):
     return jax.image.resize(x, (n, 2 * h, 2 * w, j), 'bilinear')  # align_corners=False.
 
 
+@dataclasses.dataclass(frozen=True)
+class MaskOptions:
+  """`config.model.mask`: the mask head."""
+  enabled: bool = True
+  pool_size: int = 14
+  convs: int = 4
+  width: int = 256
+  # How the task pastes the 28x28 masks into the image: 'ours' (`ops.masks.paste_masks`) or
+  # 'torchvision' (its paste_masks_in_image: 1-cell padding, integer box, bilinear resize).
+  paste: str = 'ours'
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointOptions:
+  """`config.model.keypoint`: the keypoint head (num_keypoints 0: none)."""
+  num_keypoints: int = 0
+  pool_size: int = 14
+  convs: int = 8
+  width: int = 512
+  # 'ours': the argmax cell of the 56x56 heatmap, score its logit. 'torchvision': the heatmap
+  # resized (bicubic) to the box's integer size first, score the resized logit there
+  # (`ops.keypoints.torchvision_keypoints`; its cost grows with `decode_size`).
+  decode: str = 'ours'
+  decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas's).
+
+
 class MaskRCNN(FasterRCNNWithHeads):
-  """Faster R-CNN + mask head (`mask_head`) and/or keypoint head (`num_keypoints` > 0).
+  """Faster R-CNN + mask head (`mask.enabled`) and/or keypoint head (`keypoint.num_keypoints` > 0).
 
   Extra inputs in training: `gt_instance_ids` [B, H, W] (the batch's `instance_ids` map) and
   `gt_keypoints` [B, M, J, 3]. Extra training outputs: 'mask_logits' [B, F, 28, 28] (the channel
   of each RoI's ground-truth class) with 'mask_targets' (masks [B, F, 28, 28], valid [B, F]), and
   'keypoint_logits' [B, F, J, 56 * 56] with 'keypoint_targets' (index, valid [B, F, J]), over the
-  F = int(roi_batch_size * roi_positive_fraction) foreground slots. Inference adds 'detections':
+  F = int(roi.batch_size * roi.positive_fraction) foreground slots. Inference adds 'detections':
   boxes [B, D, 4], scores, labels, valid [B, D], masks [B, D, 28, 28] (probabilities of the
   detected class) and keypoints [B, D, J, 3] (y, x, score).
   """
@@ -100,27 +128,29 @@ class MaskRCNN(FasterRCNNWithHeads):
   batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_instance_ids': 'instance_ids',
                                   'gt_keypoints': 'keypoints'}
 
-  mask_head: bool = True
-  mask_pool_size: int = 14
-  mask_head_convs: int = 4
-  mask_head_width: int = 256
-  num_keypoints: int = 0  # 0: no keypoint head.
-  keypoint_pool_size: int = 14
-  keypoint_head_convs: int = 8
-  keypoint_head_width: int = 512
+  mask: MaskOptions = MaskOptions()
+  keypoint: KeypointOptions = KeypointOptions()
+
+  def __post_init__(self):
+    resolve_fields(self, mask=MaskOptions, keypoint=KeypointOptions)
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_ids=None,
-               gt_keypoints=None, *, train: bool):
-    out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
-    rois = self.head_rois(out, images.shape[1:3], train=train)
+               gt_keypoints=None, *, train: bool, image_hw=None):
+    out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train,
+                                  image_hw=image_hw)
+    rois = self.head_rois(out, images.shape[1:3] if image_hw is None else image_hw, train=train)
     boxes, classes = rois['boxes'], rois['classes']
     if train:
       foreground = rois['valid'] & (classes > 0)
+    else:  # Detections carry dataset labels; the heads' channels are the head's classes.
+      classes = jnp.where(classes > 0, self.to_head_labels(classes), 0)
 
-    if self.mask_head:
-      logits = MaskHead(self.num_classes - 1, self.mask_head_convs, self.mask_head_width,
-                        self.dtype, name='mask_head')(pool(boxes, self.mask_pool_size))
+    if self.mask.enabled:
+      mask = self.mask
+      logits = MaskHead(self.head_num_classes - 1, mask.convs, mask.width, self.dtype,
+                        name='mask_head')(pool(boxes, mask.pool_size))
       own = jnp.take_along_axis(logits, jnp.maximum(classes - 1, 0)[..., None, None, None],
                                 axis=-1)[..., 0]
       if train:
@@ -131,10 +161,10 @@ class MaskRCNN(FasterRCNNWithHeads):
       else:
         out['detections']['masks'] = jax.nn.sigmoid(own)
 
-    if self.num_keypoints:
-      heatmaps = KeypointHead(self.num_keypoints, self.keypoint_head_convs,
-                              self.keypoint_head_width, self.dtype, name='keypoint_head')(
-                                  pool(boxes, self.keypoint_pool_size))
+    kp = self.keypoint
+    if kp.num_keypoints:
+      heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, self.dtype,
+                              name='keypoint_head')(pool(boxes, kp.pool_size))
       heatmaps = jnp.moveaxis(heatmaps, -1, -3)  # [B, N, J, S, S]
       if train:
         keypoints = jnp.take_along_axis(gt_keypoints, rois['matched'][..., None, None], axis=1)
@@ -142,6 +172,13 @@ class MaskRCNN(FasterRCNNWithHeads):
             keypoints, boxes)
         out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
         out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
-      else:
+      elif kp.decode == 'torchvision':
+        size = kp.decode_size or tuple(images.shape[1:3])  # Boxes lie inside the canvas.
+        out['detections']['keypoints'] = jax.vmap(functools.partial(
+            torchvision_keypoints, max_size=size))(heatmaps, boxes)
+      elif kp.decode == 'ours':
         out['detections']['keypoints'] = jax.vmap(heatmaps_to_keypoints)(heatmaps, boxes)
+      else:
+        raise ValueError(f"unknown model.keypoint.decode {kp.decode!r}; valid: 'ours', "
+                         "'torchvision'.")
     return out

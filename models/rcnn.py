@@ -29,11 +29,10 @@ from ops.psroi import spatial_pyramid_pool
 
 
 class FastRCNN(RoIDetector):
-  batch_inputs: ClassVar[dict] = {**PROPOSALS, **GROUND_TRUTH}
+  """roi.pooling: 'pool', the paper's RoI max pooling (the default), or 'align' (RoIAlign)."""
 
+  batch_inputs: ClassVar[dict] = {**PROPOSALS, **GROUND_TRUTH}
   feature_stride: int = 16
-  roi_pooling: str = 'pool'  # The paper's RoI max pooling; 'align' for RoIAlign.
-  roi_size: int = 7
 
   @nn.compact
   def __call__(self, images, proposals, proposal_valid, gt_boxes=None, gt_labels=None,
@@ -45,8 +44,9 @@ class FastRCNN(RoIDetector):
 
   def roi_features(self, features):
     """RoIs [B, R, 4] -> pooled [B, R, s, s, C] from the shared feature map."""
-    return functools.partial(pool_rois, features, output_size=self.roi_size,
-                             stride=self.feature_stride, method=self.roi_pooling)
+    return functools.partial(pool_rois, features, output_size=self.roi.size,
+                             stride=self.feature_stride, method=self.roi.pooling,
+                             aligned=self.roi.aligned, sampling_ratio=self.roi.sampling_ratio)
 
 
 class SPPNet(FastRCNN):
@@ -72,7 +72,6 @@ class SPPNet(FastRCNN):
 
 class RCNN(RoIDetector):
   batch_inputs: ClassVar[dict] = {**PROPOSALS, **GROUND_TRUTH}
-
   crop_size: int = 224  # The paper warps every region to 227x227.
   context: float = 227.0 / 195.0  # 16 pixels of context on each side at 227: the box grows 1.16x.
   feature_stride: int = 32  # The crop's feature map that the head flattens.

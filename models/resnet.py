@@ -24,12 +24,17 @@ class _Block(nn.Module):
   bottleneck: bool
   dtype: Any = None
   bn_axis_name: str | None = None
+  frozen_bn: bool = False
+  bn_epsilon: float = 1e-5
+  dilation: int = 1  # Of the 3x3 conv (torchvision's replace_stride_with_dilation).
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    bn = batch_norm(train, self.bn_axis_name, self.dtype)
-    conv = lambda f, k, s, name: Conv(f, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2,
-                                         use_bias=False, dtype=self.dtype, name=name)
+    bn = batch_norm(train, self.bn_axis_name, self.dtype, self.frozen_bn, self.bn_epsilon)
+    d = self.dilation
+    conv = lambda f, k, s, name: Conv(f, (k, k), (s, s), padding=[(d * (k // 2),) * 2] * 2,
+                                      kernel_dilation=(d, d) if k == 3 else (1, 1),
+                                      use_bias=False, dtype=self.dtype, name=name)
     if self.bottleneck:
       layers = [(self.width, 1, 1), (self.width, 3, self.stride), (self.width * 4, 1, 1)]
     else:
@@ -49,38 +54,68 @@ class ResNet(nn.Module):
 
   pre_pool[2] is the input image (the stem conv strides it). With `num_classes`, also 'logits'
   from global average pooling and `fc` (torchvision's classifier).
+
+  `frozen_bn`: every batch norm is `FrozenBatchNorm` (torchvision's detection backbones).
+  `trainable_layers` (torchvision's trainable_backbone_layers, 0..5): only the last that many of
+  (conv1, layer1, ..., layer4) get gradients; the others sit below a stop_gradient (the optimizer
+  must also leave them alone: `frozen_stages`).
+  `dilate` (torchvision's replace_stride_with_dilation, for layer2..4): a dilated layer keeps the
+  resolution of the one before and dilates its 3x3 convs instead (the first block by the previous
+  dilation, the others by twice that). 'features' keys still name the layers: with FCN's
+  (False, True, True), features[16] and features[32] are at stride 8.
   """
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   bottleneck: bool = False
   num_classes: int | None = None
   dtype: Any = None
   bn_axis_name: str | None = None
+  frozen_bn: bool = False
+  bn_epsilon: float = 1e-5  # torchvision's COCO detectors: 0 (their overwrite_eps).
+  trainable_layers: int = 5
+  dilate: Sequence[bool] = (False, False, False)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> dict[str, Any]:
     pre_pool = {2: x}
     x = Conv(64, (7, 7), (2, 2), padding=[(3, 3)] * 2, use_bias=False, dtype=self.dtype,
                 name='conv1')(x)
-    x = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype)(name='bn1')(x))
+    if not 0 <= self.trainable_layers <= 5:
+      raise ValueError(f'trainable_layers must be 0..5 (got {self.trainable_layers}).')
+    frozen_stages = 5 - self.trainable_layers  # Stage 0 is the stem, 1..4 the layers.
+    x = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype, self.frozen_bn,
+                           self.bn_epsilon)(name='bn1')(x))
+    x = jax.lax.stop_gradient(x) if frozen_stages > 0 else x
     features = {2: x}
     pre_pool[4] = x
     # The elementwise running max (switches unused): XLA:CPU's reduce-window max and its gradient
     # took a sixth of ResNet-18's train step on 64x64 images.
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     x = max_pool_with_argmax(x, 3, 2)[0]
+    dilation = 1
     for stage, n in enumerate(self.stage_sizes):
-      stride = 4 * 2**stage
+      stride, step, previous = 4 * 2**stage, 2 if stage > 0 else 1, dilation
+      if stage > 0 and self.dilate[stage - 1]:
+        dilation, step = dilation * 2, 1
       for i in range(n):
         if i == 0 and stage > 0:
           pre_pool[stride] = x
-        x = _Block(64 * 2**stage, 2 if (i == 0 and stage > 0) else 1, self.bottleneck,
-                   self.dtype, self.bn_axis_name, name=f'layer{stage + 1}_{i}')(x, train=train)
+        x = _Block(64 * 2**stage, step if i == 0 else 1, self.bottleneck,
+                   self.dtype, self.bn_axis_name, self.frozen_bn, self.bn_epsilon,
+                   dilation=previous if i == 0 else dilation,
+                   name=f'layer{stage + 1}_{i}')(x, train=train)
+      x = jax.lax.stop_gradient(x) if stage + 1 < frozen_stages else x
       features[stride] = x
     out = {'features': features, 'pre_pool': pre_pool}
     if self.num_classes is not None:
       out['logits'] = nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(
           jnp.mean(x, axis=(1, 2)))
     return out
+
+
+def frozen_stages(trainable_layers: int) -> tuple[str, ...]:
+  """Parameter name prefixes of the stages `trainable_layers` leaves untrained."""
+  return ('conv1', 'bn1', 'layer1_', 'layer2_', 'layer3_', 'layer4_')[:(5 - trainable_layers) + (
+      1 if trainable_layers < 5 else 0)]
 
 
 RESNET18 = dict(stage_sizes=(2, 2, 2, 2), bottleneck=False)

@@ -20,15 +20,15 @@ from ops.psroi import ps_roi_pool
 
 
 class RFCN(FasterRCNN):
-  roi_size: int = 7  # k: the paper's 7 x 7 bins.
+  """roi.size is k, the paper's 7 x 7 bins."""
   rfcn_width: int = 1024  # The paper's 1x1 conv that reduces conv5 (2048-d) before the maps.
 
   def roi_head(self, pyramid, pool):
     """RoIs [B, R, 4] -> (logits [B, R, C], deltas [B, R, C - 1, 4]) by voting over k x k bins."""
     del pool
     if self.fpn_strides:
-      raise ValueError('R-FCN scores RoIs on one feature map; set fpn_strides=() (no FPN).')
-    k, c = self.roi_size, self.num_classes
+      raise ValueError('R-FCN scores RoIs on one feature map; set model.fpn_strides=() (no FPN).')
+    k, c = self.roi.size, self.num_classes
     x = nn.relu(nn.Conv(self.rfcn_width, (1, 1), dtype=self.dtype, name='reduce')(
         pyramid[self.feature_stride]))
     score_maps = nn.Conv(k * k * c, (1, 1), dtype=self.dtype, name='class_maps')(x)

@@ -2,7 +2,7 @@
 
 Training labels each proposal (ground-truth boxes are added to the proposals, as detectron2 does,
 so every object has a perfect RoI from step 0) foreground at IoU >= 0.5 with a ground-truth box,
-background below, and samples `roi_batch_size` RoIs per image with at most 25% foreground (the
+background below, and samples `roi.batch_size` RoIs per image with at most 25% foreground (the
 Shapes configs: 64; Fast R-CNN: 128 RoIs from 2 images). Each RoI is pooled to 7x7 from the
 feature map (RoI max pooling as in the paper, or RoIAlign from Mask R-CNN) and a two-layer MLP
 predicts C class scores (0 = background) and class-specific box deltas for the C - 1 foreground
@@ -15,14 +15,16 @@ how a batch of RoIs becomes class scores and boxes: usually `fast_rcnn_head` on 
 CNN pass), or R-FCN's position-sensitive vote; `roi_outputs` does the rest (sampling, targets,
 outputs), so the detectors differ exactly where the papers do.
 """
+import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from models.options import resolve_fields
 from ops import boxes as box_ops
 from ops.matching import IGNORE, POSITIVE, match, sample_balanced
 from ops.roi import roi_align, roi_pool
@@ -57,18 +59,21 @@ def label_and_sample(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, r
           'matched': gt_index.astype(jnp.int32)}
 
 
-def pool_rois(features, rois, *, output_size: int, stride: int, method: str):
+def pool_rois(features, rois, *, output_size: int, stride: int, method: str,
+              aligned: bool = True, sampling_ratio: int = 2):
   """features [B, H, W, C], rois [B, R, 4] pixels -> [B, R, s, s, C].
 
   Per image (vmap), so the RoIs of one image never look at the others' feature maps: the
   interpolation matrices of RoIAlign's backward pass stay [R, s, H] instead of [B * R, s, B * H].
+  `aligned` and `sampling_ratio` are RoIAlign's (torchvision's detectors: aligned=False).
   """
   size = (output_size, output_size)
 
   def one_image(fmap, boxes):
     rows = jnp.concatenate([jnp.zeros((len(boxes), 1), boxes.dtype), boxes], axis=1)
     if method == 'align':
-      return roi_align(fmap[None], rows, size, 1.0 / stride, sampling_ratio=2, aligned=True)
+      return roi_align(fmap[None], rows, size, 1.0 / stride, sampling_ratio=sampling_ratio,
+                       aligned=aligned)
     if method == 'pool':
       return roi_pool(fmap[None], rows, size, 1.0 / stride)
     raise ValueError(f"Unknown RoI pooling {method!r}; valid: 'align' (RoIAlign), 'pool' "
@@ -100,14 +105,30 @@ class BoxHead(nn.Module):
             deltas.reshape(*lead, self.num_classes - 1, 4).astype(jnp.float32))
 
 
+@dataclasses.dataclass(frozen=True)
+class RoIOptions:
+  """`config.model.roi`: RoI sampling in training, pooling and the box head."""
+  batch_size: int = 128  # Sampled RoIs per image in training.
+  positive_fraction: float = 0.25
+  head_hidden: int = 4096  # Width of the two FC layers.
+  pooling: str = 'pool'  # 'pool' (RoI max pooling) or 'align' (RoIAlign).
+  size: int = 7  # Pooled output size of the box head.
+  aligned: bool = True  # RoIAlign's half-pixel shift (detectron2); torchvision's detectors: False.
+  sampling_ratio: int = 2
+
+
 class RoIDetector(nn.Module):
   """Base of the region-based detectors (no __call__ of its own); see the module docstring.
 
   Training outputs: 'roi_logits' [B, R, C], 'roi_deltas' [B, R, C - 1, 4] and 'roi_targets'
-  (`label_and_sample`'s boxes, valid, classes, deltas, matched) of the R = roi_batch_size sampled
+  (`label_and_sample`'s boxes, valid, classes, deltas, matched) of the R = roi.batch_size sampled
   RoIs. Inference outputs, for every
   proposal: 'proposals' [B, P, 4], 'proposal_valid' [B, P], 'roi_scores' [B, P, C] (softmax, or
   the SVMs' sigmoid margins) and 'roi_deltas'.
+
+  `head_classes` (imported heads with another label space, e.g. torchvision's 91 COCO ids): the
+  head's class of each dataset label, background first; the head then has max + 1 classes, the
+  training labels are mapped into them and the inference outputs back to the dataset's.
   """
   # Read off the class by the detection tasks (tasks/detection.py), so a detector is registered
   # once, in models.MODELS: its loss family, the batch keys it takes as keywords besides the image
@@ -117,13 +138,28 @@ class RoIDetector(nn.Module):
 
   num_classes: int  # Including the background.
   backbone: str = 'vgg16'
-  roi_batch_size: int = 128
-  roi_positive_fraction: float = 0.25
-  head_hidden: int = 4096
+  roi: RoIOptions = RoIOptions()
+  head_classes: Sequence[int] = ()
   classifier: str = 'softmax'  # 'softmax' (Fast R-CNN) or 'svm' (R-CNN's linear SVMs).
   box_regression: bool = True
   dtype: Any = None
   bn_axis_name: str | None = None
+
+  def __post_init__(self):
+    resolve_fields(self, roi=RoIOptions)
+    if self.head_classes and len(self.head_classes) != self.num_classes:
+      raise ValueError(f'model.head_classes has {len(self.head_classes)} entries for '
+                       f'{self.num_classes} dataset classes; give one head class per dataset '
+                       'class, background (0) first.')
+    super().__post_init__()
+
+  @property
+  def head_num_classes(self) -> int:
+    return max(self.head_classes) + 1 if self.head_classes else self.num_classes
+
+  def to_head_labels(self, labels):
+    """Dataset labels -> the head's classes (identity without `head_classes`)."""
+    return jnp.asarray(self.head_classes, jnp.int32)[labels] if self.head_classes else labels
 
   @staticmethod
   def decode_outputs(outputs: dict, image_hw: tuple[int, int]):
@@ -131,8 +167,8 @@ class RoIDetector(nn.Module):
 
   def fast_rcnn_head(self, roi_features: Callable[[jax.Array], jax.Array]):
     """Fast R-CNN's head on pooled features: RoIs [B, R, 4] -> (logits, deltas) (`BoxHead`)."""
-    box_head = BoxHead(self.num_classes, self.head_hidden, self.box_regression, self.dtype,
-                       name='box_head')
+    box_head = BoxHead(self.head_num_classes, self.roi.head_hidden, self.box_regression,
+                       self.dtype, name='box_head')
     return lambda rois: box_head(roi_features(rois))
 
   def roi_outputs(self, roi_head: Callable[[jax.Array], tuple[jax.Array, jax.Array]], proposals,
@@ -145,6 +181,9 @@ class RoIDetector(nn.Module):
       logits, deltas = roi_head(proposals)
       scores = (jax.nn.softmax(logits, -1) if self.classifier == 'softmax'
                 else jax.nn.sigmoid(logits))
+      if self.head_classes:  # Back to the dataset's classes (the head's extra ones dropped).
+        classes = jnp.asarray(self.head_classes, jnp.int32)
+        scores, deltas = scores[..., classes], deltas[..., classes[1:] - 1, :]
       return {'proposals': proposals, 'proposal_valid': proposal_valid, 'roi_scores': scores,
               'roi_deltas': deltas}
     if gt_boxes is None:
@@ -153,9 +192,9 @@ class RoIDetector(nn.Module):
     b = len(proposals)
     rngs = jax.random.split(self.make_rng('sample'), b)
     rois = jax.lax.stop_gradient(jax.vmap(functools.partial(
-        label_and_sample, batch_size=self.roi_batch_size,
-        positive_fraction=self.roi_positive_fraction))(
-            proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, rngs))
+        label_and_sample, batch_size=self.roi.batch_size,
+        positive_fraction=self.roi.positive_fraction))(
+            proposals, proposal_valid, gt_boxes, self.to_head_labels(gt_labels), gt_valid, rngs))
     logits, deltas = roi_head(rois['boxes'])
     return {'roi_logits': logits, 'roi_deltas': deltas,
             'roi_targets': rois}

@@ -7,6 +7,7 @@ negative below 0.3, and samples 256 anchors per image with at most half positive
 the decoded top-scoring anchors after NMS at IoU 0.7, a fixed number per image (padded, with a
 validity mask) so that shapes stay static.
 """
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -15,7 +16,7 @@ from flax import linen as nn
 
 from ops import boxes as box_ops
 from ops.matching import match, sample_balanced_mask
-from ops.nms import nms
+from ops.nms import batched_nms, nms
 
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # The paper's RPN parameterisation (no scaling).
 
@@ -54,18 +55,40 @@ def rpn_targets(anchors, gt_boxes, gt_valid, rng, *, pos_iou: float = 0.7, neg_i
 
 
 def propose(logits, deltas, anchors, image_hw, *, pre_nms_topk: int, post_nms_topk: int,
-            nms_iou: float = 0.7, min_size: float = 0.0) -> tuple[jax.Array, jax.Array]:
+            nms_iou: float = 0.7, min_size: float = 0.0,
+            level_counts: Sequence[int] | None = None,
+            anchor_valid=None) -> tuple[jax.Array, jax.Array]:
   """One image: the `post_nms_topk` proposals [P, 4] (best first) and their validity [P].
 
-  The `pre_nms_topk` highest-scoring anchors are decoded, clipped to the image and suppressed at
-  `nms_iou`; boxes with a side below `min_size` pixels are dropped. No gradient flows through
-  proposals (the paper's approximate joint training).
+  The `pre_nms_topk` highest-scoring anchors are decoded, clipped to the image (`image_hw`, a
+  pair or a [2] array) and suppressed at `nms_iou`; boxes with a side below `min_size` pixels
+  (and empty boxes) are dropped. With `level_counts` (the anchors of each FPN level, in order),
+  the top-k and the NMS are per level (torchvision's and detectron2's `batched_nms` over
+  levels, on sigmoid scores) before the best `post_nms_topk` over all levels are kept. No
+  gradient flows through proposals (the paper's approximate joint training).
   """
   logits, deltas = jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas)
-  k = min(pre_nms_topk, logits.shape[0])
-  scores, top = jax.lax.top_k(logits, k)
+  if level_counts is None:
+    scores, top = jax.lax.top_k(logits, min(pre_nms_topk, logits.shape[0]))
+    levels = None
+  else:
+    tops, levels, start = [], [], 0
+    for level, n in enumerate(level_counts):
+      _, top = jax.lax.top_k(logits[start:start + n], min(pre_nms_topk, n))
+      tops.append(top + start)
+      levels.append(jnp.full(top.shape, level, jnp.int32))
+      start += n
+    top, levels = jnp.concatenate(tops), jnp.concatenate(levels)
+    scores = jax.nn.sigmoid(logits[top])
   boxes = box_ops.clip(box_ops.decode(deltas[top], anchors[top], RPN_BOX_WEIGHTS), image_hw)
-  big_enough = ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
-  keep, valid = nms(boxes, scores, nms_iou, post_nms_topk, valid_mask=big_enough)
+  sides = boxes[:, 2:] - boxes[:, :2]
+  # Empty boxes (clipped away entirely) never count, whatever `min_size` (torchvision: >= 1e-3).
+  big_enough = jnp.all((sides >= min_size) & (sides > 0), axis=-1)
+  if anchor_valid is not None:  # [N]: anchors that do not exist for this image.
+    big_enough &= anchor_valid[top]
+  if levels is None:
+    keep, valid = nms(boxes, scores, nms_iou, post_nms_topk, valid_mask=big_enough)
+  else:
+    keep, valid = batched_nms(boxes, scores, levels, nms_iou, post_nms_topk,
+                              valid_mask=big_enough)
   return jnp.where(valid[:, None], boxes[keep], 0.0), valid
-

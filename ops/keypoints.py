@@ -4,6 +4,7 @@ A frame is a square window [B, 3] = (centre y, centre x, side) in image pixels. 
 frame are `(p - centre) / side`, so the window spans [-0.5, 0.5] on both axes whatever the person's
 size. jax or numpy arrays; static shapes throughout.
 """
+import jax
 import jax.numpy as jnp
 
 
@@ -83,3 +84,53 @@ def heatmaps_to_keypoints(heatmaps, rois):
     start, extent = _roi_axis(rois.astype(jnp.float32)[:, None], axis)
     coords.append(start + (pos[axis] + 0.5) * extent / s)
   return jnp.stack([coords[0], coords[1], score], axis=-1)
+
+
+def _bicubic_taps(out_size, in_size: int, max_out: int):
+  """PyTorch's upsample_bicubic2d (align_corners=False, A = -0.75) from `in_size` cells to a
+  traced `out_size` <= max_out: the 4 source cells [max_out, 4] and weights of each output."""
+  a = -0.75
+  scale = jnp.float32(in_size) / out_size.astype(jnp.float32)
+  real = scale * (jnp.arange(max_out, dtype=jnp.float32) + 0.5) - 0.5
+  index = jnp.minimum(jnp.floor(real), in_size - 1)
+  t = jnp.clip(real - index, 0.0, 1.0)
+  near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1
+  far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+  weights = jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+  cells = jnp.clip(index.astype(jnp.int32)[:, None] + jnp.arange(-1, 3), 0, in_size - 1)
+  return cells, weights
+
+
+def torchvision_keypoints(heatmaps, rois, *, max_size: int | tuple[int, int]):
+  """torchvision's heatmaps_to_keypoints: keypoints [D, J, 3] (y, x, score) of one image.
+
+  Each heatmap [s, s] is resized (bicubic) to the box's integer size (ceil of its sides, at least
+  1), the argmax pixel (first in row-major order) gives the keypoint at its centre scaled back to
+  the box, and the score is the resized value there. Static shapes: every map is computed on a
+  `max_size` (H, W) grid and cut to its box's size by masking, one detection at a time; boxes
+  larger than `max_size` (none when it is the canvas) would be decoded on a clipped map.
+  """
+  max_h, max_w = (max_size, max_size) if isinstance(max_size, int) else max_size
+  s = heatmaps.shape[-1]
+  rois = rois.astype(jnp.float32)
+
+  def one(args):
+    maps, roi = args  # [J, s, s], [4]
+    size = jnp.maximum(roi[2:] - roi[:2], 1.0)  # (height, width) as torchvision clamps them.
+    out = jnp.ceil(size)
+    ys, wy = _bicubic_taps(out[0], s, max_h)
+    xs, wx = _bicubic_taps(out[1], s, max_w)
+    # 4 taps per axis: rows of the column-resized map, then a weighted sum of 4 of those rows.
+    maps = maps.astype(jnp.float32)
+    cols = sum(maps[:, :, xs[:, k]] * wx[:, k] for k in range(4))  # [J, s, max_w]
+    full = sum(cols[:, ys[:, k], :] * wy[:, k, None] for k in range(4))  # [J, max_h, max_w]
+    inside = ((jnp.arange(max_h) < out[0])[:, None]) & ((jnp.arange(max_w) < out[1])[None, :])
+    flat = jnp.where(inside, full, -jnp.inf).reshape(len(maps), -1)
+    arg = jnp.argmax(flat, axis=-1)
+    score = jnp.take_along_axis(flat, arg[:, None], axis=-1)[:, 0]
+    y_int, x_int = arg // max_w, arg % max_w
+    y = (y_int.astype(jnp.float32) + 0.5) * (size[0] / out[0]) + roi[0]
+    x = (x_int.astype(jnp.float32) + 0.5) * (size[1] / out[1]) + roi[1]
+    return jnp.stack([y, x, score], axis=-1)
+
+  return jax.lax.map(one, (heatmaps, rois))

@@ -73,3 +73,42 @@ def paste_masks(masks, boxes, image_hw):
                     precision=lax.Precision.HIGHEST)
   return jnp.einsum("dyj,dxj->dyx", rows, wx, precision=lax.Precision.HIGHEST)
 
+
+
+def _torchvision_paste_weights(start, end, s: int, n: int):
+  """Weights [D, n, s + 2] of torchvision's paste along one axis: the mask padded by one cell,
+  the box grown by (s + 2) / s and cut to integers, bilinear (align_corners=False) from s + 2
+  cells to the integer box's extent + 1 pixels."""
+  half = (end - start) * 0.5 * jnp.float32((s + 2) / s)
+  centre = (end + start) * 0.5
+  lo = jnp.trunc(centre - half).astype(jnp.int32)  # int64 conversion truncates toward zero.
+  hi = jnp.trunc(centre + half).astype(jnp.int32)
+  length = jnp.maximum(hi - lo + 1, 1)
+  scale = jnp.float32(s + 2) / length.astype(jnp.float32)
+  c = jnp.arange(n)[None, :] - lo[:, None]  # Each pixel's column in the resized mask.
+  src = jnp.maximum(scale[:, None] * (c.astype(jnp.float32) + 0.5) - 0.5, 0.0)
+  low = jnp.floor(src).astype(jnp.int32)
+  frac = src - low
+  high = jnp.where(low < s + 1, low + 1, low)
+  cells = jnp.arange(s + 2)
+  w = ((1.0 - frac)[..., None] * (cells == low[..., None])
+       + frac[..., None] * (cells == high[..., None]))
+  inside = (c >= 0) & (c < length[:, None])
+  return jnp.where(inside[..., None], w, 0.0)
+
+
+def paste_masks_torchvision(masks, boxes, image_hw):
+  """torchvision's paste_masks_in_image (padding 1): masks [D, s, s] -> [D, H, W] probabilities.
+
+  The mask gets a border of zeros, its box grows by (s + 2) / s about the centre and is cut to
+  integer corners, and the mask is resized (bilinear) to that box's size + 1 and written in;
+  separable, as `paste_masks`.
+  """
+  height, width = (int(v) for v in image_hw)
+  s = masks.shape[-1]
+  boxes = boxes.astype(jnp.float32)
+  padded = jnp.pad(masks.astype(jnp.float32), ((0, 0), (1, 1), (1, 1)))
+  wy = _torchvision_paste_weights(boxes[:, 0], boxes[:, 2], s, height)
+  wx = _torchvision_paste_weights(boxes[:, 1], boxes[:, 3], s, width)
+  rows = jnp.einsum("dyi,dij->dyj", wy, padded, precision=lax.Precision.HIGHEST)
+  return jnp.einsum("dyj,dxj->dyx", rows, wx, precision=lax.Precision.HIGHEST)

@@ -151,28 +151,35 @@ def nms_with_threshold(boxes, scores, iou_threshold, max_output: int, score_thre
 
 
 def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: float,
-                      pre_nms_topk: int, max_detections: int) -> dict:
+                      pre_nms_topk: int, max_detections: int, min_size: float = 0.0) -> dict:
   """One image: boxes [K, 4] or [K, C, 4], scores [K, C] -> the detections after per-class NMS.
 
-  The `pre_nms_topk` best (box, class) pairs above `score_threshold` enter NMS; returns 'boxes'
-  [D, 4], 'scores' [D], 'labels' [D] (1..C) and 'valid' [D] with D = max_detections, best first.
+  The `pre_nms_topk` best (box, class) pairs above `score_threshold`, with both sides at least
+  `min_size`, enter NMS; returns 'boxes' [D, 4], 'scores' [D], 'labels' [D] (1..C) and 'valid'
+  [D] with D = max_detections, best first. torchvision sends every pair above the threshold into
+  NMS: a `pre_nms_topk` of at least that many pairs gives its result exactly.
   """
   k, c = scores.shape
   top_scores, top = lax.top_k(scores.reshape(-1), min(pre_nms_topk, k * c))
   cand_boxes = boxes[top // c] if boxes.ndim == 2 else boxes[top // c, top % c]
   cand_labels = (top % c + 1).astype(jnp.int32)
+  ok = ((top_scores > score_threshold) & (cand_boxes[:, 2] - cand_boxes[:, 0] >= min_size)
+        & (cand_boxes[:, 3] - cand_boxes[:, 1] >= min_size))
   keep, valid = batched_nms(cand_boxes, top_scores, cand_labels, iou_threshold, max_detections,
-                            valid_mask=top_scores > score_threshold)
+                            valid_mask=ok)
   return {'boxes': jnp.where(valid[:, None], cand_boxes[keep], 0.0),
           'scores': jnp.where(valid, top_scores[keep], 0.0),
           'labels': jnp.where(valid, cand_labels[keep], 0), 'valid': valid}
 
 
-
 def select_batch_detections(boxes, scores, image_hw, **select_kwargs) -> dict:
-  """A batch: boxes clipped to the image, then `select_detections` per image."""
+  """A batch: boxes clipped to the image, then `select_detections` per image.
+
+  `image_hw`: the canvas (H, W), or [B, 2], each image's own size inside it.
+  """
   select = functools.partial(select_detections, **select_kwargs)
-  return jax.vmap(select)(clip(boxes, image_hw), scores)
+  image_hw = jnp.broadcast_to(jnp.asarray(image_hw, jnp.float32), (len(boxes), 2))
+  return jax.vmap(lambda b, s, hw: select(clip(b, hw), s))(boxes, scores, image_hw)
 
 
 __all__ = ["nms", "batched_nms", "nms_with_threshold", "select_detections",

@@ -62,7 +62,8 @@ class DetectionTask(Task):
     """config.detect as the keywords of models that select their detections themselves."""
     d = self.config.detect
     return dict(score_threshold=d.score_threshold, nms_iou_threshold=d.nms_iou_threshold,
-                pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections)
+                pre_nms_topk=d.pre_nms_topk, max_detections=d.max_detections,
+                min_size=d.get('min_size', 0.0))
 
   def model_inputs(self, batch):
     inputs = self.model_class.batch_inputs
@@ -70,19 +71,25 @@ class DetectionTask(Task):
     if missing:
       raise ValueError(f'{self.config.model.name} needs batch keys {missing}; for external '
                        'proposals set --config.data.proposals.method (see data/proposals.py).')
-    return (batch['image'],), {k: batch[v] for k, v in inputs.items()}
+    optional = getattr(self.model_class, 'optional_inputs', {})
+    present = {k: batch[v] for k, v in optional.items() if v in batch}
+    return (batch['image'],), {**{k: batch[v] for k, v in inputs.items()}, **present}
 
   def loss(self, outputs, batch):
     return self._loss(outputs, batch)
 
   def postprocess(self, outputs, batch):
-    image_hw = batch['image'].shape[1:3]
+    image_hw = batch.get('image_hw', batch['image'].shape[1:3])  # Clip to each image's size.
     d = self.config.detect
+    # A reference post-processing that differs from the shared one (torchvision's SSD).
+    own = getattr(self.model_class, 'postprocess_detections', None)
+    if own is not None:
+      return own(outputs, image_hw, d)
     boxes, scores = self.model_class.decode_outputs(outputs, image_hw)
     return select_batch_detections(
         boxes, scores, image_hw, score_threshold=d.score_threshold,
         iou_threshold=d.nms_iou_threshold, pre_nms_topk=d.pre_nms_topk,
-        max_detections=d.max_detections)
+        max_detections=d.max_detections, min_size=d.get('min_size', 0.0))
 
   def protocol_evaluator(self, iou_types=('bbox',), **kwargs):
     """COCO evaluation against the dataset's own annotation file (metrics/coco_protocol.py), for

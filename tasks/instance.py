@@ -16,10 +16,11 @@ from metrics import CocoEvaluator
 from metrics.pose import pose_metrics
 from ops.boxes import iou
 from ops.joints import LSP_14
-from ops.masks import paste_masks
+from ops.masks import paste_masks, paste_masks_torchvision
 from tasks import drawing
 from tasks.detection import DetectionEvaluator, DetectionTask, image_boxes
 
+PASTE = {'ours': paste_masks, 'torchvision': paste_masks_torchvision}  # config.model.mask.paste
 MASK_THRESHOLD = 0.5  # The paper's binarisation of the pasted mask probabilities.
 
 
@@ -38,28 +39,28 @@ class InstanceTask(DetectionTask):
     return {**super().model_kwargs(), **self.selection_kwargs(), **self._joint_count()}
 
   def _joint_count(self) -> dict:
-    """The model keyword that sets the keypoint head's joint count to the dataset's J (flat
-    `model.num_keypoints`, or inside a grouped `model.keypoint` block)."""
+    """The `model.keypoint` block with the keypoint head's joint count set to the dataset's J."""
     joints = self.info['joints'] if self.has_keypoints else None
     if joints is None:
       return {}
-    if 'num_keypoints' in self.config.model:
-      return {'num_keypoints': joints.num_joints}
     return {'keypoint': {**self.config.model.keypoint, 'num_keypoints': joints.num_joints}}
 
   @property
   def has_masks(self) -> bool:
-    return self.config.model.get('mask_head', True)
+    return self.config.model.get('mask', {}).get('enabled', True)
 
   @property
   def has_keypoints(self) -> bool:
-    return self.config.model.get('num_keypoints', 0) > 0
+    return self.config.model.get('keypoint', {}).get('num_keypoints', 0) > 0
 
   @property
   def mask_paste(self):
     """How masks [D, s, s] go into an image at boxes [D, 4]: the batch canvas here, the original
-    image for COCO results (metrics/coco_protocol.py)."""
-    return paste_masks
+    image for COCO results (metrics/coco_protocol.py): config.model.mask.paste."""
+    method = self.config.model.get('mask', {}).get('paste', 'ours')
+    if method not in PASTE:
+      raise ValueError(f'unknown model.mask.paste {method!r}; valid: {", ".join(PASTE)}')
+    return PASTE[method]
 
   def postprocess(self, outputs, batch):
     detections = dict(outputs['detections'])

@@ -25,7 +25,8 @@ class SegmentationTask(Task):
 
   def loss(self, outputs, batch):
     return segmentation_loss(outputs, batch, ignore_label=IGNORE_LABEL,
-                             class_weights=self.class_weights)
+                             class_weights=self.class_weights,
+                             aux_weight=self.config.loss.get('aux_weight', 0.5))
 
   def postprocess(self, outputs, batch):
     prediction = jnp.argmax(outputs, -1).astype(jnp.int32)

@@ -1,4 +1,5 @@
 """Faster R-CNN: anchors, RPN targets, RoI sampling, the four losses, decoding, training."""
+import dataclasses
 import json
 import os
 
@@ -31,8 +32,8 @@ GT_LABELS, GT_VALID = jnp.asarray([2, 4, 0]), jnp.asarray([True, True, False])
 
 
 def test_anchors_are_centred_on_the_cells():
-  model = faster_rcnn.FasterRCNN(num_classes=3, feature_stride=16, anchor_sizes=(16.0,),
-                                 anchor_ratios=(1.0, 2.0))
+  model = faster_rcnn.FasterRCNN(num_classes=3, feature_stride=16,
+                                 rpn=dict(anchor_sizes=(16.0,), anchor_ratios=(1.0, 2.0)))
   anchors = np.asarray(model.anchors({16: (2, 2)}))
   # Cell (0, 1) is centred at (8, 24); ratio 2 (height / width) of area 16**2: h = 16 sqrt 2.
   h = 16 * np.sqrt(2.0)
@@ -55,8 +56,8 @@ def test_fpn_levels_anchor_sizes_and_roi_assignment():
   sides = jnp.asarray([224.0, 112.0, 448.0, 20.0, 2000.0])
   rois = jnp.stack([jnp.zeros(5), jnp.zeros(5), sides, sides], axis=-1)
   np.testing.assert_array_equal(fpn.assign_levels(rois, (4, 8, 16, 32)), [2, 1, 3, 0, 3])
-  model = faster_rcnn.FasterRCNN(num_classes=3, fpn_strides=(4, 8), anchor_sizes=(8.0, 16.0, 32.0),
-                                 anchor_ratios=(1.0,))
+  model = faster_rcnn.FasterRCNN(num_classes=3, fpn_strides=(4, 8),
+                                 rpn=dict(anchor_sizes=(8.0, 16.0, 32.0), anchor_ratios=(1.0,)))
   anchors = np.asarray(model.anchors({4: (2, 2), 8: (1, 1), 16: (1, 1)}))
   np.testing.assert_allclose(anchors[:, 2] - anchors[:, 0], [8, 8, 8, 8, 16, 32])
   with pytest.raises(ValueError, match='one anchor size per pyramid level'):
@@ -177,12 +178,13 @@ def test_train_and_evaluate_writes_ap_and_overlays(runlocal_config, tfds_dir, tm
 
 
 def test_roi_pool_option_and_missing_ground_truth_error(runlocal_config):
-  model = tasks.get_task(runlocal_config).model.clone(roi_pooling='pool')
+  model = tasks.get_task(runlocal_config).model
+  model = model.clone(roi=dataclasses.replace(model.roi, pooling='pool'))
   images = jnp.asarray(toy_detection_batch(1)['image'])
   # One compilation gives the variables and their inference outputs (init runs the forward pass).
   out, variables = jax.jit(lambda x: model.init_with_output(jax.random.PRNGKey(0), x,
                                                             train=False))(images)
-  assert out['roi_scores'].shape == (1, runlocal_config.model.post_nms_topk_test, 5)
+  assert out['roi_scores'].shape == (1, runlocal_config.model.rpn.post_nms_topk_test, 5)
   with pytest.raises(ValueError, match='needs gt_boxes'):
     model.apply(variables, images, train=True, rngs={'sample': jax.random.PRNGKey(0)},
                 mutable=['batch_stats'])

@@ -50,7 +50,7 @@ def test_losses_fall_on_a_tiny_overfit_batch_then_inference(name):
   if name == 'rcnn':
     # One CNN pass per sampled RoI, padding included: 16 RoIs still hold all 12 candidates of an
     # image (10 valid proposals and 2 ground-truth boxes) at half the cost of the config's 32.
-    config.model.roi_batch_size = 16
+    config.model.roi.batch_size = 16
   task = tasks.get_task(config)
   batch = toy_detection_batch(num_proposals=12)
   state = init_state(task, task.model, make_optimizer(config.optimizer, 30),

@@ -146,7 +146,7 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
       {'params': jax.random.PRNGKey(0), 'sample': jax.random.PRNGKey(1)}, *a, train=True, **k))(
           args, kwargs)
   model = mask_task.model
-  fg = int(model.roi_batch_size * model.roi_positive_fraction)
+  fg = int(model.roi.batch_size * model.roi.positive_fraction)
   targets = out['mask_targets']
   assert out['mask_logits'].shape == targets['masks'].shape == (2, fg, 28, 28)
   rois = jax.tree.map(lambda x: x[:, :fg], out['roi_targets'])

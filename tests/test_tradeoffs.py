@@ -6,8 +6,8 @@ def test_size_overrides_rescale_images_and_two_stage_anchors():
   faster = tradeoffs.size_overrides('faster_rcnn', 48)
   assert faster['data.image_size'] == 48
   assert faster['data.augment.scale_min'] == faster['data.augment.scale_max'] == 0.75
-  assert faster['model.anchor_sizes'] == (9.0, 15.0, 24.0)  # 0.75 x (12, 20, 32).
-  assert 'model.anchor_sizes' not in tradeoffs.size_overrides('ssd', 48)  # Relative boxes.
+  assert faster['model.rpn.anchor_sizes'] == (9.0, 15.0, 24.0)  # 0.75 x (12, 20, 32).
+  assert 'model.rpn.anchor_sizes' not in tradeoffs.size_overrides('ssd', 48)  # Relative boxes.
 
 
 def test_grid_is_the_product_of_extractors_and_sizes():

@@ -233,9 +233,9 @@ def twin(name: str, params: dict, batch: dict, config):
   if name == 'faster_rcnn':
     classes = params['box_head']['class_logits']['kernel'].shape[-1]
     per_cell = params['rpn']['objectness']['kernel'].shape[-1]
-    model = FasterRCNN(classes, per_cell, config.model.rpn_width, config.model.feature_stride,
-                       config.model.roi_size, config.model.head_hidden).eval()
-    r = config.model.roi_batch_size
+    model = FasterRCNN(classes, per_cell, config.model.rpn.width, config.model.feature_stride,
+                       config.model.roi.size, config.model.roi.head_hidden).eval()
+    r = config.model.roi.batch_size
     size = images.shape[-1]
     yx = torch.rand(n, r, 2, generator=gen) * size * 0.7
     rois = torch.cat([yx, yx + torch.rand(n, r, 2, generator=gen) * size * 0.3 + 2], -1)
@@ -252,7 +252,45 @@ def twin(name: str, params: dict, batch: dict, config):
               + F.smooth_l1_loss(out[3], box_targets))
 
     return model, (images, rois), loss
-  raise ValueError(f'no PyTorch twin of {name!r}; have fcn8s, localizer, ssd, faster_rcnn')
+  if name in ('fcn_resnet', 'ssd_vgg16'):
+    return torchvision_twin(name, params, batch, config)
+  raise ValueError(f'no PyTorch twin of {name!r}; have fcn8s, localizer, ssd, faster_rcnn, '
+                   'fcn_resnet, ssd_vgg16')
+
+
+class _SSDNetwork(nn.Module):
+  """torchvision's SSD without its transform and post-processing: images -> (logits, deltas)."""
+
+  def __init__(self, ssd):
+    super().__init__()
+    self.backbone, self.head = ssd.backbone, ssd.head
+
+  def forward(self, images):
+    out = self.head(list(self.backbone(images).values()))
+    return out['cls_logits'], out['bbox_regression']
+
+
+def torchvision_twin(name: str, params: dict, batch: dict, config):
+  """torchvision's own fcn_resnet50/101 and ssd300_vgg16 as the twins of ours."""
+  from torchvision.models import detection, segmentation  # noqa: PLC0415
+  images = _nchw(batch['image'])
+  gen = torch.Generator().manual_seed(0)
+  if name == 'fcn_resnet':
+    classes = params['classifier_4']['kernel'].shape[-1]
+    model = getattr(segmentation, f'fcn_{config.model.backbone}')(
+        weights=None, weights_backbone=None, num_classes=classes, aux_loss=True)
+    mask = torch.from_numpy(batch['mask'].astype(np.int64))
+    ce = lambda logits: F.cross_entropy(logits, mask, ignore_index=255)
+    return model, (images,), lambda out: ce(out['out']) + config.loss.aux_weight * ce(out['aux'])
+  classes = params['class_head0']['kernel'].shape[-1] // 4  # 4 default boxes per conv4_3 cell.
+  model = _SSDNetwork(detection.ssd300_vgg16(weights=None, weights_backbone=None,
+                                             num_classes=classes)).eval()
+  with torch.no_grad():
+    logits, _ = model(images[:1])
+  labels = torch.randint(0, classes, (len(images), logits.shape[1]), generator=gen)
+  targets = torch.randn(len(images), logits.shape[1], 4, generator=gen)
+  return model, (images,), lambda out: (F.cross_entropy(out[0].flatten(0, 1), labels.flatten())
+                                        + F.smooth_l1_loss(out[1], targets))
 
 
 def num_params(module: nn.Module) -> int:

@@ -45,8 +45,8 @@ def size_overrides(meta: str, size: int) -> dict:
   out = {'data.image_size': size, 'data.augment.scale_min': scale,
          'data.augment.scale_max': scale}
   if meta != 'ssd':
-    anchors = loader.load(CONFIGS[meta]).model.anchor_sizes
-    out['model.anchor_sizes'] = tuple(round(a * scale, 2) for a in anchors)
+    anchors = loader.load(CONFIGS[meta]).model.rpn.anchor_sizes
+    out['model.rpn.anchor_sizes'] = tuple(round(a * scale, 2) for a in anchors)
   return out
 
 
@@ -76,7 +76,7 @@ def evaluate(trial_dir: str, proposals: int | None) -> dict:
   path = os.path.join(out_dir, 'metrics.json')
   if not os.path.exists(path):
     evaluate_workdir(trial_dir, num_overlays=0, out_dir=out_dir,
-                              overrides=[f'model.post_nms_topk_test={proposals}'])
+                              overrides=[f'model.rpn.post_nms_topk_test={proposals}'])
   with open(path) as f:
     return json.load(f)
 
@@ -92,7 +92,7 @@ def measure(args, grid) -> list[dict]:
       for proposals in (args.proposals if meta != 'ssd' else [None]):
         metrics = evaluate(trial_dir, proposals)
         config = loader.override(load_config(trial_dir), [f'batch_size={args.batch}'] + (
-            [f'model.post_nms_topk_test={proposals}'] if proposals else []))
+            [f'model.rpn.post_nms_topk_test={proposals}'] if proposals else []))
         speed = bench_config(config, args.timing_steps)
         rows.append({'meta': meta, 'backbone': trial['model.backbone'],
                      'size': trial['data.image_size'], 'proposals': proposals or '',

@@ -43,7 +43,11 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
 
 
 def _module_mask(params, frozen):
-  return {k: jax.tree.map(lambda _, f=k in frozen: f, v) for k, v in params.items()}
+  # An entry names a top-level module ('backbone') or a path prefix ('backbone/layer1_').
+  def is_frozen(path) -> bool:
+    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+    return any(name.split('/')[0] == f if '/' not in f else name.startswith(f) for f in frozen)
+  return jax.tree_util.tree_map_with_path(lambda path, _: is_frozen(path), params)
 
 
 def _decay_mask(params):
@@ -57,7 +61,8 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int, *,
 
   `scheduled=False` injects the learning rate as a plain value that the caller sets before every
   update (a population sets each member's peak x `lr_multiplier(count)` itself). `frozen` names
-  top-level parameter modules (e.g. 'backbone') whose updates are zero, weight decay included.
+  top-level parameter modules (e.g. 'backbone') or path prefixes ('backbone/layer1_') whose
+  updates are zero, weight decay included.
   """
   if opt.name not in OPTIMIZERS:
     raise ValueError(f'unknown optimizer.name {opt.name!r}; valid: {", ".join(OPTIMIZERS)}')

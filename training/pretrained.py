@@ -14,6 +14,7 @@ from flax import traverse_util
 
 from models import torchvision_weights
 from tasks.base import freeze_backbone
+from training import model_init
 from training.checkpoint import Checkpointer
 from training.errors import UserError
 
@@ -22,7 +23,7 @@ BACKBONE = 'backbone'  # The submodule name every model gives its backbone.
 
 def frozen_modules(config) -> tuple[str, ...]:
   """The top-level parameter modules the optimizer must leave alone."""
-  return (BACKBONE,) if freeze_backbone(config) else ()
+  return (BACKBONE,) if freeze_backbone(config) else model_init.frozen_backbone_stages(config)
 
 
 def backbone_variables(source: str) -> dict:
@@ -42,7 +43,11 @@ def backbone_variables(source: str) -> dict:
 
 
 def load_backbone(state, source: str):
-  """`state` with its backbone parameters and batch statistics replaced by those in `source`."""
+  """`state` with its backbone parameters and batch statistics replaced by those in `source`;
+  every variable when `source` holds exactly this model (`model_init.restore_whole`)."""
+  whole = model_init.restore_whole(state, source)
+  if whole is not None:
+    return whole
   loaded = backbone_variables(source)
   replaced = {}
   for collection in ('params', 'batch_stats'):

@@ -33,24 +33,24 @@ from configs.det import defaults
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, runlocal=False, beam=1)
-  c = defaults.base_detection_config()
+  c = defaults.option_groups(defaults.base_detection_config(), 'rpn', 'roi')
   c.task = 'dense_captioning'
   c.model.name = 'densecap'
   c.model.backbone = 'vgg16'
   c.model.feature_stride = 16
-  c.model.anchor_sizes = (64.0, 128.0, 256.0, 512.0)
-  c.model.anchor_ratios = (0.5, 1.0, 2.0)
-  c.model.rpn_width = 512
-  c.model.rpn_batch_size = 256
-  c.model.pre_nms_topk_train = c.model.pre_nms_topk_test = 6000
-  c.model.post_nms_topk_train = 2000
-  c.model.post_nms_topk_test = 300
-  c.model.rpn_nms_iou = 0.7
-  c.model.roi_batch_size = 256
-  c.model.roi_positive_fraction = 0.5
-  c.model.roi_pooling = 'align'
-  c.model.roi_size = 7
-  c.model.head_hidden = 4096
+  c.model.rpn.anchor_sizes = (64.0, 128.0, 256.0, 512.0)
+  c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)
+  c.model.rpn.width = 512
+  c.model.rpn.batch_size = 256
+  c.model.rpn.pre_nms_topk_train = c.model.rpn.pre_nms_topk_test = 6000
+  c.model.rpn.post_nms_topk_train = 2000
+  c.model.rpn.post_nms_topk_test = 300
+  c.model.rpn.nms_iou = 0.7
+  c.model.roi.batch_size = 256
+  c.model.roi.positive_fraction = 0.5
+  c.model.roi.pooling = 'align'
+  c.model.roi.size = 7
+  c.model.roi.head_hidden = 4096
   c.model.region_code = 4096
   c.model.caption_embed = 512
   c.model.caption_hidden = 512
@@ -90,12 +90,12 @@ def get_config(arg=None):
     c.data.max_boxes = 4  # Shapes scenes have at most 3 objects.
     c.model.backbone = 'vgg_small'
     c.model.feature_stride = 8
-    c.model.anchor_sizes = (12.0, 20.0, 32.0)
-    c.model.rpn_width = 32
-    c.model.pre_nms_topk_train = c.model.pre_nms_topk_test = 200
-    c.model.post_nms_topk_train = c.model.post_nms_topk_test = 32
-    c.model.roi_batch_size = 16
-    c.model.head_hidden = c.model.region_code = 32
+    c.model.rpn.anchor_sizes = (12.0, 20.0, 32.0)
+    c.model.rpn.width = 32
+    c.model.rpn.pre_nms_topk_train = c.model.rpn.pre_nms_topk_test = 200
+    c.model.rpn.post_nms_topk_train = c.model.rpn.post_nms_topk_test = 32
+    c.model.roi.batch_size = 16
+    c.model.roi.head_hidden = c.model.region_code = 32
     c.model.caption_embed, c.model.caption_hidden = 8, 16
     c.detect.pre_nms_topk = c.detect.max_detections = 10
   return c

@@ -17,6 +17,74 @@ def base_detection_config() -> ml_collections.ConfigDict:
   return c
 
 
+def option_groups(c: ml_collections.ConfigDict, *names: str) -> ml_collections.ConfigDict:
+  """Adds the R-CNN family's option groups to c.model: 'rpn' (anchors, RPN, proposals), 'roi'
+  (RoI sampling, pooling, box head), 'mask', 'keypoint' (models/*: RPNOptions, RoIOptions,
+  MaskOptions, KeypointOptions hold the fields and their defaults)."""
+  for name in names:
+    if name not in c.model:
+      c.model[name] = ml_collections.ConfigDict()
+  return c
+
+
+# The COCO category id of each of the 80 classes (data/coco.py's order, background first):
+# torchvision's detectors predict these 91 ids (N/A slots included), `model.head_classes`.
+COCO_CATEGORY_IDS = (0, *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66),
+                     67, 70, *range(72, 83), *range(84, 91))
+
+
+def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """torchvision's R-CNN ResNet-50 FPN (v1) settings on a Faster R-CNN config `c`.
+
+  As models/torchvision_detection.py's TORCHVISION_COMMON and DETECT, which the parity tests
+  check: ImageNet mean/std on [0, 1] inputs; frozen batch norm with eps 0 (the COCO weights'),
+  3 trainable ResNet stages; anchors 32..512 per level, rounded, at stride padded image size //
+  cells; 1000
+  proposals per level before and per image after NMS at 0.7 per level, min size 1e-3; RoIAlign
+  aligned=False; detections above 0.05, sides >= 0.01, per-class NMS 0.5, top 100; inputs
+  resized to a shorter side of 800 and a longer one of at most 1333.
+  """
+  c = option_groups(c, 'rpn', 'roi')
+  c.model.backbone = 'resnet50'
+  c.model.fpn_strides = (4, 8, 16, 32)
+  c.model.fpn_width = 256
+  c.model.pixel_mean = (0.485, 0.456, 0.406)
+  c.model.pixel_std = (0.229, 0.224, 0.225)
+  c.model.pixel_scale = 1.0
+  c.model.frozen_bn = True
+  c.model.bn_epsilon = 0.0
+  c.model.trainable_layers = 3
+  c.model.rpn.anchor_sizes = (32.0, 64.0, 128.0, 256.0, 512.0)
+  c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)
+  c.model.rpn.anchor_placement = 'torchvision'
+  # Strides from each image's own padded size, as torchvision's evaluation (one image a batch);
+  # tools/parity.py compares batches, whose canvas torchvision uses: 'batch' there.
+  c.model.rpn.anchor_canvas = 'image'
+  c.model.rpn.width = 256
+  c.model.rpn.per_level = True
+  c.model.rpn.min_size = 1e-3
+  c.model.rpn.nms_iou = 0.7
+  c.model.rpn.pre_nms_topk_train = c.model.rpn.post_nms_topk_train = 2000
+  c.model.rpn.pre_nms_topk_test = c.model.rpn.post_nms_topk_test = 1000
+  c.model.roi.batch_size = 512
+  c.model.roi.positive_fraction = 0.25
+  c.model.roi.head_hidden = 1024
+  c.model.roi.pooling = 'align'
+  c.model.roi.size = 7
+  c.model.roi.aligned = False
+  c.model.roi.sampling_ratio = 2
+  c.detect.score_threshold = 0.05
+  c.detect.nms_iou_threshold = 0.5
+  # torchvision sends every (box, class) pair above 0.05 into NMS; a softmax row has at most 19.
+  c.detect.pre_nms_topk = 19 * c.model.rpn.post_nms_topk_test
+  c.detect.max_detections = 100
+  c.detect.min_size = 1e-2
+  c.data.eval_min_size = 800  # The eval-time resize (data/eval_resize.py).
+  c.data.eval_max_size = 1333
+  c.data.eval_size_divisor = 32
+  return c
+
+
 def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
   """What R-CNN, Fast R-CNN, Faster R-CNN and the sliding window share on 64x64 Shapes.
 
@@ -24,12 +92,12 @@ def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
   here, 128 over 2 images in Fast R-CNN) and two-layer MLP head (256 wide here, 4096 there).
   `arg`: the parsed `runlocal`, `demo`, `backbone`, `classifier` arguments.
   """
-  c = base_detection_config()
+  c = option_groups(base_detection_config(), 'roi')
   c.model.name = name
   c.model.backbone = arg.backbone
-  c.model.roi_batch_size = 64
-  c.model.roi_positive_fraction = 0.25
-  c.model.head_hidden = 256
+  c.model.roi.batch_size = 64
+  c.model.roi.positive_fraction = 0.25
+  c.model.roi.head_hidden = 256
   c.model.classifier = arg.classifier  # The head's scores; the task gives the loss the same kind.
   c.detect.nms_iou_threshold = 0.5  # Fast R-CNN's per-class NMS.
 
@@ -47,7 +115,7 @@ def shapes_region_detector(name: str, arg) -> ml_collections.ConfigDict:
     c.total_steps = 800
   if arg.runlocal:
     common.runlocal(c)
-    c.model.head_hidden = 32
+    c.model.roi.head_hidden = 32
   return c
 
 
@@ -63,7 +131,7 @@ def per_crop_cnn(c: ml_collections.ConfigDict, arg) -> ml_collections.ConfigDict
   32x32 and the head flattens the crop's stride-8 map (4x4); 32 RoIs per image, 8 images."""
   c.model.crop_size = 32
   c.model.feature_stride = 8
-  c.model.roi_batch_size = 32
+  c.model.roi.batch_size = 32
   if not arg.runlocal:
     c.batch_size = 8
     c.eval_batch_size = 8  # Every region is a CNN pass: 8 images are hundreds of crops.

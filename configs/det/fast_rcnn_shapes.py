@@ -18,6 +18,6 @@ def get_config(arg=None):
                          classifier='softmax')
   c = defaults.selective_search(defaults.shapes_region_detector('fast_rcnn', arg))
   c.model.feature_stride = 8
-  c.model.roi_pooling = arg.roi
-  c.model.roi_size = 7
+  c.model.roi.pooling = arg.roi
+  c.model.roi.size = 7
   return c

@@ -24,23 +24,23 @@ ARGS = dict(runlocal=False, demo=False, backbone='vgg_small', roi='align', class
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, **ARGS)
-  c = defaults.shapes_region_detector('faster_rcnn', arg)
+  c = defaults.option_groups(defaults.shapes_region_detector('faster_rcnn', arg), 'rpn')
   c.model.feature_stride = 8
-  c.model.anchor_sizes = (12.0, 20.0, 32.0)
-  c.model.anchor_ratios = (0.5, 1.0, 2.0)  # Height / width.
-  c.model.rpn_width = 128
-  c.model.rpn_batch_size = 256
-  c.model.pre_nms_topk_train = 300
-  c.model.post_nms_topk_train = 64
-  c.model.pre_nms_topk_test = 300
-  c.model.post_nms_topk_test = 50
-  c.model.rpn_nms_iou = 0.7
-  c.model.roi_pooling = arg.roi
-  c.model.roi_size = 7
+  c.model.rpn.anchor_sizes = (12.0, 20.0, 32.0)
+  c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)  # Height / width.
+  c.model.rpn.width = 128
+  c.model.rpn.batch_size = 256
+  c.model.rpn.pre_nms_topk_train = 300
+  c.model.rpn.post_nms_topk_train = 64
+  c.model.rpn.pre_nms_topk_test = 300
+  c.model.rpn.post_nms_topk_test = 50
+  c.model.rpn.nms_iou = 0.7
+  c.model.roi.pooling = arg.roi
+  c.model.roi.size = 7
   if arg.fpn:
     add_fpn(c, 16 if arg.runlocal else 128)
   if arg.runlocal:
-    c.model.rpn_width = 32
+    c.model.rpn.width = 32
   return c
 
 

@@ -21,23 +21,23 @@ from configs.det import defaults
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, runlocal=False)
-  c = defaults.base_detection_config()
+  c = defaults.option_groups(defaults.base_detection_config(), 'rpn', 'roi')
   c.model.name = 'faster_rcnn'
   c.model.backbone = 'vgg16'
   c.model.feature_stride = 16
-  c.model.anchor_sizes = (128.0, 256.0, 512.0)
-  c.model.anchor_ratios = (0.5, 1.0, 2.0)
-  c.model.rpn_width = 512
-  c.model.rpn_batch_size = 256
-  c.model.pre_nms_topk_train = 12000
-  c.model.post_nms_topk_train = 2000
-  c.model.pre_nms_topk_test = 6000
-  c.model.post_nms_topk_test = 300
-  c.model.roi_batch_size = 128
-  c.model.roi_positive_fraction = 0.25
-  c.model.roi_pooling = 'pool'
-  c.model.roi_size = 7
-  c.model.head_hidden = 4096
+  c.model.rpn.anchor_sizes = (128.0, 256.0, 512.0)
+  c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)
+  c.model.rpn.width = 512
+  c.model.rpn.batch_size = 256
+  c.model.rpn.pre_nms_topk_train = 12000
+  c.model.rpn.post_nms_topk_train = 2000
+  c.model.rpn.pre_nms_topk_test = 6000
+  c.model.rpn.post_nms_topk_test = 300
+  c.model.roi.batch_size = 128
+  c.model.roi.positive_fraction = 0.25
+  c.model.roi.pooling = 'pool'
+  c.model.roi.size = 7
+  c.model.roi.head_hidden = 4096
   c.detect.nms_iou_threshold = 0.3  # The released code's test NMS.
 
   c.data.name = 'voc_detection'
@@ -64,11 +64,11 @@ def get_config(arg=None):
     common.runlocal(c)
     c.data.variant = '2007'  # VOC has no small variant; runlocal only shrinks the model.
     c.model.backbone = 'vgg_small'
-    c.model.anchor_sizes = (16.0, 32.0, 64.0)
-    c.model.rpn_width = 32
-    c.model.pre_nms_topk_train = c.model.pre_nms_topk_test = 200
-    c.model.post_nms_topk_train = c.model.post_nms_topk_test = 32
-    c.model.roi_batch_size = 16
-    c.model.head_hidden = 32
+    c.model.rpn.anchor_sizes = (16.0, 32.0, 64.0)
+    c.model.rpn.width = 32
+    c.model.rpn.pre_nms_topk_train = c.model.rpn.pre_nms_topk_test = 200
+    c.model.rpn.post_nms_topk_train = c.model.rpn.post_nms_topk_test = 32
+    c.model.roi.batch_size = 16
+    c.model.roi.head_hidden = 32
     c.data.image_size = 112
   return c

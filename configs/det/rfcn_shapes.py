@@ -18,6 +18,6 @@ def get_config(arg=None):
     raise ValueError('R-FCN reads one feature map: drop the `fpn` argument.')
   c = faster_rcnn_shapes.get_config(arg)
   c.model.name = 'rfcn'
-  c.model.roi_size = 3
+  c.model.roi.size = 3
   c.model.rfcn_width = 32 if args.runlocal else 128
   return c

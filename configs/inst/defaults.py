@@ -1,6 +1,8 @@
 """What the Mask R-CNN configs share: a Faster R-CNN config plus the paper's heads."""
 import ml_collections
 
+from configs.det.defaults import option_groups
+
 
 def mask_rcnn(c: ml_collections.ConfigDict, *, masks: bool, num_keypoints: int = 0,
               head_convs: int, head_width: int) -> ml_collections.ConfigDict:
@@ -10,20 +12,21 @@ def mask_rcnn(c: ml_collections.ConfigDict, *, masks: bool, num_keypoints: int =
   joints line up, their Table 2c / Table 6); the paper's test-time boxes are those scoring above
   0.05 after per-class NMS at 0.5 (detectron2's values), on which the heads then run.
   """
+  c = option_groups(c, 'mask', 'keypoint')
   c.task = 'instance_segmentation'
   c.model.name = 'mask_rcnn'
-  c.model.roi_pooling = 'align'
-  c.model.mask_head = masks
+  c.model.roi.pooling = 'align'
+  c.model.mask.enabled = masks
   if masks:
-    c.model.mask_pool_size = 14
-    c.model.mask_head_convs = head_convs
-    c.model.mask_head_width = head_width
+    c.model.mask.pool_size = 14
+    c.model.mask.convs = head_convs
+    c.model.mask.width = head_width
     c.loss.mask_weight = 1.0
-  c.model.num_keypoints = num_keypoints
+  c.model.keypoint.num_keypoints = num_keypoints
   if num_keypoints:
-    c.model.keypoint_pool_size = 14
-    c.model.keypoint_head_convs = head_convs
-    c.model.keypoint_head_width = head_width
+    c.model.keypoint.pool_size = 14
+    c.model.keypoint.convs = head_convs
+    c.model.keypoint.width = head_width
     c.loss.keypoint_weight = 1.0
   c.detect.score_threshold = 0.05
   c.detect.nms_iou_threshold = 0.5

@@ -19,8 +19,8 @@ def get_config(arg=None):
   c = defaults.mask_rcnn(faster_rcnn_shapes.get_config(arg), masks=False, num_keypoints=14,
                          head_convs=1 if args.runlocal else 4,
                          head_width=8 if args.runlocal else 32)
-  c.model.anchor_sizes = (28.0, 40.0, 56.0)
-  c.model.anchor_ratios = (1.0, 2.0, 3.0)  # Height / width: the figures stand upright.
+  c.model.rpn.anchor_sizes = (28.0, 40.0, 56.0)
+  c.model.rpn.anchor_ratios = (1.0, 2.0, 3.0)  # Height / width: the figures stand upright.
   c.detect.max_detections = 5  # One person per image.
 
   c.data.variant = 'people_small' if args.runlocal else 'people'

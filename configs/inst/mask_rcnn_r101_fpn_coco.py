@@ -13,8 +13,9 @@ transpose conv, 28x28 masks, one per class. The box part is configs/det/faster_r
   python train.py --config configs/inst/mask_rcnn_r101_fpn_coco.py --workdir runs/mrcnn_coco \
       --config.init.checkpoint=resnet101.safetensors
 
-Our differences are those of the Faster R-CNN config (square 800x800 padded inputs, BatchNorm
-trained). Arguments: `runlocal` (a tiny model on 64x64 inputs, for tests).
+Recipe details and our differences are those of the Faster R-CNN config (frozen batch norm, 3
+trainable stages, per-level proposals, 800/1333 evaluation; square 800x800 training canvases and
+centred anchors). Arguments: `runlocal` (a tiny model on 64x64 inputs, for tests).
 """
 from configs import common
 from configs.det import faster_rcnn_r50_fpn_coco
