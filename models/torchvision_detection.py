@@ -15,7 +15,8 @@ are flipped (`models.upsample.ConvTranspose`).
 import re
 
 import numpy as np
-from flax import traverse_util
+
+from models.torchvision_weights import check_shapes, map_state_dict
 
 # What makes our models torchvision's, as keywords of `models.get_model` (the configs set the
 # same values as config fields).
@@ -142,42 +143,12 @@ def convert(state_dict: dict) -> dict:
 
   ValueError listing every key no rule maps; `check` then compares it with our model.
   """
-  flat, unknown = {}, []
-  for key, value in state_dict.items():
-    mapped = _map_key(key, np.asarray(value))
-    if mapped is None:
-      unknown.append(f'{key} {tuple(np.shape(value))}')
-    elif mapped:
-      path, array = mapped
-      flat[path] = np.ascontiguousarray(array, dtype=np.float32)
-  if unknown:
-    raise ValueError(f'{len(unknown)} torchvision keys have no place in our model: '
-                     + ', '.join(unknown))
-  return traverse_util.unflatten_dict(flat)
-
-
-def expected_shapes(arch: str) -> dict:
-  """{path: shape} of every variable of our model for torchvision's `arch`."""
-  import jax
-  import jax.numpy as jnp
-
-  from models import get_model
-
-  name, kwargs = model_kwargs(arch)
-  model = get_model(name, **kwargs)
-  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)),
-                                                train=False))
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(variables).items()}
+  return map_state_dict(state_dict, _map_key, 'a torchvision R-CNN')
 
 
 def check(variables: dict, arch: str) -> int:
   """The number of arrays; ValueError listing every missing, extra or misshapen one."""
-  want = expected_shapes(arch)
-  got = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(variables).items()}
-  problems = [f'missing {"/".join(k)} {want[k]}' for k in sorted(want.keys() - got.keys())]
-  problems += [f'unexpected {"/".join(k)} {got[k]}' for k in sorted(got.keys() - want.keys())]
-  problems += [f'{"/".join(k)}: {got[k]} != our {want[k]}' for k in sorted(want.keys() & got.keys())
-               if got[k] != want[k]]
-  if problems:
-    raise ValueError(f'{len(problems)} arrays do not fit our {arch}: ' + '; '.join(problems))
-  return len(want)
+  from models import get_model
+
+  name, kwargs = model_kwargs(arch)
+  return check_shapes(variables, get_model(name, **kwargs), arch)

@@ -15,7 +15,8 @@ extras, heads); `_ssd_rules` lists torchvision's Sequential indices for them. Th
 import re
 
 import numpy as np
-from flax import traverse_util
+
+from models.torchvision_weights import check_shapes, map_state_dict
 
 # (our model name, keywords of `models.get_model`) of each torchvision architecture; the
 # *_torchvision configs set the same values as config fields. num_classes comes from the weights.
@@ -121,43 +122,13 @@ def convert(state_dict: dict, arch: str) -> dict:
   ValueError listing every key no rule maps; `check` then compares it with our model.
   """
   _check_arch(arch)
-  flat, unknown = {}, []
-  for key, value in state_dict.items():
-    mapped = _map_key(key, np.asarray(value), arch)
-    if mapped is None:
-      unknown.append(f'{key} {tuple(np.shape(value))}')
-    elif mapped:
-      path, array = mapped
-      flat[path] = np.ascontiguousarray(array, dtype=np.float32)
-  if unknown:
-    raise ValueError(f'{len(unknown)} torchvision keys of {arch} have no place in our model: '
-                     + ', '.join(unknown))
-  return traverse_util.unflatten_dict(flat)
-
-
-def expected_shapes(arch: str, num_classes: int) -> dict:
-  """{path: shape} of every variable of our model for torchvision's `arch`."""
-  import jax
-  import jax.numpy as jnp
-
-  from models import get_model
-
-  name, kwargs = model_kwargs(arch, num_classes)
-  model = get_model(name, **kwargs)
-  size = 300 if arch.startswith('ssd') else 64
-  variables = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False))
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(variables).items()}
+  return map_state_dict(state_dict, lambda key, value: _map_key(key, value, arch), arch)
 
 
 def check(variables: dict, arch: str, num_classes: int) -> int:
   """The number of arrays; ValueError listing every missing, extra or misshapen one."""
-  want = expected_shapes(arch, num_classes)
-  got = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(variables).items()}
-  problems = [f'missing {"/".join(k)} {want[k]}' for k in sorted(want.keys() - got.keys())]
-  problems += [f'unexpected {"/".join(k)} {got[k]}' for k in sorted(got.keys() - want.keys())]
-  problems += [f'{"/".join(k)}: {got[k]} != our {want[k]}' for k in sorted(want.keys() & got.keys())
-               if got[k] != want[k]]
-  if problems:
-    raise ValueError(f'{len(problems)} arrays do not fit our {arch}: ' + '; '.join(problems))
-  return len(want)
+  from models import get_model
+
+  name, kwargs = model_kwargs(arch, num_classes)
+  size = 300 if arch.startswith('ssd') else 64
+  return check_shapes(variables, get_model(name, **kwargs), arch, size)

@@ -77,21 +77,48 @@ def save_safetensors(variables: dict, path: str):
 
 def mismatches(want: dict, got: dict) -> list[str]:
   """Missing, unexpected and misshapen entries of {path tuple: shape} `got` against `want`."""
-  problems = [f'missing {"/".join(k)}' for k in want.keys() - got.keys()]
-  problems += [f'unexpected {"/".join(k)}' for k in got.keys() - want.keys()]
-  problems += [f'{"/".join(k)}: {got[k]} != {want[k]}' for k in want.keys() & got.keys()
-               if tuple(got[k]) != tuple(want[k])]
-  return sorted(problems)
+  want = {k: tuple(v) for k, v in want.items()}
+  got = {k: tuple(v) for k, v in got.items()}
+  problems = [f'missing {"/".join(k)} {want[k]}' for k in sorted(want.keys() - got.keys())]
+  problems += [f'unexpected {"/".join(k)} {got[k]}' for k in sorted(got.keys() - want.keys())]
+  problems += [f'{"/".join(k)}: {got[k]} != our {want[k]}' for k in sorted(want.keys() & got.keys())
+               if got[k] != want[k]]
+  return problems
+
+
+def check_shapes(variables: dict, model, what: str, image_size: int = 64) -> int:
+  """The number of arrays `model` has; ValueError listing every array of `variables` that is
+  missing, extra or misshapen against them (`what` names the model in the message)."""
+  expected = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)), train=False))
+  shapes = lambda tree: {k: v.shape for k, v in traverse_util.flatten_dict(tree).items()}
+  want = shapes(expected)
+  problems = mismatches(want, shapes(variables))
+  if problems:
+    raise ValueError(f'{len(problems)} arrays do not fit our {what}: ' + '; '.join(problems))
+  return len(want)
+
+
+def map_state_dict(state_dict: dict, map_key, what: str) -> dict:
+  """{'params': ..., 'batch_stats': ...} from a torchvision state dict (numpy arrays).
+
+  `map_key(key, array)` returns (our path, array), () for a key we drop, or None where no rule
+  maps it; ValueError listing every such key.
+  """
+  flat, unknown = {}, []
+  for key, value in state_dict.items():
+    mapped = map_key(key, np.asarray(value))
+    if mapped is None:
+      unknown.append(f'{key} {tuple(np.shape(value))}')
+    elif mapped:
+      path, array = mapped
+      flat[path] = np.ascontiguousarray(array, dtype=np.float32)
+  if unknown:
+    raise ValueError(f'{len(unknown)} torchvision keys of {what} have no place in our model: '
+                     + ', '.join(unknown))
+  return traverse_util.unflatten_dict(flat)
 
 
 def check_against_model(variables: dict, arch: str, num_classes: int | None = None):
   """Raises ValueError naming every missing, extra or misshapen entry against our `arch`."""
-  model = get_backbone(arch, num_classes=num_classes)
-  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)),
-                                               train=False))
-  want = {k: v.shape for k, v in traverse_util.flatten_dict(expected).items()}
-  got = {k: v.shape for k, v in traverse_util.flatten_dict(variables).items()}
-  problems = mismatches(want, got)
-  if problems:
-    raise ValueError(f'weights do not fit our {arch}: ' + '; '.join(sorted(problems)))
-  return len(want)
+  return check_shapes(variables, get_backbone(arch, num_classes=num_classes), arch)

@@ -35,6 +35,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tools.parity_weights import batch_norm_or_bias
+
 ARCHS = ('fasterrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn', 'keypointrcnn_resnet50_fpn')
 IMAGE_SIZES = ((480, 640), (300, 200), (250, 400))  # (height, width)
 _DEFAULT_TORCH_PYTHON = '/work/benchvenv/bin/python'
@@ -194,15 +196,8 @@ def seeded_state_dict(arch: str, seed: int = 0) -> dict:
       fan_in = int(np.prod(shape[1:])) if 'conv5_mask' not in key and 'kps_score' not in key \
           else shape[0] * int(np.prod(shape[2:]))
       value = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
-    elif leaf == 'weight':  # Batch norm scale.
-      last = key.endswith('bn3.weight') or key.endswith('downsample.1.weight')
-      value = rng.uniform(0.1, 0.3, shape) if last else rng.uniform(0.8, 1.2, shape)
-    elif leaf == 'running_mean':
-      value = rng.normal(0, 0.1, shape)
-    elif leaf == 'running_var':
-      value = rng.uniform(0.8, 1.5, shape)
-    else:  # Biases.
-      value = rng.normal(0, 0.02, shape)
+    else:
+      value = batch_norm_or_bias(rng, key, shape)
     out[key] = value.astype(np.float32)
   return out
 

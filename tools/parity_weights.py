@@ -102,14 +102,22 @@ def seeded_state_dict(arch: str, seed: int, num_classes: int) -> dict:
     elif leaf == 'weight' and len(shape) > 1:
       gain = _GAIN.get(key, 1.0)
       value = rng.normal(0, gain * np.sqrt(2.0 / np.prod(shape[1:])), shape)
-    elif leaf == 'weight':  # Batch norm scale.
-      last = key.endswith('bn3.weight') or key.endswith('downsample.1.weight')
-      value = rng.uniform(0.1, 0.3, shape) if last else rng.uniform(0.8, 1.2, shape)
-    elif leaf == 'running_mean':
-      value = rng.normal(0, 0.1, shape)
-    elif leaf == 'running_var':
-      value = rng.uniform(0.8, 1.5, shape)
-    else:  # Biases.
-      value = rng.normal(0, 0.02, shape)
+    else:
+      value = batch_norm_or_bias(rng, key, shape)
     out[key] = value.astype(np.float32)
   return out
+
+
+def batch_norm_or_bias(rng: np.random.Generator, key: str, shape) -> np.ndarray:
+  """A batch norm's scale or running statistics, or a bias, as both parity tools draw them: the
+  last batch norm of each residual block scales by ~0.2 (so deep stacks stay in range), running
+  statistics near (0, 1), biases small. One draw per tensor, so the seeds' fixtures stay valid."""
+  leaf = key.rpartition('.')[2]
+  if leaf == 'weight':  # Batch norm scale.
+    last = key.endswith('bn3.weight') or key.endswith('downsample.1.weight')
+    return rng.uniform(0.1, 0.3, shape) if last else rng.uniform(0.8, 1.2, shape)
+  if leaf == 'running_mean':
+    return rng.normal(0, 0.1, shape)
+  if leaf == 'running_var':
+    return rng.uniform(0.8, 1.5, shape)
+  return rng.normal(0, 0.02, shape)  # Biases.
