@@ -153,9 +153,10 @@ class RoIDetector(nn.Module):
       raise ValueError(f'model.head_classes has {len(self.head_classes)} entries for '
                        f'{self.num_classes} dataset classes; give one head class per dataset '
                        'class, background (0) first.')
-    if self.head_size and max(self.head_classes, default=0) >= self.head_size:
-      raise ValueError(f'model.head_classes reach class {max(self.head_classes)}, beyond '
-                       f'model.head_size {self.head_size}; raise head_size or drop it.')
+    if self.head_size and max(self.head_classes, default=self.head_size) >= self.head_size:
+      raise ValueError(f'model.head_size {self.head_size} needs model.head_classes below it, '
+                       f'got {tuple(self.head_classes)}; a torchvision head takes a dataset '
+                       'with COCO\'s category ids (1..90), or drop head_size.')
     super().__post_init__()
 
   @property

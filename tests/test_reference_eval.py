@@ -10,9 +10,10 @@ torchvision's layout and converted as in tests/test_parity_torchvision.py; no to
 torchvision's COCO evaluation runs one image a batch (the fixture's `alone_*` arrays), padded to
 its own multiple of 32; ours pads to one of a few fixed canvases. The set holds the fixture image
 whose padded size is its canvas (250x400 -> 256x416, landscape): there the outputs are equal. In
-a larger canvas they are not (measured: AP 0.85 with all three images), I believe because the
-backbone's features past the image's padded edge are not zero in ours, where torchvision's convs
-see their zero padding (see /work/notes/apone.md).
+a larger canvas they are not (measured: AP 0.85 with all three images; the 640x480 image, same
+anchors: within 6e-5 px of torchvision in its own 256x352 canvas, up to 237 px in the 256x416
+one), I believe because the backbone's features past the image's padded edge are not zero in
+ours, where torchvision's convs see their zero padding.
 """
 import json
 import os
@@ -24,10 +25,11 @@ from PIL import Image
 import tasks
 from configs import loader
 from models import torchvision_detection
+from models.faster_rcnn import FasterRCNN
 from tools import parity
 from tools import predict as predict_tool
 from training import model_init
-from training.evaluate import Evaluator, load_variables
+from training.evaluate import evaluate_checkpoint, load_variables
 
 FIXTURE = os.path.join(os.path.dirname(__file__), 'fixtures', 'parity_fasterrcnn_resnet50_fpn.npz')
 ARCH = 'fasterrcnn_resnet50_fpn'
@@ -89,9 +91,18 @@ def test_head_classes_follow_the_files_category_ids(reference):
   assert len(reference['ids']) > 3 and max(reference['ids']) < 90  # head_size keeps the 91.
 
 
+def test_head_size_needs_head_classes_below_it():
+  with pytest.raises(ValueError, match=r'head_size 91 needs model.head_classes below it, got '
+                                       r'\(0, 5, 95\); .*COCO\'s category ids'):
+    FasterRCNN(num_classes=3, head_classes=(0, 5, 95), head_size=91)
+  with pytest.raises(ValueError, match=r'got \(\)'):
+    FasterRCNN(num_classes=3, head_size=91)
+
+
 def test_eval_on_torchvisions_detections_gives_box_ap_1(reference):
-  metrics = Evaluator(reference['task'], reference['config']).run(reference['variables'],
-                                                                   progress=False)
+  # What `eval.py --config CONFIG --checkpoint DIR` runs.
+  metrics = evaluate_checkpoint(reference['config'], reference['checkpoint'],
+                                str(reference['root'] / 'eval'))
   assert metrics['AP'] == pytest.approx(1.0, abs=1e-6), metrics
   assert metrics['AP50'] == pytest.approx(1.0, abs=1e-6), metrics
 
