@@ -129,6 +129,7 @@ class RoIDetector(nn.Module):
   `head_classes` (imported heads with another label space, e.g. torchvision's 91 COCO ids): the
   head's class of each dataset label, background first; the head then has max + 1 classes, the
   training labels are mapped into them and the inference outputs back to the dataset's.
+  `head_size`: the head's class count when the dataset lacks the largest head class (0: max + 1).
   """
   # Read off the class by the detection tasks (tasks/detection.py), so a detector is registered
   # once, in models.MODELS: its loss family, the batch keys it takes as keywords besides the image
@@ -140,6 +141,7 @@ class RoIDetector(nn.Module):
   backbone: str = 'vgg16'
   roi: RoIOptions = RoIOptions()
   head_classes: Sequence[int] = ()
+  head_size: int = 0
   classifier: str = 'softmax'  # 'softmax' (Fast R-CNN) or 'svm' (R-CNN's linear SVMs).
   box_regression: bool = True
   dtype: Any = None
@@ -151,10 +153,16 @@ class RoIDetector(nn.Module):
       raise ValueError(f'model.head_classes has {len(self.head_classes)} entries for '
                        f'{self.num_classes} dataset classes; give one head class per dataset '
                        'class, background (0) first.')
+    if self.head_size and max(self.head_classes, default=self.head_size) >= self.head_size:
+      raise ValueError(f'model.head_size {self.head_size} needs model.head_classes below it, '
+                       f'got {tuple(self.head_classes)}; a torchvision head takes a dataset '
+                       'with COCO\'s category ids (1..90), or drop head_size.')
     super().__post_init__()
 
   @property
   def head_num_classes(self) -> int:
+    if self.head_size:
+      return self.head_size
     return max(self.head_classes) + 1 if self.head_classes else self.num_classes
 
   def to_head_labels(self, labels):

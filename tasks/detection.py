@@ -51,7 +51,12 @@ class DetectionTask(Task):
     return functools.partial(self.losses[self.model_class.loss_family], **kwargs)
 
   def model_kwargs(self):
-    return {'num_classes': self.num_classes}
+    kwargs = {'num_classes': self.num_classes}
+    # A head whose classes are the dataset's category ids (torchvision's 91-id COCO heads on
+    # coco2017 or on a COCO-format file with COCO's ids): label k -> category_ids[k - 1].
+    if self.config.model.get('head_classes') == 'category_ids':
+      kwargs['head_classes'] = (0, *self.info['category_ids'])
+    return kwargs
 
   @property
   def class_names(self) -> list[str]:

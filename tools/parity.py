@@ -23,7 +23,8 @@ torchvision resizes the same images itself.
 Printed: per image and stage the largest differences (FPN maps relative to their scale, RPN
 proposals, final boxes, scores, labels, masks IoU, keypoints). `--fixture PATH` writes
 torchvision's final outputs (small: boxes, scores, labels, packed masks, keypoints) for
-tests/test_parity_torchvision.py.
+tests/test_parity_torchvision.py, and its boxes, scores and labels of each image run alone (batch
+of one, as its COCO evaluation; Faster R-CNN) for tests/test_reference_eval.py.
 """
 import argparse
 import hashlib
@@ -258,6 +259,13 @@ def torch_half(arch: str, run: Settings, out: str):
       result[f'heads_{key}_{n}'] = value.numpy()
     for key, value in final[n].items():
       result[f'final_{key}_{n}'] = value.numpy()
+  # Each image alone, as torchvision's COCO evaluation runs (batch of one: its anchor strides
+  # follow the image's own padded size; ours: `anchor_canvas='image'`).
+  for n, image in enumerate(images):
+    with torch.no_grad():
+      model([image])
+    for key in ('boxes', 'scores', 'labels'):
+      result[f'alone_{key}_{n}'] = stages['heads'][0][key].numpy()
   np.savez(out, **result)
 
 
@@ -392,6 +400,10 @@ def fixture_arrays(theirs: dict, run: Settings) -> dict:
     out[f'boxes_{n}'] = xyxy_to_yxyx(theirs[f'heads_boxes_{n}']).astype(np.float32)
     out[f'scores_{n}'] = theirs[f'heads_scores_{n}'].astype(np.float32)
     out[f'labels_{n}'] = theirs[f'heads_labels_{n}'].astype(np.int16)
+    if f'alone_boxes_{n}' in theirs and f'final_masks_{n}' not in theirs:  # For the box tests.
+      out[f'alone_boxes_{n}'] = xyxy_to_yxyx(theirs[f'alone_boxes_{n}']).astype(np.float32)
+      out[f'alone_scores_{n}'] = theirs[f'alone_scores_{n}'].astype(np.float32)
+      out[f'alone_labels_{n}'] = theirs[f'alone_labels_{n}'].astype(np.int16)
     if f'final_masks_{n}' in theirs:
       out[f'masks_{n}'] = np.packbits(theirs[f'final_masks_{n}'][:FIXTURE_MASKS, 0] > 0.5, axis=-1)
     if f'heads_keypoints_{n}' in theirs:

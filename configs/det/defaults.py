@@ -27,12 +27,6 @@ def option_groups(c: ml_collections.ConfigDict, *names: str) -> ml_collections.C
   return c
 
 
-# The COCO category id of each of the 80 classes (data/coco.py's order, background first):
-# torchvision's detectors predict these 91 ids (N/A slots included), `model.head_classes`.
-COCO_CATEGORY_IDS = (0, *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66),
-                     67, 70, *range(72, 83), *range(84, 91))
-
-
 def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """torchvision's R-CNN ResNet-50 FPN (v1) settings on a Faster R-CNN config `c`.
 

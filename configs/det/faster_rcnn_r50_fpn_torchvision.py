@@ -3,7 +3,8 @@ r"""torchvision's Faster R-CNN ResNet-50 FPN on COCO 2017, from its published we
 torchvision's model card (FasterRCNN_ResNet50_FPN_Weights.COCO_V1): 37.0 box AP on COCO val2017.
 This config is that model in ours (`configs/det/defaults.torchvision_rcnn`; tests/
 test_parity_torchvision.py shows equal outputs on seeded weights): its 91 COCO category ids as
-the head's classes, mapped to the 80 classes of `coco2017` (data/coco.py) by `head_classes`.
+the head's classes: `head_classes='category_ids'` maps each dataset label to its category id
+(coco2017's 80, data/coco.py; or a `coco_json` file's, which must use COCO's ids).
 
   # Where torch is (requirements-bench.txt):
   python -c "import torchvision, safetensors.torch as st; st.save_file(torchvision.models.\
@@ -24,7 +25,8 @@ def get_config(arg=None):
   args = common.parse_arg(arg, runlocal=False)
   c = faster_rcnn_r50_fpn_coco.get_config(arg)
   c = defaults.torchvision_rcnn(c)
-  c.model.head_classes = defaults.COCO_CATEGORY_IDS
+  c.model.head_classes = 'category_ids'  # tasks/detection.py: (0, *the dataset's ids).
+  c.model.head_size = 91  # Also when the dataset lacks id 90.
   if args.runlocal:
     c.model.backbone = 'resnet18'
     c.model.fpn_width = c.model.rpn.width = 16

@@ -26,7 +26,9 @@ def get_config(arg=None):
   c = defaults.mask_rcnn(faster_rcnn_r50_fpn_torchvision.get_config(arg), masks=False,
                          num_keypoints=17, head_convs=1 if args.runlocal else 8,
                          head_width=8 if args.runlocal else 512)
-  c.model.head_classes = ()  # The dataset's own two classes.
+  with c.ignore_type():
+    c.model.head_classes = ()  # The dataset's own two classes.
+  c.model.head_size = 0
   c.data.variant = 'person_keypoints'
   c.model.keypoint.decode = 'torchvision'
   return c
