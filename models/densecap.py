@@ -76,12 +76,13 @@ class DenseCap(FasterRCNNWithHeads):
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_captions=None, *,
-               train: bool):
+               train: bool, image_hw=None):
     if self.vocab_size <= 4:
       raise ValueError(f'DenseCap needs the vocabulary size (got {self.vocab_size}); the task '
                        'sets it from the dataset (data.dataset_info(...)["vocab"]).')
-    out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train)
-    rois = self.head_rois(out, images.shape[1:3], train=train)
+    out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train,
+                                  image_hw=image_hw)
+    rois = self.head_rois(out, images.shape[1:3] if image_hw is None else image_hw, train=train)
     pooled = pool(rois['boxes'], self.roi.size)
     if self.context_scale > 0:
       pooled = jnp.concatenate([pooled, pool(scale_boxes(rois['boxes'], self.context_scale),
