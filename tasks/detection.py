@@ -84,7 +84,11 @@ class DetectionTask(Task):
     return self._loss(outputs, batch)
 
   def postprocess(self, outputs, batch):
-    image_hw = batch.get('image_hw', batch['image'].shape[1:3])  # Clip to each image's size.
+    # Models that take each image's size (the R-CNN family) clip to it; the others' decoders
+    # (YOLO, SSD) place their boxes on the canvas.
+    takes_sizes = 'image_hw' in getattr(self.model_class, 'optional_inputs', {})
+    sized = takes_sizes and 'image_hw' in batch
+    image_hw = batch['image_hw'] if sized else batch['image'].shape[1:3]
     d = self.config.detect
     # A reference post-processing that differs from the shared one (torchvision's SSD).
     own = getattr(self.model_class, 'postprocess_detections', None)

@@ -11,12 +11,17 @@ def _disc(h, w, cy, cx, r):
   return ((y - cy) ** 2 + (x - cx) ** 2 <= r**2).astype(np.uint8)
 
 
+def _id_map(planes):
+  """The batch's `instance_ids` form of non-overlapping binary masks [M, H, W]: k + 1 on mask k."""
+  return (planes * np.arange(1, len(planes) + 1, dtype=np.uint8)[:, None, None]).max(0)
+
+
 def test_mask_targets_hand_made():
   m = np.zeros((2, 32, 32), np.uint8)
   m[0, 8:24, 4:12] = 1  # The left half of the pixel-aligned box (8, 4, 24, 20).
   m[1, 8:24, 12:20] = 1  # The right half of the same box.
   rois = jnp.array([[8., 4., 24., 20.], [8., 4., 24., 20.]])
-  t = masks.mask_targets(m, rois, jnp.array([0, 1], jnp.int32), 8)
+  t = masks.mask_targets(_id_map(m), rois, jnp.array([0, 1], jnp.int32), 8)
   assert t.shape == (2, 8, 8) and t.dtype == jnp.float32
   left = np.zeros((8, 8), np.float32)
   left[:, :4] = 1
@@ -30,7 +35,7 @@ def test_mask_targets_roi_partly_outside():
   m[1, 16:, 16:] = 1
   # 4-pixel bins; the bins beyond the image read nothing.
   rois = jnp.array([[-8., -8., 8., 8.], [24., 24., 40., 40.]])
-  t = masks.mask_targets(m, rois, jnp.array([0, 1], jnp.int32), 4)
+  t = masks.mask_targets(_id_map(m), rois, jnp.array([0, 1], jnp.int32), 4)
   corner = np.zeros((4, 4), np.float32)
   corner[2:, 2:] = 1
   np.testing.assert_array_equal(t[0], corner)
@@ -39,8 +44,8 @@ def test_mask_targets_roi_partly_outside():
 
 def test_mask_targets_jit_vmap_matches_per_image():
   rng = np.random.default_rng(0)
-  m = (rng.random((2, 3, 24, 20)) > 0.5).astype(np.uint8)
-  m[1, 0] = _disc(24, 20, 10, 9, 7)
+  m = rng.integers(0, 4, (2, 24, 20)).astype(np.uint8)  # Id maps of 3 instances.
+  m[1] = np.where(_disc(24, 20, 10, 9, 7) > 0, 1, m[1])
   y1x1 = rng.uniform(-4, 12, (2, 5, 2)).astype(np.float32)
   hw = rng.uniform(0, 14, (2, 5, 2)).astype(np.float32)
   rois = np.concatenate([y1x1, y1x1 + hw], -1)
@@ -52,7 +57,7 @@ def test_mask_targets_jit_vmap_matches_per_image():
 
 def _round_trip(m, box, size=28):
   image_hw = m.shape[-2:]
-  t = masks.mask_targets(m[None], jnp.array([box]), jnp.zeros(1, jnp.int32), size)
+  t = masks.mask_targets(m, jnp.array([box]), jnp.zeros(1, jnp.int32), size)  # Id 1 = mask 0.
   return np.asarray(masks.paste_masks(t, jnp.array([box]), image_hw)[0] >= 0.5)
 
 
