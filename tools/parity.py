@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tools.parity_weights import batch_norm_or_bias
+from tools.parity_weights import batch_norm_or_bias, resnet_shapes
 
 ARCHS = ('fasterrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn', 'keypointrcnn_resnet50_fpn')
 IMAGE_SIZES = ((480, 640), (300, 200), (250, 400))  # (height, width)
@@ -112,31 +112,9 @@ def canvas_of(hw, divisor: int = 32) -> tuple[int, int]:
   return tuple(-(-v // divisor) * divisor for v in hw)
 
 
-def _resnet50_shapes() -> dict:
-  shapes = {'conv1.weight': (64, 3, 7, 7)}
-  bn = lambda p, c: shapes.update({f'{p}.{k}': (c,) for k in
-                                   ('weight', 'bias', 'running_mean', 'running_var')})
-  bn('bn1', 64)
-  cin = 64
-  stages = zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)
-  for stage, (width, blocks) in enumerate(stages, start=1):
-    for b in range(blocks):
-      p = f'layer{stage}.{b}'
-      shapes[f'{p}.conv1.weight'] = (width, cin if b == 0 else width * 4, 1, 1)
-      shapes[f'{p}.conv2.weight'] = (width, width, 3, 3)
-      shapes[f'{p}.conv3.weight'] = (width * 4, width, 1, 1)
-      for i in (1, 2, 3):
-        bn(f'{p}.bn{i}', width * (4 if i == 3 else 1))
-      if b == 0:
-        shapes[f'{p}.downsample.0.weight'] = (width * 4, cin, 1, 1)
-        bn(f'{p}.downsample.1', width * 4)
-    cin = width * 4
-  return {f'backbone.body.{k}': v for k, v in shapes.items()}
-
-
 def state_dict_shapes(arch: str) -> dict:
   """torchvision's state-dict keys and shapes of `arch` (FrozenBatchNorm2d backbone)."""
-  shapes = _resnet50_shapes()
+  shapes = resnet_shapes('backbone.body.', (3, 4, 6, 3), tracked=False)  # FrozenBatchNorm2d.
   for i, c in enumerate((256, 512, 1024, 2048)):
     shapes.update({f'backbone.fpn.inner_blocks.{i}.0.weight': (256, c, 1, 1),
                    f'backbone.fpn.inner_blocks.{i}.0.bias': (256,),

@@ -19,23 +19,38 @@ def _bn(shapes: dict, prefix: str, c: int):
   shapes[f'{prefix}.num_batches_tracked'] = ()
 
 
-def _fcn_shapes(arch: str, num_classes: int) -> dict:
-  shapes = {'backbone.conv1.weight': (64, 3, 7, 7)}
-  _bn(shapes, 'backbone.bn1', 64)
+def resnet_shapes(prefix: str, stages, *, tracked: bool = True) -> dict:
+  """torchvision's bottleneck-ResNet state-dict keys and shapes (stem and layer1-4, `stages`
+  blocks each) under `prefix`, in its order; `tracked`: batch norms with num_batches_tracked
+  (FrozenBatchNorm2d has none)."""
+  shapes = {f'{prefix}conv1.weight': (64, 3, 7, 7)}
+
+  def bn(name, c):
+    shapes.update({f'{prefix}{name}.{k}': (c,) for k in
+                   ('weight', 'bias', 'running_mean', 'running_var')})
+    if tracked:
+      shapes[f'{prefix}{name}.num_batches_tracked'] = ()
+
+  bn('bn1', 64)
   cin = 64
-  for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), RESNET_STAGES[arch],
-                                              strict=True), start=1):
+  for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), stages, strict=True),
+                                          start=1):
     for b in range(blocks):
-      p = f'backbone.layer{stage}.{b}'
-      shapes[f'{p}.conv1.weight'] = (width, cin if b == 0 else width * 4, 1, 1)
-      shapes[f'{p}.conv2.weight'] = (width, width, 3, 3)
-      shapes[f'{p}.conv3.weight'] = (width * 4, width, 1, 1)
+      p = f'layer{stage}.{b}'
+      shapes[f'{prefix}{p}.conv1.weight'] = (width, cin if b == 0 else width * 4, 1, 1)
+      shapes[f'{prefix}{p}.conv2.weight'] = (width, width, 3, 3)
+      shapes[f'{prefix}{p}.conv3.weight'] = (width * 4, width, 1, 1)
       for i in (1, 2, 3):
-        _bn(shapes, f'{p}.bn{i}', width * (4 if i == 3 else 1))
+        bn(f'{p}.bn{i}', width * (4 if i == 3 else 1))
       if b == 0:
-        shapes[f'{p}.downsample.0.weight'] = (width * 4, cin, 1, 1)
-        _bn(shapes, f'{p}.downsample.1', width * 4)
+        shapes[f'{prefix}{p}.downsample.0.weight'] = (width * 4, cin, 1, 1)
+        bn(f'{p}.downsample.1', width * 4)
     cin = width * 4
+  return shapes
+
+
+def _fcn_shapes(arch: str, num_classes: int) -> dict:
+  shapes = resnet_shapes('backbone.', RESNET_STAGES[arch])
   for head, channels in (('classifier', 2048), ('aux_classifier', 1024)):
     shapes[f'{head}.0.weight'] = (channels // 4, channels, 3, 3)
     _bn(shapes, f'{head}.1', channels // 4)
