@@ -154,20 +154,40 @@ def bench_config(config, steps: int, *, with_state: bool = False, hw=None) -> di
   return result
 
 
+def torchvision_model(config) -> str | None:
+  """torchvision's name for the config's architecture, where the PyTorch side is torchvision's
+  own model (tools/bench_torchvision.py); None: a twin (tools/bench_torch.py)."""
+  m = config.model
+  if m.name in ('faster_rcnn', 'mask_rcnn') and m.get('backbone') == 'resnet50' and m.get(
+      'fpn_strides'):
+    if m.name == 'faster_rcnn':
+      return 'fasterrcnn_resnet50_fpn'
+    return 'keypointrcnn_resnet50_fpn' if m.keypoint.num_keypoints else 'maskrcnn_resnet50_fpn'
+  return {'fcn_resnet': f'fcn_{m.get("backbone")}', 'ssd_vgg16': 'ssd300_vgg16'}.get(m.name)
+
+
+def postprocesses(name: str | None) -> bool:
+  """Whether that PyTorch model's inference decodes too (torchvision's detectors in eval mode)."""
+  return bool(name) and name.endswith('rcnn_resnet50_fpn')
+
+
 def worker(config, args) -> dict:
   """One side "ours" in this (fresh) process: times, and the files the torch side reads."""
   ours = bench_config(config, args.steps, with_state=True, hw=args.image_size)
   task, batch, variables = ours.pop('task'), ours.pop('batch'), ours.pop('variables')
   params = variables['params']
   ours['params'] = sum(x.size for x in jax.tree.leaves(params))
-  if args.compare_torch:  # The model alone (no decoding, NMS): what the PyTorch twins time.
+  if args.compare_torch and not postprocesses(torchvision_model(config)):
+    # The model alone (no decoding, NMS): what the PyTorch side times.
     model_args, kwargs = task.model_inputs(batch)
     forward = jax.jit(lambda v, a, k: task.model.apply(v, *a, train=False, **k))
     _, forward_s, _ = _time_calls(forward, (variables, model_args, kwargs), args.steps)
     ours['forward_images_per_s'] = config.batch_size / forward_s
+  if args.compare_torch:
     np.savez(os.path.join(args.worker, 'batch.npz'),
              **{k: v for k, v in batch.items() if k in TORCH_KEYS})
     spec = {'config': config.to_dict(), 'steps': args.steps, 'threads': os.cpu_count(),
+            'torchvision': torchvision_model(config),
             'param_shapes': jax.tree.map(lambda x: list(x.shape), params)}
     with open(os.path.join(args.worker, 'spec.json'), 'w') as f:
       json.dump(spec, f, default=list)
@@ -224,7 +244,7 @@ def compare_rows(name: str, config, ours: dict, theirs: dict) -> str:
     raise AssertionError(f'{name}: {ours["params"]} parameters here, {theirs["params"]} in the '
                          'PyTorch twin; the architectures differ.')
   # torchvision's detectors decode and run NMS in eval mode: compare with our eval step then.
-  infer = ours['infer_images_per_s'] if theirs['infer'] == 'postprocess' else ours[
+  infer = ours['infer_images_per_s'] if postprocesses(theirs['model']) else ours[
       'forward_images_per_s']
   sides = (('ours', ours['params'], ours['train_images_per_s'], infer,
             f'{ours["train_compile_s"]:.1f} / {ours["infer_compile_s"]:.1f}', ours['peak_rss_gb']),
@@ -275,6 +295,8 @@ def main(argv=None):
   parser.add_argument('--torch-python', default=DEFAULT_TORCH_PYTHON,
                       help='a Python with torch and torchvision, for the PyTorch side (default: '
                       '%(default)s)')
+  parser.add_argument('--json', help='also append each config\'s results to this file, one JSON '
+                      'object a line (tools/bench_plot.py reads it)')
   parser.add_argument('--worker', help=argparse.SUPPRESS)  # Internal: time one side here.
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
@@ -302,6 +324,10 @@ def main(argv=None):
   for spec, config in configs:
     name = f'{spec} {" ".join(args.set)}'.strip()
     r, theirs = bench_spec(spec, args)
+    if args.json:
+      with open(args.json, 'a') as f:
+        f.write(json.dumps({'config': spec, 'set': args.set, 'batch': config.batch_size,
+                            'ours': r, 'torch': theirs}) + '\n')
     if theirs:
       print(compare_rows(name, config, r, theirs), flush=True)
       continue

@@ -315,14 +315,13 @@ def main(workdir: str):
   config = spec.config
   # Shape-only stand-ins for our parameters: the twins read their sizes from them.
   params = _shapes(spec.param_shapes)
-  if bench_torchvision.is_torchvision(config):
-    module, inputs, loss_fn, kind = bench_torchvision.twin(params, batch, config)
+  if spec.torchvision:
+    module, inputs, loss_fn = bench_torchvision.twin(spec.torchvision, params, batch, config)
   else:
     module, inputs, loss_fn = twin(config.model.name, params, batch, config)
-    kind = f'twin ({config.model.name})'
   result = bench(module, inputs, loss_fn, config, spec.steps)
-  infer = 'postprocess' if kind.endswith('rcnn_resnet50_fpn') else 'forward'
-  print(json.dumps({**result, 'model': kind, 'infer': infer, 'params': num_params(module),
+  print(json.dumps({**result, 'model': spec.torchvision or f'twin ({config.model.name})',
+                    'params': num_params(module),
                     'peak_rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
 
 

@@ -19,13 +19,6 @@ def nchw(images: np.ndarray) -> torch.Tensor:
   return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
 
-def is_torchvision(config) -> bool:
-  model = config.model
-  rcnn = model.name in ('faster_rcnn', 'mask_rcnn') and model.get('backbone') == 'resnet50' and (
-      model.get('fpn_strides'))
-  return bool(rcnn) or model.name in ('fcn_resnet', 'ssd_vgg16')
-
-
 class _SSDNetwork(nn.Module):
   """torchvision's SSD without its transform and post-processing: images -> (logits, deltas)."""
 
@@ -65,7 +58,7 @@ def targets(batch: dict, masks: bool, keypoints: bool) -> list[dict]:
   return out
 
 
-def rcnn(params: dict, batch: dict, config):
+def rcnn(name: str, params: dict, batch: dict, config):
   from torchvision.models import resnet50  # noqa: PLC0415
   from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN  # noqa: PLC0415
   from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor  # noqa: PLC0415
@@ -82,37 +75,30 @@ def rcnn(params: dict, batch: dict, config):
       rpn_post_nms_top_n_test=m.rpn.post_nms_topk_test,
       rpn_batch_size_per_image=m.rpn.batch_size, box_batch_size_per_image=m.roi.batch_size,
       box_positive_fraction=m.roi.positive_fraction)
-  keypoints = m.name == 'mask_rcnn' and m.keypoint.num_keypoints > 0
-  masks = m.name == 'mask_rcnn' and m.mask.enabled
+  keypoints, masks = name.startswith('keypoint'), name.startswith('mask')
   if keypoints:
-    model, kind = KeypointRCNN(backbone, num_keypoints=m.keypoint.num_keypoints,
-                               **options), 'keypointrcnn_resnet50_fpn'
-  elif masks:
-    model, kind = MaskRCNN(backbone, **options), 'maskrcnn_resnet50_fpn'
+    model = KeypointRCNN(backbone, num_keypoints=m.keypoint.num_keypoints, **options)
   else:
-    model, kind = FasterRCNN(backbone, **options), 'fasterrcnn_resnet50_fpn'
+    model = (MaskRCNN if masks else FasterRCNN)(backbone, **options)
   images = list(nchw(batch['image']))
   return (_Detector(model, targets(batch, masks, keypoints)), (images,),
-          lambda losses: sum(losses.values()), kind)
+          lambda losses: sum(losses.values()))
 
 
-def twin(params: dict, batch: dict, config):
-  """-> (module, inputs, loss(outputs), torchvision's model name) for our config."""
+def twin(name: str, params: dict, batch: dict, config):
+  """-> (module, inputs, loss(outputs)) for torchvision's model `name` (bench.torchvision_model)."""
   from torchvision.models import detection, segmentation  # noqa: PLC0415
-  name = config.model.name
-  if name in ('faster_rcnn', 'mask_rcnn'):
-    return rcnn(params, batch, config)
+  if name.endswith('rcnn_resnet50_fpn'):
+    return rcnn(name, params, batch, config)
   images = nchw(batch['image'])
   gen = torch.Generator().manual_seed(0)
-  if name == 'fcn_resnet':
+  if name.startswith('fcn_'):
     classes = params['classifier_4']['kernel'].shape[-1]
-    kind = f'fcn_{config.model.backbone}'
-    model = getattr(segmentation, kind)(weights=None, weights_backbone=None, num_classes=classes,
+    model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=classes,
                                         aux_loss=True)
     mask = torch.from_numpy(batch['mask'].astype(np.int64))
     ce = lambda logits: F.cross_entropy(logits, mask, ignore_index=255)
-    return (model, (images,),
-            lambda out: ce(out['out']) + config.loss.aux_weight * ce(out['aux']), kind)
+    return model, (images,), lambda out: ce(out['out']) + config.loss.aux_weight * ce(out['aux'])
   classes = params['class_head0']['kernel'].shape[-1] // 4  # 4 default boxes per conv4_3 cell.
   model = _SSDNetwork(detection.ssd300_vgg16(weights=None, weights_backbone=None,
                                              num_classes=classes)).eval()
@@ -121,4 +107,4 @@ def twin(params: dict, batch: dict, config):
   labels = torch.randint(0, classes, (len(images), logits.shape[1]), generator=gen)
   box_targets = torch.randn(len(images), logits.shape[1], 4, generator=gen)
   return model, (images,), lambda out: (F.cross_entropy(out[0].flatten(0, 1), labels.flatten())
-                                        + F.smooth_l1_loss(out[1], box_targets)), 'ssd300_vgg16'
+                                        + F.smooth_l1_loss(out[1], box_targets))
