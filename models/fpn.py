@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.roi_heads import pool_rois
+from ops.roi import roi_align_levels
 
 
 class FPN(nn.Module):
@@ -59,12 +60,15 @@ def pool_pyramid(pyramid: dict[int, jax.Array], rois, strides: Sequence[int], *,
                  output_size: int, method: str, **pool_kwargs):
   """Pools each RoI [B, R, 4] from its assigned level of `pyramid` -> [B, R, s, s, C].
 
-  Static shapes: every level pools every RoI and a one-hot of the assignment picks one; the
-  extra pooling is small next to the backbone at the sizes we train. `pool_kwargs`: RoIAlign's
-  `aligned` and `sampling_ratio` (`pool_rois`).
+  RoIAlign reads each RoI at its own level only (`ops.roi.roi_align_levels`). RoI max pooling
+  (static shapes) pools every RoI at every level and a one-hot of the assignment picks one.
+  `pool_kwargs`: RoIAlign's `aligned` and `sampling_ratio` (`pool_rois`).
   """
-  level = jax.nn.one_hot(assign_levels(rois, strides), len(strides),
-                         dtype=pyramid[strides[0]].dtype)
+  level = assign_levels(rois, strides)
+  if method == 'align':
+    return roi_align_levels([pyramid[s] for s in strides], rois, level,
+                            [1.0 / s for s in strides], (output_size, output_size), **pool_kwargs)
   pooled = jnp.stack([pool_rois(pyramid[s], rois, output_size=output_size, stride=s,
                                 method=method, **pool_kwargs) for s in strides], axis=-1)
-  return jnp.einsum('brhwcl,brl->brhwc', pooled, level)
+  return jnp.einsum('brhwcl,brl->brhwc', pooled,
+                    jax.nn.one_hot(level, len(strides), dtype=pooled.dtype))

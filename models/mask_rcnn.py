@@ -108,7 +108,7 @@ class KeypointOptions:
   width: int = 512
   # 'ours': the argmax cell of the 56x56 heatmap, score its logit. 'torchvision': the heatmap
   # resized (bicubic) to the box's integer size first, score the resized logit there
-  # (`ops.keypoints.torchvision_keypoints`; its cost grows with `decode_size`).
+  # (`ops.keypoints.torchvision_keypoints`; its cost grows with the box, up to `decode_size`).
   decode: str = 'ours'
   decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas's).
 
@@ -174,8 +174,10 @@ class MaskRCNN(FasterRCNNWithHeads):
         out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
       elif kp.decode == 'torchvision':
         size = kp.decode_size or tuple(images.shape[1:3])  # Boxes lie inside the canvas.
-        out['detections']['keypoints'] = jax.vmap(functools.partial(
-            torchvision_keypoints, max_size=size))(heatmaps, boxes)
+        # The whole batch in one call: under vmap each detection would pay for the largest grid.
+        flat = torchvision_keypoints(heatmaps.reshape(-1, *heatmaps.shape[2:]),
+                                     boxes.reshape(-1, 4), max_size=size)
+        out['detections']['keypoints'] = flat.reshape(*boxes.shape[:2], *flat.shape[1:])
       elif kp.decode == 'ours':
         out['detections']['keypoints'] = jax.vmap(heatmaps_to_keypoints)(heatmaps, boxes)
       else:

@@ -102,35 +102,57 @@ def _bicubic_taps(out_size, in_size: int, max_out: int):
 
 
 def torchvision_keypoints(heatmaps, rois, *, max_size: int | tuple[int, int]):
-  """torchvision's heatmaps_to_keypoints: keypoints [D, J, 3] (y, x, score) of one image.
+  """torchvision's heatmaps_to_keypoints: keypoints [D, J, 3] (y, x, score) of D detections.
 
   Each heatmap [s, s] is resized (bicubic) to the box's integer size (ceil of its sides, at least
   1), the argmax pixel (first in row-major order) gives the keypoint at its centre scaled back to
-  the box, and the score is the resized value there. Static shapes: every map is computed on a
-  `max_size` (H, W) grid and cut to its box's size by masking, one detection at a time; boxes
-  larger than `max_size` (none when it is the canvas) would be decoded on a clipped map.
+  the box, and the score is the resized value there. Static shapes: each map is computed on the
+  smallest grid of `_decode_grids(max_size)` that holds its box (the rest masked), one detection
+  at a time, so the cost follows the box, not the canvas (padding detections, zero boxes, take the
+  smallest); boxes larger than `max_size` (none when it is the canvas) would be decoded on a
+  clipped map. Call it on all the detections of a batch at once, not under vmap: a batched
+  `lax.switch` would compute every grid.
   """
-  max_h, max_w = (max_size, max_size) if isinstance(max_size, int) else max_size
+  grids = _decode_grids((max_size, max_size) if isinstance(max_size, int) else max_size)
   s = heatmaps.shape[-1]
   rois = rois.astype(jnp.float32)
 
+  def on_grid(max_h: int, max_w: int):
+    def decode(maps, roi):  # [J, s, s], [4]
+      size = jnp.maximum(roi[2:] - roi[:2], 1.0)  # (height, width) as torchvision clamps them.
+      out = jnp.ceil(size)
+      ys, wy = _bicubic_taps(out[0], s, max_h)
+      xs, wx = _bicubic_taps(out[1], s, max_w)
+      # 4 taps per axis: rows of the column-resized map, then a weighted sum of 4 of those rows.
+      maps = maps.astype(jnp.float32)
+      cols = sum(maps[:, :, xs[:, k]] * wx[:, k] for k in range(4))  # [J, s, max_w]
+      full = sum(cols[:, ys[:, k], :] * wy[:, k, None] for k in range(4))  # [J, max_h, max_w]
+      inside = ((jnp.arange(max_h) < out[0])[:, None]) & ((jnp.arange(max_w) < out[1])[None, :])
+      flat = jnp.where(inside, full, -jnp.inf).reshape(len(maps), -1)
+      arg = jnp.argmax(flat, axis=-1)
+      score = jnp.take_along_axis(flat, arg[:, None], axis=-1)[:, 0]
+      y_int, x_int = arg // max_w, arg % max_w
+      y = (y_int.astype(jnp.float32) + 0.5) * (size[0] / out[0]) + roi[0]
+      x = (x_int.astype(jnp.float32) + 0.5) * (size[1] / out[1]) + roi[1]
+      return jnp.stack([y, x, score], axis=-1)
+    return decode
+
+  branches = [on_grid(h, w) for h, w in grids]
+
   def one(args):
-    maps, roi = args  # [J, s, s], [4]
-    size = jnp.maximum(roi[2:] - roi[:2], 1.0)  # (height, width) as torchvision clamps them.
-    out = jnp.ceil(size)
-    ys, wy = _bicubic_taps(out[0], s, max_h)
-    xs, wx = _bicubic_taps(out[1], s, max_w)
-    # 4 taps per axis: rows of the column-resized map, then a weighted sum of 4 of those rows.
-    maps = maps.astype(jnp.float32)
-    cols = sum(maps[:, :, xs[:, k]] * wx[:, k] for k in range(4))  # [J, s, max_w]
-    full = sum(cols[:, ys[:, k], :] * wy[:, k, None] for k in range(4))  # [J, max_h, max_w]
-    inside = ((jnp.arange(max_h) < out[0])[:, None]) & ((jnp.arange(max_w) < out[1])[None, :])
-    flat = jnp.where(inside, full, -jnp.inf).reshape(len(maps), -1)
-    arg = jnp.argmax(flat, axis=-1)
-    score = jnp.take_along_axis(flat, arg[:, None], axis=-1)[:, 0]
-    y_int, x_int = arg // max_w, arg % max_w
-    y = (y_int.astype(jnp.float32) + 0.5) * (size[0] / out[0]) + roi[0]
-    x = (x_int.astype(jnp.float32) + 0.5) * (size[1] / out[1]) + roi[1]
-    return jnp.stack([y, x, score], axis=-1)
+    maps, roi = args
+    need = jnp.ceil(jnp.maximum(roi[2:] - roi[:2], 1.0))
+    fits = jnp.asarray([(need[0] <= h) & (need[1] <= w) for h, w in grids[:-1]] + [True])
+    return jax.lax.switch(jnp.argmax(fits), branches, maps, roi)
 
   return jax.lax.map(one, (heatmaps, rois))
+
+
+def _decode_grids(max_hw: tuple[int, int]) -> list[tuple[int, int]]:
+  """Square grids of 64, 128, ... px below `max_hw`, then `max_hw` itself (the same keypoints on
+  any grid that holds the box: the taps of a cell do not depend on the grid's size)."""
+  grids, side = [], 64
+  while side < max(max_hw):
+    grids.append((min(side, max_hw[0]), min(side, max_hw[1])))
+    side *= 2
+  return grids + [tuple(max_hw)]
