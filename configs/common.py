@@ -69,7 +69,9 @@ def data_config() -> ml_collections.ConfigDict:
       # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
       # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
       # eval_size_divisor. None: fit into image_size x image_size (downscale only).
+      # eval_fixed_size (h, w) instead: stretch every eval image to h x w (SSD300's 300 x 300).
       eval_min_size=placeholder(int), eval_max_size=1333, eval_size_divisor=32,
+      eval_fixed_size=placeholder(tuple),
   ))
 
 

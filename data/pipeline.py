@@ -166,7 +166,7 @@ def _eval_element(ex: dict, *, cfg) -> dict:
   orig_hw = ex['image'].shape[:2]
   resize = eval_resize.settings(cfg)
   if resize:
-    ex = eval_resize.resize(_to_float(ex), *resize[:2])
+    ex = eval_resize.resize(_to_float(ex), resize)
     image_hw = ex['image'].shape[:2]
   else:
     size = (int(cfg.image_size),) * 2
@@ -281,7 +281,7 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   if resize is None:
     batches = grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
   else:
-    choices = eval_resize.canvases(*resize)
+    choices = resize.canvases()
     batches = grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
         [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
   return EvalBatches(batches, _read_options(cfg))
@@ -303,7 +303,7 @@ def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS)
     raise ValueError('prediction on image files needs a model without external proposals; '
                      'data.proposals.method is set (R-CNN / SPP-net / Fast R-CNN)')
   resize = eval_resize.settings(cfg)
-  choices = eval_resize.canvases(*resize) if resize else None
+  choices = resize.canvases() if resize else None
   pad = dict(_padding_element(cfg, False, num_joints, 0), example_valid=np.bool_(False))
   for start in range(0, len(images), batch_size):
     indices = list(range(start, min(start + batch_size, len(images))))

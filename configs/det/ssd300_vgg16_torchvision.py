@@ -16,11 +16,11 @@ Evaluate torchvision's weights (README, "Reproduce torchvision's numbers"):
 
 torchvision's head has 91 classes (COCO's ids with the unused ones); `model.head_classes` maps
 our 81 contiguous labels onto them, and scores are its softmax over all 91, as there.
-Where ours differs: the data pipeline fits each image into 300x300 keeping its aspect ratio and
-pads it, where torchvision stretches it to 300x300 (no stretch option in data/ yet), so COCO AP
-from eval.py is not the published protocol; tools/parity_fcn_ssd.py stretches as torchvision and
-gives its detections. Training augments with flips and scale/crop only (no photometric
-distortion, zoom-out or IoU crops). Arguments: `shapes` (the same network on Shapes stretched to
+Evaluation is torchvision's protocol: each image stretched to 300x300 (`data.eval_fixed_size`,
+data/eval_resize.py), boxes mapped back to the original image per axis before COCO evaluation
+(tests/test_reference_eval_ssd.py: box AP 1.0 on torchvision's own detections).
+Where ours differs: the eval images are rounded to uint8 after the stretch (the batch contract),
+torchvision keeps them float. Arguments: `shapes` (the same network on Shapes stretched to
 300x300, for tools/tradeoffs.py), `runlocal` (widths / 16, 300x300 Shapes, for tests).
 """
 from configs import common
@@ -57,6 +57,7 @@ def get_config(arg=None):
   c.data.augment.scale_min = 0.5
   c.data.augment.scale_max = 1.0
   c.data.augment.crop_size = 300
+  c.data.eval_fixed_size = (300, 300)  # torchvision's fixed_size: stretched, aspect not kept.
 
   c.batch_size = 32
   c.total_steps = 120 * 118_287 // 32  # 120 epochs of COCO train2017.
