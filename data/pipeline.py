@@ -14,7 +14,7 @@ import grain.python as grain
 import numpy as np
 from absl import flags
 
-from data import augment, eval_resize, proposals
+from data import augment, augment_ssd, eval_resize, proposals
 from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
@@ -153,6 +153,10 @@ def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
   aug = _get(cfg, 'augment', {})
+  if _get(aug, 'recipe', None):  # A reference's own recipe (data/augment_ssd.py).
+    ex = augment_ssd.recipe(_get(aug, 'recipe'))(ex, rng, out_hw=_crop_hw(cfg),
+                                                 flip=bool(_get(aug, 'flip', True)))
+    return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
   ex = augment.random_augment(
       ex, rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
       scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)),

@@ -6,8 +6,8 @@ L2Norm, fc6/fc7 as dilated convolutions, four extra blocks; default boxes of sca
 and steps 8 ... 300; inputs stretched to 300x300, 0-255 minus the mean; matching at IoU 0.5,
 3:1 hard negatives; batch 32 (4 GPUs x 8), SGD lr 0.002, momentum 0.9, weight decay 5e-4, 120
 epochs with x0.1 at epochs 80 and 110; augmentation: photometric distortion, zoom-out, SSD
-random IoU crops and flips; post-processing: scores > 0.01, 400 per class, NMS 0.45, 200 per
-image (`models.ssd_vgg16.select_detections`).
+random IoU crops and flips (`data.augment.recipe='ssd'`, data/augment_ssd.py); post-processing:
+scores > 0.01, 400 per class, NMS 0.45, 200 per image (`models.ssd_vgg16.select_detections`).
 
 Evaluate torchvision's weights (README, "Reproduce torchvision's numbers"):
 
@@ -53,9 +53,9 @@ def get_config(arg=None):
   c.data.eval_split = 'validation'
   c.data.image_size = 300
   c.data.max_boxes = 100
+  # torchvision's "ssd" recipe (data/augment_ssd.py), then stretched to crop_size x crop_size.
+  c.data.augment.recipe = 'ssd'
   c.data.augment.flip = True
-  c.data.augment.scale_min = 0.5
-  c.data.augment.scale_max = 1.0
   c.data.augment.crop_size = 300
   c.data.eval_fixed_size = (300, 300)  # torchvision's fixed_size: stretched, aspect not kept.
 
@@ -76,7 +76,7 @@ def get_config(arg=None):
     c.data.variant = 'large'
     c.data.image_size = 300  # The network's fixed size (its 1x1 last map needs 300).
     c.data.max_boxes = 8
-    c.data.augment.scale_min = c.data.augment.scale_max = 1.0
+    c.data.augment.recipe = None  # Flips only, as the other Shapes detectors of the plot.
     c.data.augment.crop_size = None
     c.model.head_classes = ()
     c.model.width_divisor = 4  # A CPU-sized VGG16 (widths / 4) for the speed/accuracy plot.
@@ -92,4 +92,5 @@ def get_config(arg=None):
     common.runlocal(c)
     c.data.image_size = 300
     c.model.width_divisor = 16
+    c.data.augment.recipe = 'ssd'  # The recipe's path through the pipeline, in the config tests.
   return c
