@@ -20,8 +20,8 @@ Evaluation is torchvision's protocol: each image stretched to 300x300 (`data.eva
 data/eval_resize.py), boxes mapped back to the original image per axis before COCO evaluation
 (tests/test_reference_eval_ssd.py: box AP 1.0 on torchvision's own detections).
 Where ours differs: the eval images are rounded to uint8 after the stretch (the batch contract),
-torchvision keeps them float. Arguments: `shapes` (the same network on Shapes stretched to
-300x300, for tools/tradeoffs.py), `runlocal` (widths / 16, 300x300 Shapes, for tests).
+torchvision keeps them float. Arguments: `shapes` (the same network, widths / 4, on the 64x64
+Shapes stretched to 300x300, for tools/tradeoffs.py), `runlocal` (widths / 16, for tests).
 """
 from configs import common
 from configs.det import defaults
@@ -72,12 +72,14 @@ def get_config(arg=None):
   c.eval_every_steps = 50_000
   c.eval_batch_size = 16
   if arg.shapes or arg.runlocal:
+    # The 64x64 Shapes of tools/tradeoffs.py's plot, stretched to the network's fixed 300x300
+    # (its 1x1 last map needs 300) in training (x 300 / 64) and eval (evaluated at 64x64).
     c.data.name = 'shapes'
-    c.data.variant = 'large'
-    c.data.image_size = 300  # The network's fixed size (its 1x1 last map needs 300).
+    c.data.variant = 'default'
+    c.data.image_size = 300
     c.data.max_boxes = 8
     c.data.augment.recipe = None  # Flips only, as the other Shapes detectors of the plot.
-    c.data.augment.crop_size = None
+    c.data.augment.scale_min = c.data.augment.scale_max = 300 / 64
     c.model.head_classes = ()
     c.model.width_divisor = 4  # A CPU-sized VGG16 (widths / 4) for the speed/accuracy plot.
     c.batch_size = 16
