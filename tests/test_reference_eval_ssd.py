@@ -3,25 +3,26 @@
 The ground truth of a small COCO-format set (the `coco_json` dataset) is torchvision's own
 ssd300_vgg16 detections (tests/fixtures/parity_ssd300_vgg16.npz, in each original frame) on the
 two images tools/parity_fcn_ssd.py draws (120x160 and 150x100: one wider, one taller than the
-square, so a wrong stretch or a wrong per-axis mapping moves the boxes). The converted checkpoint
-of the same seeded weights, evaluated through the code `eval.py --checkpoint` runs with the
+square, so a wrong stretch or a wrong per-axis mapping moves the boxes). The same seeded weights,
+saved as safetensors and converted by the README's `tools.import_weights FILE --arch ssd300_vgg16
+--out DIR`, evaluated through the code `eval.py --checkpoint` runs with the
 ssd300_vgg16_torchvision config, must give box AP 1.0. torchvision sorts its detections by score,
 so its first K are what it returns with detections_per_img = K: the set keeps K per image (COCO
 evaluation counts 100 detections per image at most). No torch involved.
 """
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import save_file
 
 from configs import loader
 from data import eval_resize, pipeline
 from metrics import coco_protocol
-from models.torchvision_fcn_ssd import convert
-from tools import parity_fcn_ssd, parity_weights
-from training import model_init
+from tools import import_weights, parity_fcn_ssd, parity_weights
 from training.evaluate import evaluate_checkpoint
 
 ARCH = 'ssd300_vgg16'
@@ -49,17 +50,19 @@ def _coco_file(root, fixture) -> str:
   return path
 
 
-def test_eval_on_torchvisions_ssd_detections_gives_box_ap_1(tmp_path):
+def test_eval_on_torchvisions_ssd_detections_gives_box_ap_1(tmp_path, monkeypatch):
   fixture = dict(np.load(FIXTURE))
   path = _coco_file(tmp_path, fixture)
   config = loader.override(loader.load('configs/det/ssd300_vgg16_torchvision.py'), [
       'data.name=coco_json', f'data.train_json={path}', f'data.eval_json={path}',
       f'data.data_dir={tmp_path / "tfds"}', 'model.head_classes=()', 'eval_batch_size=2',
       f'detect.max_detections={KEEP}'])
-  num_classes = int(fixture['num_classes'])
-  variables = convert(parity_weights.seeded_state_dict(ARCH, int(fixture['seed']), num_classes),
-                      ARCH)
-  model_init.write_checkpoint(variables, str(tmp_path / 'converted'))
+  weights = str(tmp_path / f'{ARCH}.safetensors')
+  save_file(parity_weights.seeded_state_dict(ARCH, int(fixture['seed']),
+                                             int(fixture['num_classes'])), weights)
+  monkeypatch.setattr(sys, 'argv', ['import_weights', weights, '--arch', ARCH, '--out',
+                                    str(tmp_path / 'converted')])
+  import_weights.main()
   metrics = evaluate_checkpoint(config, str(tmp_path / 'converted'), str(tmp_path / 'eval'))
   assert metrics['AP'] == pytest.approx(1.0, abs=1e-6), metrics
 
