@@ -110,10 +110,13 @@ def ssd_augment(ex: dict, rng: np.random.Generator, *, out_hw: tuple[int, int],
     if 'instance_ids' in ex:
       dropped = np.flatnonzero(~keep) + 1
       ex['instance_ids'] = np.where(np.isin(ex['instance_ids'], dropped), 0, ex['instance_ids'])
-  window = dict(oy=wy - top, ox=wx - left, crop_hw=(nh, nw))
-  image = augment.crop_or_pad(ex['image'], window['oy'], window['ox'], nh, nw, FILL)
-  ex = augment.transform(ex, flip=False, out_hw=(h, w), **window)
-  ex['image'] = image  # The canvas is the mean colour, not transform's zero padding.
+  oy, ox = wy - top, wx - left
+  ex = augment.transform(ex, flip=False, out_hw=(h, w), oy=oy, ox=ox, crop_hw=(nh, nw))
+  # The canvas is the mean colour, not transform's zero padding (a new array where it padded).
+  y0, x0, y1, x1 = max(0, -oy), max(0, -ox), min(nh, h - oy), min(nw, w - ox)
+  if (y0, x0, y1, x1) != (0, 0, nh, nw):
+    image = ex['image']
+    image[:y0], image[y1:], image[:, :x0], image[:, x1:] = FILL, FILL, FILL, FILL
   return augment.transform(ex, flip=bool(flip and rng.random() < 0.5), out_hw=out_hw, oy=0,
                            ox=0, crop_hw=out_hw)
 
