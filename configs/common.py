@@ -44,8 +44,11 @@ def data_config() -> ml_collections.ConfigDict:
       # crop_size: train crop/pad size; None = image_size.
       # Train-time resize: the detection recipe's shorter side `min_size` (longer side at most
       # `max_size`; None = no recipe resize) times a random jitter in [scale_min, scale_max].
+      # recipe: None (the above) or 'ssd' (data/augment_ssd.py: SSD's distort, zoom-out, IoU
+      # crop, flip, stretched to crop_size).
       augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int),
-                   min_size=placeholder(int), max_size=placeholder(int)),
+                   min_size=placeholder(int), max_size=placeholder(int),
+                   recipe=placeholder(str)),
       # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
       # method: None (none; batches have no proposal keys), 'selective_search_fast' or
       # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
@@ -69,7 +72,9 @@ def data_config() -> ml_collections.ConfigDict:
       # The reference's eval-time resize (data/eval_resize.py): shorter side to eval_min_size,
       # longer side at most eval_max_size, padded to a fixed canvas whose sides are multiples of
       # eval_size_divisor. None: fit into image_size x image_size (downscale only).
+      # eval_fixed_size (h, w) instead: stretch every eval image to h x w (SSD300's 300 x 300).
       eval_min_size=placeholder(int), eval_max_size=1333, eval_size_divisor=32,
+      eval_fixed_size=placeholder(tuple),
   ))
 
 

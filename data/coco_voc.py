@@ -63,6 +63,11 @@ class CocoVocSegmentation(Coco2017):
                                 description="VOC's 20 categories of COCO's instances.")]
   DEFAULT_CONFIG_NAME = 'default'
 
+  @property
+  def category_ids(self) -> tuple[int, ...]:
+    """COCO's category id of each VOC label 1..20 (coco2017's map is by COCO's class names)."""
+    return CAT_LIST[1:]
+
   def _generate_examples(self, manual_dir: epath.Path, folder: str):
     files = ManualFiles(manual_dir, _ZIPS)
     train = folder == _SPLITS['train']

@@ -14,7 +14,7 @@ import grain.python as grain
 import numpy as np
 from absl import flags
 
-from data import augment, eval_resize, proposals
+from data import augment, augment_ssd, eval_resize, proposals
 from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
@@ -153,6 +153,10 @@ def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
   aug = _get(cfg, 'augment', {})
+  if _get(aug, 'recipe', None):  # A reference's own recipe (data/augment_ssd.py).
+    ex = augment_ssd.recipe(_get(aug, 'recipe'))(ex, rng, out_hw=_crop_hw(cfg),
+                                                 flip=bool(_get(aug, 'flip', True)))
+    return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
   ex = augment.random_augment(
       ex, rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
       scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)),
@@ -166,7 +170,7 @@ def _eval_element(ex: dict, *, cfg) -> dict:
   orig_hw = ex['image'].shape[:2]
   resize = eval_resize.settings(cfg)
   if resize:
-    ex = eval_resize.resize(_to_float(ex), *resize[:2])
+    ex = eval_resize.resize(_to_float(ex), resize)
     image_hw = ex['image'].shape[:2]
   else:
     size = (int(cfg.image_size),) * 2
@@ -281,7 +285,7 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   if resize is None:
     batches = grain.MapDataset.range(num_batches * batch_size).map(element).batch(batch_size)
   else:
-    choices = eval_resize.canvases(*resize)
+    choices = resize.canvases()
     batches = grain.MapDataset.range(num_batches).map(lambda b: eval_resize.collate(
         [element(i) for i in range(b * batch_size, (b + 1) * batch_size)], choices))
   return EvalBatches(batches, _read_options(cfg))
@@ -303,7 +307,7 @@ def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS)
     raise ValueError('prediction on image files needs a model without external proposals; '
                      'data.proposals.method is set (R-CNN / SPP-net / Fast R-CNN)')
   resize = eval_resize.settings(cfg)
-  choices = eval_resize.canvases(*resize) if resize else None
+  choices = resize.canvases() if resize else None
   pad = dict(_padding_element(cfg, False, num_joints, 0), example_valid=np.bool_(False))
   for start in range(0, len(images), batch_size):
     indices = list(range(start, min(start + batch_size, len(images))))

@@ -6,9 +6,11 @@ import numpy as np
 from pycocotools import coco as coco_api
 
 from data.coco_voc import CAT_LIST, voc_annotations, voc_semantic_mask
+from data.pipeline import dataset_info
 from losses.segmentation import pixel_cross_entropy, segmentation_loss
 from models import get_backbone
 from models.ssd_vgg16 import decode, torchvision_default_boxes
+from tests.coco_files import data_config
 
 
 def test_dilated_resnet_keeps_stride_8():
@@ -54,6 +56,11 @@ def test_coco_voc_mask_is_torchvisions_rule():
   assert (mask[person & ~car] == 15).all() and (mask[car & ~person] == 7).all()
   assert (mask[~person & ~car] == 0).all()  # The toothbrush is background.
   assert set(np.unique(ids)) == {0, 1, 2}
+
+
+def test_coco_voc_info_without_data(tmp_path):  # The label -> COCO id map, VOC's names.
+  info = dataset_info(data_config(tmp_path, 'coco_voc_segmentation', 'default'))
+  assert info['num_classes'] == 21 and info['category_ids'] == CAT_LIST[1:]
 
 
 def test_ssd_default_boxes_are_torchvisions():

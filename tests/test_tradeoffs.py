@@ -15,6 +15,7 @@ def test_grid_is_the_product_of_extractors_and_sizes():
   assert [(t['model.backbone'], t['data.image_size']) for t in trials] == [
       ('vgg_small', 64), ('vgg_small', 48), ('mobilenet_v1_small', 64),
       ('mobilenet_v1_small', 48)]
+  assert tradeoffs.trials_of('ssd300', ['vgg_small'], [64, 48]) == [{}]  # Its own config only.
 
 
 def test_pareto_front_keeps_rows_no_faster_row_beats():

@@ -5,8 +5,9 @@ r"""Speed/accuracy trade-offs of detectors on Shapes, after Huang et al. (CVPR 2
 The paper's grid, scaled to this machine: meta-architecture (Faster R-CNN, R-FCN, SSD) x feature
 extractor (`--backbones`) x input size (`--sizes`: the 64x64 images, or downscaled) x number of
 test-time proposals (`--proposals`, the two-stage models only: one trained model, evaluated with
-each). Each (meta-architecture, extractor, size) trains as a trial of `tools/sweep.py` in
-`W/<meta>/trial_<i>` (resume-safe: a rerun skips finished trials and evaluations), for `--steps`
+each), plus `ssd300`: torchvision's SSD300-VGG16 (widths / 4) on the same images stretched to
+300x300, one point (`FIXED`: no extractor or size grid). Each (meta-architecture, extractor,
+size) trains as a trial of `tools/sweep.py` in `W/<meta>/trial_<i>` (resume-safe: a rerun skips finished trials and evaluations), for `--steps`
 steps. Then every variant is evaluated on the validation split (COCO AP) and timed
 (`tools/bench.py`: jitted inference incl. decoding and NMS, batch `--batch`, synthetic images).
 Writes `W/results.csv`, prints a Markdown table, and draws the paper's Figure 2: test time per
@@ -32,9 +33,14 @@ from training import compile_cache
 from training.evaluate import evaluate_workdir, load_config
 
 CONFIGS = {'faster_rcnn': 'configs/det/faster_rcnn_shapes.py', 'rfcn': 'configs/det/rfcn_shapes.py',
-           'ssd': 'configs/det/ssd_shapes.py'}
-LABELS = {'faster_rcnn': 'Faster R-CNN', 'rfcn': 'R-FCN', 'ssd': 'SSD'}
-MARKERS = {'faster_rcnn': 'o', 'rfcn': 's', 'ssd': '^'}
+           'ssd': 'configs/det/ssd_shapes.py',
+           'ssd300': 'configs/det/ssd300_vgg16_torchvision.py:shapes'}
+LABELS = {'faster_rcnn': 'Faster R-CNN', 'rfcn': 'R-FCN', 'ssd': 'SSD',
+          'ssd300': 'SSD300 (torchvision\'s)'}
+MARKERS = {'faster_rcnn': 'o', 'rfcn': 's', 'ssd': '^', 'ssd300': 'v'}
+# Fixed architectures, one point each (their own extractor and input size, no grid): SSD300's
+# VGG16 (widths / 4 on this CPU) sees the 64x64 images stretched to 300x300.
+FIXED = {'ssd300': ('vgg16/4', 300)}
 NATIVE_SIZE = 64  # Shapes `default`.
 
 
@@ -51,6 +57,8 @@ def size_overrides(meta: str, size: int) -> dict:
 
 
 def trials_of(meta: str, backbones, sizes) -> list[dict]:
+  if meta in FIXED:
+    return [{}]
   return hyper.product([hyper.sweep('model.backbone', backbones),
                         [size_overrides(meta, s) for s in sizes]])
 
@@ -89,13 +97,13 @@ def measure(args, grid) -> list[dict]:
       if sweep.read_status(trial_dir)['status'] != 'done':
         logging.warning('%s did not finish; left out', trial_dir)
         continue
-      for proposals in (args.proposals if meta != 'ssd' else [None]):
+      for proposals in (args.proposals if meta in ('faster_rcnn', 'rfcn') else [None]):
         metrics = evaluate(trial_dir, proposals)
         config = loader.override(load_config(trial_dir), [f'batch_size={args.batch}'] + (
             [f'model.rpn.post_nms_topk_test={proposals}'] if proposals else []))
         speed = bench_config(config, args.timing_steps)
-        rows.append({'meta': meta, 'backbone': trial['model.backbone'],
-                     'size': trial['data.image_size'], 'proposals': proposals or '',
+        backbone, size = FIXED.get(meta) or (trial['model.backbone'], trial['data.image_size'])
+        rows.append({'meta': meta, 'backbone': backbone, 'size': size, 'proposals': proposals or '',
                      'AP': metrics['AP'], 'AP50': metrics['AP50'],
                      'test_ms_per_image': speed['infer_step_ms'] / args.batch,
                      'train_ms_per_image': speed['train_step_ms'] / args.batch})

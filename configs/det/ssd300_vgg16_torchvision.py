@@ -6,8 +6,8 @@ L2Norm, fc6/fc7 as dilated convolutions, four extra blocks; default boxes of sca
 and steps 8 ... 300; inputs stretched to 300x300, 0-255 minus the mean; matching at IoU 0.5,
 3:1 hard negatives; batch 32 (4 GPUs x 8), SGD lr 0.002, momentum 0.9, weight decay 5e-4, 120
 epochs with x0.1 at epochs 80 and 110; augmentation: photometric distortion, zoom-out, SSD
-random IoU crops and flips; post-processing: scores > 0.01, 400 per class, NMS 0.45, 200 per
-image (`models.ssd_vgg16.select_detections`).
+random IoU crops and flips (`data.augment.recipe='ssd'`, data/augment_ssd.py); post-processing:
+scores > 0.01, 400 per class, NMS 0.45, 200 per image (`models.ssd_vgg16.select_detections`).
 
 Evaluate torchvision's weights (README, "Reproduce torchvision's numbers"):
 
@@ -16,12 +16,12 @@ Evaluate torchvision's weights (README, "Reproduce torchvision's numbers"):
 
 torchvision's head has 91 classes (COCO's ids with the unused ones); `model.head_classes` maps
 our 81 contiguous labels onto them, and scores are its softmax over all 91, as there.
-Where ours differs: the data pipeline fits each image into 300x300 keeping its aspect ratio and
-pads it, where torchvision stretches it to 300x300 (no stretch option in data/ yet), so COCO AP
-from eval.py is not the published protocol; tools/parity_fcn_ssd.py stretches as torchvision and
-gives its detections. Training augments with flips and scale/crop only (no photometric
-distortion, zoom-out or IoU crops). Arguments: `shapes` (the same network on Shapes stretched to
-300x300, for tools/tradeoffs.py), `runlocal` (widths / 16, 300x300 Shapes, for tests).
+Evaluation is torchvision's protocol: each image stretched to 300x300 (`data.eval_fixed_size`,
+data/eval_resize.py), boxes mapped back to the original image per axis before COCO evaluation
+(tests/test_reference_eval_ssd.py: box AP 1.0 on torchvision's own detections).
+Where ours differs: the eval images are rounded to uint8 after the stretch (the batch contract),
+torchvision keeps them float. Arguments: `shapes` (the same network, widths / 4, on the 64x64
+Shapes stretched to 300x300, for tools/tradeoffs.py), `runlocal` (widths / 16, for tests).
 """
 from configs import common
 from configs.det import defaults
@@ -53,10 +53,11 @@ def get_config(arg=None):
   c.data.eval_split = 'validation'
   c.data.image_size = 300
   c.data.max_boxes = 100
+  # torchvision's "ssd" recipe (data/augment_ssd.py), then stretched to crop_size x crop_size.
+  c.data.augment.recipe = 'ssd'
   c.data.augment.flip = True
-  c.data.augment.scale_min = 0.5
-  c.data.augment.scale_max = 1.0
   c.data.augment.crop_size = 300
+  c.data.eval_fixed_size = (300, 300)  # torchvision's fixed_size: stretched, aspect not kept.
 
   c.batch_size = 32
   c.total_steps = 120 * 118_287 // 32  # 120 epochs of COCO train2017.
@@ -71,12 +72,14 @@ def get_config(arg=None):
   c.eval_every_steps = 50_000
   c.eval_batch_size = 16
   if arg.shapes or arg.runlocal:
+    # The 64x64 Shapes of tools/tradeoffs.py's plot, stretched to the network's fixed 300x300
+    # (its 1x1 last map needs 300) in training (x 300 / 64) and eval (evaluated at 64x64).
     c.data.name = 'shapes'
-    c.data.variant = 'large'
-    c.data.image_size = 300  # The network's fixed size (its 1x1 last map needs 300).
+    c.data.variant = 'default'
+    c.data.image_size = 300
     c.data.max_boxes = 8
-    c.data.augment.scale_min = c.data.augment.scale_max = 1.0
-    c.data.augment.crop_size = None
+    c.data.augment.recipe = None  # Flips only, as the other Shapes detectors of the plot.
+    c.data.augment.scale_min = c.data.augment.scale_max = 300 / 64
     c.model.head_classes = ()
     c.model.width_divisor = 4  # A CPU-sized VGG16 (widths / 4) for the speed/accuracy plot.
     c.batch_size = 16
@@ -91,4 +94,5 @@ def get_config(arg=None):
     common.runlocal(c)
     c.data.image_size = 300
     c.model.width_divisor = 16
+    c.data.augment.recipe = 'ssd'  # The recipe's path through the pipeline, in the config tests.
   return c
