@@ -24,7 +24,7 @@ import numpy as np
 
 import tasks
 from configs import loader
-from data import captions
+from data import augment, captions
 from training import compile_cache, errors
 from training.optim import make_optimizer
 from training.parallel import DataParallel
@@ -46,11 +46,15 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch['valid'][:, :num] = True
   rows = np.arange(size)[None, None, :, None]
   cols = np.arange(size)[None, None, None, :]
+  ids = np.zeros((batch_size, size, size), np.uint8)
   for k in range(num):  # Each box's pixels are its instance's (later boxes in front).
     b = batch['boxes'][:, k, :, None, None]
     inside = (rows[:, 0] >= b[:, 0]) & (rows[:, 0] < b[:, 2]) & (cols[:, 0] >= b[:, 1]) & (
         cols[:, 0] < b[:, 3])
-    batch['instance_ids'][inside] = k + 1
+    ids[inside] = k + 1
+  crop = batch['instance_crops'].shape[-1]
+  batch['instance_crops'] = np.stack([augment.instance_crops(ids[i], batch['boxes'][i], crop)
+                                      for i in range(batch_size)])
   # Labelled joints inside each image's first box.
   joints = batch['keypoints'].shape[2]
   box = batch['boxes'][:, :1, None]

@@ -181,7 +181,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   data.ensure_prepared(config.data)
   train_iter = data.make_train_iterator(
       config.data, global_batch_size=config.batch_size, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      targets=task.pixel_targets)
   model = task.build_model(bn_axis_name=parallel.axis_name)
   state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
 

@@ -261,7 +261,8 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
     # One iterator per member: 'one worker process per core' each would start K x cores.
     data_config = data_config.copy_and_resolve_references()
     data_config.worker_count = 0
-  iterators = [data.make_train_iterator(data_config, global_batch_size=config.batch_size, seed=s)
+  iterators = [data.make_train_iterator(data_config, global_batch_size=config.batch_size, seed=s,
+                                       targets=task.pixel_targets)
                for s in (seeds if per_member_batch else seeds[:1])]
   tx = make_optimizer(config.optimizer, config.total_steps, scheduled=False)
   state = init_population(task, task.build_model(), tx, seeds, example_batch(task.info))
