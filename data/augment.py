@@ -98,39 +98,40 @@ def ids_to_masks(instance_ids: np.ndarray, num: int) -> np.ndarray:
   return (instance_ids[None] == ids[:, None, None]).astype(np.uint8)
 
 
-def _frame_weights(start: float, end: float, size: int, n: int) -> np.ndarray:
-  """[size, n]: cell i of a `size`-cell crop of [start, end) averages the bilinear value of the
-  n pixel rows at ceil(extent / size) points per cell (RoIAlign's adaptive grid, aligned)."""
+def _frame_weights(start: float, end: float, size: int, lo: int, hi: int, n: int) -> np.ndarray:
+  """[size, hi - lo]: cell i of a `size`-cell crop of [start, end) averages the bilinear value of
+  rows lo..hi - 1 of an n-row image at ceil(extent / size) points per cell (RoIAlign's adaptive
+  grid, aligned; points over half a pixel outside the image read 0, as RoIAlign's)."""
   k = max(1, math.ceil((end - start) / size))
   points = start + (np.arange(size)[:, None] + (np.arange(k) + 0.5) / k) * ((end - start) / size)
-  t = np.clip(points - 0.5, 0, n - 1)  # Pixel r's value sits at r + 0.5.
+  t = points - 0.5  # Pixel r's value sits at r + 0.5.
+  weight = np.where((t >= -1) & (t <= n), np.float32(1 / k), np.float32(0))
+  t = np.clip(t, 0, n - 1) - lo
   low = np.floor(t).astype(np.int64)
-  frac = (t - low).astype(np.float32) / k
+  frac = (t - low).astype(np.float32) * weight
   cells = np.broadcast_to(np.arange(size)[:, None], t.shape)
-  out = np.zeros((size, n), np.float32)
-  np.add.at(out, (cells, low), 1.0 / k - frac)
-  np.add.at(out, (cells, np.minimum(low + 1, n - 1)), frac)
+  out = np.zeros((size, hi - lo), np.float32)
+  np.add.at(out, (cells, low), weight - frac)
+  np.add.at(out, (cells, np.minimum(low + 1, hi - lo - 1)), frac)
   return out
 
 
 def instance_crops(instance_ids: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
   """uint8 [K, size, size]: instance k's mask (the pixels k + 1 of the id map) in the frame of
-  its box (`crop_frames`), each cell its coverage 0..255; all 0 for an empty box.
+  its box (`ops.masks.crop_frames`), each cell its coverage 0..255; all 0 for an empty box.
 
   Separable: crop = Wy @ mask @ Wx^T over the frame's rows and columns only. Mask R-CNN samples
   its 28x28 targets from these (`ops.masks.crop_targets`)."""
   out = np.zeros((len(boxes), size, size), np.uint8)
   h, w = instance_ids.shape
   for k, (y1, x1, y2, x2) in enumerate(crop_frames(boxes)):
-    if y2 - y1 <= 2 * CROP_MARGIN or x2 - x1 <= 2 * CROP_MARGIN:
-      continue
     r0, r1 = max(0, math.floor(y1)), min(h, math.ceil(y2) + 1)
     c0, c1 = max(0, math.floor(x1)), min(w, math.ceil(x2) + 1)
-    if r1 <= r0 or c1 <= c0:
+    if y2 - y1 <= 2 * CROP_MARGIN or x2 - x1 <= 2 * CROP_MARGIN or r1 <= r0 or c1 <= c0:
       continue
     plane = (instance_ids[r0:r1, c0:c1] == k + 1).astype(np.float32)
-    wy = _frame_weights(y1 - r0, y2 - r0, size, r1 - r0)
-    wx = _frame_weights(x1 - c0, x2 - c0, size, c1 - c0)
+    wy = _frame_weights(y1, y2, size, r0, r1, h)
+    wx = _frame_weights(x1, x2, size, c0, c1, w)
     out[k] = np.round((wy @ plane @ wx.T) * 255)
   return out
 
