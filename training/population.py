@@ -290,7 +290,11 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   writers = [MetricWriter(w, resume_step=first_step) for w in workdirs]
   run = _PopulationRun(config, workdirs, popdir, pbt, state, members, iterators, per_member_batch,
                        pop, step_fn, copy_fn, checkpointer, evaluator, writers, progress)
-  run_loop(run, config, first_step)
+  try:
+    run_loop(run, config, first_step)
+  finally:  # Stops grain's worker processes (and frees their shared memory), if any.
+    for it in iterators:
+      it.close()
   state = run.state
   for writer in writers:
     writer.close()
