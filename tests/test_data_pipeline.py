@@ -181,7 +181,7 @@ def test_dataset_info(cfg):
   assert info == dict(num_classes=5, class_names=list(shapes.CLASS_NAMES), image_size=64,
                       max_boxes=M, max_proposals=0, joints=None, num_joints=14, vocab=None,
                       max_caption_len=0, num_train=256, num_eval=64, category_ids=(1, 2, 3, 4),
-                      eval_annotations=None)
+                      eval_annotations=None, mask_crop_size=56)
 
 
 def _scene():
