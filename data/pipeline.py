@@ -278,7 +278,15 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
       flags.FLAGS.mark_as_parsed()
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    it_ds = it_ds.map(_copy_from_shared_memory)
   return iter(it_ds)
+
+
+def _copy_from_shared_memory(batch: dict) -> dict:
+  """The workers' batch as ordinary arrays. grain hands it over in shared memory that is freed
+  when its array is deleted; jax on CPU keeps the arrays it is given (zero-copy), so those still
+  alive at exit were never freed ('leaked shared_memory objects' at the end of `make demo')."""
+  return {k: np.array(v) for k, v in batch.items()}
 
 
 class EvalBatches:
