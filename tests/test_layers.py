@@ -10,12 +10,13 @@ from models import layers
 from models.upsample import max_pool_with_argmax
 
 
-@pytest.mark.parametrize('size, stride, padding', [
-    (2, 1, 'SAME'), (1, 1, 'SAME'), (4, 2, ((1, 1), (1, 1))), (3, 1, 'VALID'), (5, 2, 'SAME')])
-def test_small_map_conv_matches_lax_forward_and_gradients(size, stride, padding):
+@pytest.mark.parametrize('size, stride, padding, k', [
+    (2, 1, 'SAME', 3), (1, 1, 'SAME', 3), (4, 2, ((1, 1), (1, 1)), 3), (3, 1, 'VALID', 3),
+    (5, 2, 'SAME', 3), (9, 1, 'SAME', 1), (9, 2, 'VALID', 1), (7, 2, ((1, 0), (0, 1)), 1)])
+def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k):
   kx, kk = jax.random.split(jax.random.key(0))
-  x = jax.random.normal(kx, (2, size, size, 3))
-  kernel = jax.random.normal(kk, (3, 3, 3, 5))
+  x = jax.random.normal(kx, (2, size, size + 1, 3))
+  kernel = jax.random.normal(kk, (k, k, 3, 5))
   dims = lax.conv_dimension_numbers(x.shape, kernel.shape, ('NHWC', 'HWIO', 'NHWC'))
 
   def loss(conv, x, kernel):

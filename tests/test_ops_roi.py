@@ -37,14 +37,11 @@ def ref_roi_pool(feat, rois, out_size, scale):
         we = min(max(int(math.ceil(np.float32(pw + 1) * bin_w)) + sw, 0), width)
         if he <= hs or we <= ws:
           continue
-        for c in range(ch):
-          best, bi = -np.inf, (-1, -1)
-          for h in range(hs, he):
-            for w in range(ws, we):
-              if feat[b, h, w, c] > best:
-                best, bi = feat[b, h, w, c], (h, w)
-          out[k, ph, pw, c] = best
-          arg[k, ph, pw, c] = bi
+        # The kernel's strict `>` scan in (h, w) order keeps the first maximum: np.argmax's.
+        region = feat[b, hs:he, ws:we].reshape(-1, ch)
+        first = region.argmax(0)
+        out[k, ph, pw] = region[first, np.arange(ch)]
+        arg[k, ph, pw] = np.stack([hs + first // (we - ws), ws + first % (we - ws)], -1)
   return out, arg
 
 

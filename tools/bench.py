@@ -1,22 +1,36 @@
-r"""Training and inference speed of configs: compile time, step time, images/s.
+r"""Training and inference speed and memory of configs: compile time, step time, images/s, peak RSS.
 
   python -m tools.bench --config configs/seg/fcn8s_shapes.py \
       --config configs/seg/fcn8s_shapes.py:upsample=nearest --set batch_size=16 --steps 10
+  python -m tools.bench --config configs/det/faster_rcnn_r50_fpn_coco.py --image-size 800x1344 \
+      --batch 2 --steps 2 --compare-torch
 
-Runs on synthetic batches of the config's shapes (no dataset needed), so it measures the model
-and the step, not the input pipeline. Prints one Markdown table row per config.
+Runs on synthetic batches of the config's shapes, or of `--image-size HxW` images (boxes, masks
+and joints placed relative to the size; no dataset needed), so it measures the model and the
+step, not the input pipeline. Each config runs in its own process, so its peak RSS (the
+high-water mark, compilation included) is its own. Prints one Markdown table row per config.
 
   python -m tools.bench --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
 
-`--compare-torch` (needs `pip install -r requirements-bench.txt`) also times the same architecture
-in PyTorch (`tools/bench_torch.py`) on the same batch, with as many threads as XLA's CPU pool, and
-prints ours / PyTorch images/s. Inference there is the model's forward pass in both frameworks
-(no task post-processing), the train step is the whole step (loss, gradients, optimizer).
+`--compare-torch` also times the PyTorch side, in a second process under `--torch-python` (a
+Python with requirements-bench.txt: torch, torchvision, numpy; default /work/benchvenv/bin/python
+where it exists), on the same batch (the npz our side writes), optimizer and thread count (as many
+as XLA's CPU pool, os.cpu_count()), and prints a row per side and ours / PyTorch. For the
+torchvision architectures (Faster / Mask / Keypoint R-CNN ResNet-50 FPN, FCN-ResNet, SSD300;
+tools/bench_torchvision.py) the PyTorch side is torchvision's own model; the R-CNNs are timed as
+torchvision runs them: train mode computes its own losses from our boxes, labels, masks and joints
+as targets, eval mode decodes and runs NMS, compared with our eval step (decoding included). For
+the others it is a twin of our model (tools/bench_torch.py: same layers, same parameter count,
+asserted) and inference is the model's forward pass on both sides.
 """
 import argparse
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -31,30 +45,39 @@ from training.parallel import DataParallel
 from training.state import example_batch, init_state
 from training.step import make_eval_step, make_train_step
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TORCH_PYTHON = ('/work/benchvenv/bin/python' if os.path.exists('/work/benchvenv/bin/python')
+                        else sys.executable)
 
-def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
-  """A random batch of the task's shapes: every loss (pixels, boxes, joints) gets gradients."""
+
+def synthetic_batch(task, batch_size: int, seed: int = 0, hw=None) -> dict:
+  """A random batch of the task's shapes, or of images `hw` = (height, width): every loss
+  (pixels, boxes, masks, joints) gets gradients; boxes are placed relative to the image size."""
   batch = example_batch(task.info, batch_size)
+  h, w = hw or batch['image'].shape[1:3]
+  for key in ('image', 'mask'):
+    batch[key] = np.zeros((batch_size, h, w, *batch[key].shape[3:]), batch[key].dtype)
+  batch['instance_ids'] = np.zeros((batch_size, h, w), np.uint8)
+  batch['image_hw'][:] = (h, w)
   rng = np.random.default_rng(seed)
   batch['image'] = rng.random(batch['image'].shape, np.float32)
   batch['mask'] = rng.integers(0, task.num_classes, batch['mask'].shape).astype(np.uint8)
-  size, num = task.info['image_size'], min(3, batch['boxes'].shape[1])
-  yx = rng.uniform(0, size * 0.6, (batch_size, num, 2))
-  hw = rng.uniform(size * 0.15, size * 0.4, (batch_size, num, 2))
-  batch['boxes'][:, :num] = np.concatenate([yx, yx + hw], -1)
+  hw_scale, num = np.asarray([h, w], np.float32), min(3, batch['boxes'].shape[1])
+  yx = rng.uniform(0, 0.6, (batch_size, num, 2)) * hw_scale
+  box_hw = rng.uniform(0.15, 0.4, (batch_size, num, 2)) * hw_scale
+  batch['boxes'][:, :num] = np.concatenate([yx, yx + box_hw], -1)
   batch['labels'][:, :num] = rng.integers(1, task.num_classes, (batch_size, num))
   batch['valid'][:, :num] = True
-  rows = np.arange(size)[None, None, :, None]
-  cols = np.arange(size)[None, None, None, :]
-  ids = np.zeros((batch_size, size, size), np.uint8)
+  rows = np.arange(h)[None, :, None]
+  cols = np.arange(w)[None, None, :]
   for k in range(num):  # Each box's pixels are its instance's (later boxes in front).
     b = batch['boxes'][:, k, :, None, None]
-    inside = (rows[:, 0] >= b[:, 0]) & (rows[:, 0] < b[:, 2]) & (cols[:, 0] >= b[:, 1]) & (
-        cols[:, 0] < b[:, 3])
-    ids[inside] = k + 1
+    inside = (rows >= b[:, 0]) & (rows < b[:, 2]) & (cols >= b[:, 1]) & (cols < b[:, 3])
+    batch['instance_ids'][inside] = k + 1
+  # Our Mask R-CNN trains on the per-box crops; the id map stays for the torch side's masks.
   crop = batch['instance_crops'].shape[-1]
-  batch['instance_crops'] = np.stack([augment.instance_crops(ids[i], batch['boxes'][i], crop)
-                                      for i in range(batch_size)])
+  batch['instance_crops'] = np.stack([augment.instance_crops(
+      batch['instance_ids'][i], batch['boxes'][i], crop) for i in range(batch_size)])
   # Labelled joints inside each image's first box.
   joints = batch['keypoints'].shape[2]
   box = batch['boxes'][:, :1, None]
@@ -63,9 +86,9 @@ def synthetic_batch(task, batch_size: int, seed: int = 0) -> dict:
   batch['keypoints'][:, :1, :, 2] = 2
   if 'proposals' in batch:  # Random boxes; with static shapes their number sets the cost.
     p = batch['proposals'].shape[1]
-    yx = rng.uniform(0, size * 0.7, (batch_size, p, 2))
+    yx = rng.uniform(0, 0.7, (batch_size, p, 2)) * hw_scale
     batch['proposals'] = np.concatenate(
-        [yx, yx + rng.uniform(size * 0.1, size * 0.3, (batch_size, p, 2))], -1).astype(np.float32)
+        [yx, yx + rng.uniform(0.1, 0.3, (batch_size, p, 2)) * hw_scale], -1).astype(np.float32)
     batch['proposal_valid'][:] = True
   if 'captions' in batch:  # Random phrases of random lengths (words from id 4, then END).
     vocab, t = len(task.info['vocab']), batch['captions'].shape[-1]
@@ -99,21 +122,32 @@ COMPARE_CONFIGS = ('configs/seg/fcn8s_shapes.py',
                    'configs/det/ssd_shapes.py', 'configs/det/faster_rcnn_shapes.py')
 
 
-def bench_config(config, steps: int, *, with_state: bool = False) -> dict:
+def prepare(config, hw=None) -> dict:
+  """The config's model, state, synthetic batch and jitted steps, ready to time or profile.
+
+  -> {task, batch, state, train: (jitted, args, rebind), infer: (jitted, args)}. The train step
+  donates its input state: `rebind(out)` gives the next call's arguments from the last output.
+  """
   task = tasks.get_task(config)
   parallel = DataParallel(config.parallel)
   model = task.build_model(bn_axis_name=parallel.axis_name)
   tx = make_optimizer(config.optimizer, config.total_steps)
-  batch = synthetic_batch(task, config.batch_size)
+  batch = synthetic_batch(task, config.batch_size, hw=hw)
   state = init_state(task, model, tx, jax.random.PRNGKey(0), batch)
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   args = (parallel.put_state(state), parallel.put_batch(batch))
-  # The train step donates its input state: each call gets the state the previous one returned.
-  train_compile, train_s, (state, _) = _time_calls(
-      train_step, args, steps, rebind=lambda out: (out[0], args[1]))
-  eval_step = jax.jit(make_eval_step(task))
-  infer_compile, infer_s, _ = _time_calls(
-      eval_step, (parallel.get_state(state).variables, batch), steps)
+  return {'task': task, 'batch': batch, 'parallel': parallel,
+          'train': (train_step, args, lambda out: (out[0], args[1])),
+          'infer': (jax.jit(make_eval_step(task)), batch)}
+
+
+def bench_config(config, steps: int, *, with_state: bool = False, hw=None) -> dict:
+  run = prepare(config, hw)
+  jitted, args, rebind = run['train']
+  train_compile, train_s, (state, _) = _time_calls(jitted, args, steps, rebind=rebind)
+  variables = run['parallel'].get_state(state).variables
+  eval_step, batch = run['infer']
+  infer_compile, infer_s, _ = _time_calls(eval_step, (variables, batch), steps)
   n = config.batch_size
   result = {
       'train_compile_s': train_compile, 'train_step_ms': 1e3 * train_s,
@@ -121,46 +155,128 @@ def bench_config(config, steps: int, *, with_state: bool = False) -> dict:
       'infer_step_ms': 1e3 * infer_s, 'infer_images_per_s': n / infer_s,
   }
   if with_state:
-    result.update(task=task, batch=batch, variables=parallel.get_state(state).variables)
+    result.update(task=run['task'], batch=batch, variables=variables)
   return result
 
 
-def compare_torch(config, steps: int) -> dict:
-  """Ours and the PyTorch twin on one batch: train images/s, forward images/s, parameters."""
-  import bench_torch  # noqa: PLC0415 (torch is a bench-only dependency)
-  import torch  # noqa: PLC0415
-  # XLA:CPU runs one intra-op thread per core; PyTorch gets the same number.
-  torch.set_num_threads(os.cpu_count())
-  torch.manual_seed(0)
-  ours = bench_config(config, steps, with_state=True)
-  task, batch, variables = ours['task'], ours['batch'], ours['variables']
-  args, kwargs = task.model_inputs(batch)
-  forward = jax.jit(lambda v, a, k: task.model.apply(v, *a, train=False, **k))
-  _, forward_s, _ = _time_calls(forward, (variables, args, kwargs), steps)
+def torchvision_model(config) -> str | None:
+  """torchvision's name for the config's architecture, where the PyTorch side is torchvision's
+  own model (tools/bench_torchvision.py); None: a twin (tools/bench_torch.py)."""
+  m = config.model
+  if m.name in ('faster_rcnn', 'mask_rcnn') and m.get('backbone') == 'resnet50' and m.get(
+      'fpn_strides'):
+    if m.name == 'faster_rcnn':
+      return 'fasterrcnn_resnet50_fpn'
+    return 'keypointrcnn_resnet50_fpn' if m.keypoint.num_keypoints else 'maskrcnn_resnet50_fpn'
+  return {'fcn_resnet': f'fcn_{m.get("backbone")}', 'ssd_vgg16': 'ssd300_vgg16'}.get(m.name)
+
+
+def postprocesses(name: str | None) -> bool:
+  """Whether that PyTorch model's inference decodes too (torchvision's detectors in eval mode)."""
+  return bool(name) and name.endswith('rcnn_resnet50_fpn')
+
+
+def worker(config, args) -> dict:
+  """One side "ours" in this (fresh) process: times, and the files the torch side reads."""
+  ours = bench_config(config, args.steps, with_state=True, hw=args.image_size)
+  task, batch, variables = ours.pop('task'), ours.pop('batch'), ours.pop('variables')
   params = variables['params']
-  module, inputs, loss_fn = bench_torch.twin(config.model.name, params, batch, config)
-  ours_params = sum(x.size for x in jax.tree.leaves(params))
-  torch_params = bench_torch.num_params(module)
-  if ours_params != torch_params:
-    raise AssertionError(f'{config.model.name}: {ours_params} parameters here, {torch_params} in '
-                         'the PyTorch twin; the architectures differ.')
-  theirs = bench_torch.bench(module, inputs, loss_fn, config, steps)
+  ours['params'] = sum(x.size for x in jax.tree.leaves(params))
+  if args.compare_torch and not postprocesses(torchvision_model(config)):
+    # The model alone (no decoding, NMS): what the PyTorch side times.
+    model_args, kwargs = task.model_inputs(batch)
+    forward = jax.jit(lambda v, a, k: task.model.apply(v, *a, train=False, **k))
+    _, forward_s, _ = _time_calls(forward, (variables, model_args, kwargs), args.steps)
+    ours['forward_images_per_s'] = config.batch_size / forward_s
+  if args.compare_torch:
+    np.savez(os.path.join(args.worker, 'batch.npz'),
+             **{k: v for k, v in batch.items() if k in TORCH_KEYS})
+    spec = {'config': config.to_dict(), 'steps': args.steps, 'threads': os.cpu_count(),
+            'torchvision': torchvision_model(config),
+            'param_shapes': jax.tree.map(lambda x: list(x.shape), params)}
+    with open(os.path.join(args.worker, 'spec.json'), 'w') as f:
+      json.dump(spec, f, default=list)
+  return ours
+
+
+# What the PyTorch side reads of the batch (tools/bench_torch.py).
+TORCH_KEYS = ('image', 'mask', 'boxes', 'labels', 'valid', 'instance_ids', 'keypoints')
+
+
+def _peak_rss_gb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: kilobytes.
+
+
+def _run(command, what: str) -> dict:
+  """Runs a side in its own process (its peak RSS is its own) -> the JSON it prints last."""
+  done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+  if done.returncode:
+    sys.stderr.write(done.stderr[-4000:])
+    raise RuntimeError(f'the {what} side failed (exit {done.returncode}): {" ".join(command)}; '
+                       'its error output is above')
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_spec(spec: str, args) -> tuple[dict, dict | None]:
+  """-> (ours, torch's or None) for config `spec`, each side timed in a fresh process."""
+  with tempfile.TemporaryDirectory() as tmp:
+    command = [sys.executable, '-m', 'tools.bench', '--config', spec, '--worker', tmp,
+               '--steps', str(args.steps)]
+    for assignment in args.set:
+      command += ['--set', assignment]
+    if args.image_size:
+      command += ['--image-size', 'x'.join(map(str, args.image_size))]
+    command += ['--compile_cache'] * args.compile_cache + ['--compare-torch'] * args.compare_torch
+    ours = _run(command, 'our')
+    theirs = _run([args.torch_python, '-m', 'tools.bench_torch', tmp], 'PyTorch') if (
+        args.compare_torch) else None
+  return ours, theirs
+
+
+HEADER = ('| config | batch | image | train img/s | train step ms | train compile s | '
+          'infer img/s | infer step ms | infer compile s | peak RSS GB |\n'
+          '|---|---|---|---|---|---|---|---|---|---|')
+
+COMPARE_HEADER = ('| config | batch | image | side | params | train img/s | train s/step | '
+                  'infer img/s | infer s/step | compile train / infer s | peak RSS GB |\n'
+                  '|---|---|---|---|---|---|---|---|---|---|---|')
+
+
+def compare_rows(name: str, config, ours: dict, theirs: dict) -> str:
+  """Three rows: ours, PyTorch's, and ours / PyTorch (throughput, and peak memory)."""
   n = config.batch_size
-  return {**ours, 'params': ours_params, 'forward_images_per_s': n / forward_s,
-          'torch_train_images_per_s': n / theirs['train_s'],
-          'torch_infer_images_per_s': n / theirs['infer_s']}
+  if theirs['model'].startswith('twin') and ours['params'] != theirs['params']:
+    raise AssertionError(f'{name}: {ours["params"]} parameters here, {theirs["params"]} in the '
+                         'PyTorch twin; the architectures differ.')
+  # torchvision's detectors decode and run NMS in eval mode: compare with our eval step then.
+  infer = ours['infer_images_per_s'] if postprocesses(theirs['model']) else ours[
+      'forward_images_per_s']
+  sides = (('ours', ours['params'], ours['train_images_per_s'], infer,
+            f'{ours["train_compile_s"]:.1f} / {ours["infer_compile_s"]:.1f}', ours['peak_rss_gb']),
+           (theirs['model'], theirs['params'], n / theirs['train_s'], n / theirs['infer_s'], '-',
+            theirs['peak_rss_gb']))
+  rows = [f'| {name} | {n} | {ours["image"]} | {side} | {params / 1e6:.2f}M | {train:.3f} | '
+          f'{n / train:.2f} | {inf:.3f} | {n / inf:.2f} | {compile_s} | {rss:.2f} |'
+          for side, params, train, inf, compile_s, rss in sides]
+  (_, _, train0, infer0, _, rss0), (_, _, train1, infer1, _, rss1) = sides
+  rows.append(f'| {name} | {n} | {ours["image"]} | ours / torch | | **{train0 / train1:.2f}** | '
+              f'| **{infer0 / infer1:.2f}** | | | {rss0 / rss1:.2f}x |')
+  return '\n'.join(rows)
 
 
-HEADER = ('| config | batch | train img/s | train step ms | train compile s | infer img/s | '
-          'infer step ms | infer compile s |\n|---|---|---|---|---|---|---|---|')
+def image_size(text: str) -> tuple[int, int]:
+  """argparse type of --image-size: 'HxW' (e.g. 800x1344) or one number for a square."""
+  try:
+    h, _, w = text.lower().partition('x')
+    size = (int(h), int(w or h))
+  except ValueError:
+    size = (0, 0)
+  if min(size) <= 0:
+    raise argparse.ArgumentTypeError(f'{text!r}: give the image size as HxW, e.g. 800x1344')
+  return size
 
-COMPARE_HEADER = ('| config | batch | params | train img/s | torch train img/s | '
-                  'train ours/torch | infer img/s | torch infer img/s | infer ours/torch | '
-                  'train compile s |\n'
-                  '|---|---|---|---|---|---|---|---|---|---|')
 
-
-def _load(spec: str, assignments):
+def load_config(spec: str, assignments):
   with errors.user_input():  # A missing file or a misspelt field: one line, exit code 2.
     config = loader.override(loader.load(spec), assignments)
     tasks.get_task(config)  # Unknown names fail here, listing the valid ones.
@@ -172,41 +288,58 @@ def main(argv=None):
   parser.add_argument('--config', action='append', help='path.py[:args]; repeat (default with '
                       '--compare-torch: ' + ', '.join(COMPARE_CONFIGS) + ')')
   parser.add_argument('--set', action='append', default=[], help='override key=value; repeat')
+  parser.add_argument('--batch', type=int, help='batch size (as --set batch_size=N)')
+  parser.add_argument('--image-size', type=image_size,
+                      help="HxW of the synthetic images (default: the config's data.image_size)")
   parser.add_argument('--steps', type=int, default=10, help='timed steps after the first')
   parser.add_argument('--compile_cache', action='store_true',
                       help='use the persistent compilation cache (compile times then measure '
                       'cache loads, not compiles)')
   parser.add_argument('--compare-torch', action='store_true',
                       help='also time the same architecture in PyTorch (requirements-bench.txt)')
+  parser.add_argument('--torch-python', default=DEFAULT_TORCH_PYTHON,
+                      help='a Python with torch and torchvision, for the PyTorch side (default: '
+                      '%(default)s)')
+  parser.add_argument('--json', help='also append each config\'s results to this file, one JSON '
+                      'object a line (tools/bench_plot.py reads it)')
+  parser.add_argument('--worker', help=argparse.SUPPRESS)  # Internal: time one side here.
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if not args.config and not args.compare_torch:
     parser.error('give --config (or --compare-torch for the default comparison)')
+  if args.compare_torch and not os.path.exists(args.torch_python):
+    raise errors.UserError(f'--torch-python {args.torch_python} does not exist: give a Python '
+                           'with torch and torchvision (requirements-bench.txt)')
+  if args.batch:
+    args.set.append(f'batch_size={args.batch}')
   if args.compile_cache:
     compile_cache.enable()
   # Every config loads before the first table line: a typo fails at once, not after a benchmark.
-  configs = [(spec, _load(spec, args.set)) for spec in args.config or COMPARE_CONFIGS]
-  print(f'# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}')
-  if args.compare_torch:
-    import torch  # noqa: PLC0415
-    print(f'# torch {torch.__version__}, {os.cpu_count()} threads each')
-    print(COMPARE_HEADER)
-    for spec, config in configs:
-      r = compare_torch(config, args.steps)
-      print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["params"]} | '
-            f'{r["train_images_per_s"]:.1f} | {r["torch_train_images_per_s"]:.1f} | '
-            f'{r["train_images_per_s"] / r["torch_train_images_per_s"]:.2f} | '
-            f'{r["forward_images_per_s"]:.1f} | {r["torch_infer_images_per_s"]:.1f} | '
-            f'{r["forward_images_per_s"] / r["torch_infer_images_per_s"]:.2f} | '
-            f'{r["train_compile_s"]:.1f} |', flush=True)
+  configs = [(spec, load_config(spec, args.set)) for spec in args.config or COMPARE_CONFIGS]
+  if args.worker:
+    result = worker(configs[0][1], args)
+    image = args.image_size or (configs[0][1].data.image_size,) * 2
+    print(json.dumps({**result, 'image': 'x'.join(map(str, image)),
+                      'peak_rss_gb': _peak_rss_gb()}))
     return
-  print(HEADER)
+  print(f'# {jax.devices()[0].platform}, jax {jax.__version__}, {os.cpu_count()} threads each'
+        f'{", torch under " + args.torch_python if args.compare_torch else ""}; each side in its '
+        'own process', flush=True)
+  print(COMPARE_HEADER if args.compare_torch else HEADER, flush=True)
   for spec, config in configs:
-    r = bench_config(config, args.steps)
-    print(f'| {spec} {" ".join(args.set)} | {config.batch_size} | {r["train_images_per_s"]:.1f} | '
+    name = f'{spec} {" ".join(args.set)}'.strip()
+    r, theirs = bench_spec(spec, args)
+    if args.json:
+      with open(args.json, 'a') as f:
+        f.write(json.dumps({'config': spec, 'set': args.set, 'batch': config.batch_size,
+                            'ours': r, 'torch': theirs}) + '\n')
+    if theirs:
+      print(compare_rows(name, config, r, theirs), flush=True)
+      continue
+    print(f'| {name} | {config.batch_size} | {r["image"]} | {r["train_images_per_s"]:.2f} | '
           f'{r["train_step_ms"]:.1f} | {r["train_compile_s"]:.1f} | '
-          f'{r["infer_images_per_s"]:.1f} | {r["infer_step_ms"]:.1f} | '
-          f'{r["infer_compile_s"]:.1f} |', flush=True)
+          f'{r["infer_images_per_s"]:.2f} | {r["infer_step_ms"]:.1f} | '
+          f'{r["infer_compile_s"]:.1f} | {r["peak_rss_gb"]:.2f} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -7,13 +7,18 @@ same kind where that is cheap to write (pixel / class cross-entropy, L2 / smooth
 detectors' target assignment (SSD matching and hard negatives, Faster R-CNN's anchor labels,
 proposals, NMS and RoI sampling) exists only on our side, so their ratios are lower bounds.
 """
+import json
+import resource
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tools import bench_torchvision
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -196,13 +201,9 @@ class FasterRCNN(nn.Module):
             self.box_deltas(hidden))
 
 
-def _nchw(images: np.ndarray) -> torch.Tensor:
-  return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-
-
 def twin(name: str, params: dict, batch: dict, config):
   """-> (module, inputs tuple, loss(outputs) -> scalar) for our model `name` built as `params`."""
-  images = _nchw(batch['image'])
+  images = bench_torchvision.nchw(batch['image'])
   n = len(images)
   gen = torch.Generator().manual_seed(0)
   if name == 'fcn8s':
@@ -252,45 +253,8 @@ def twin(name: str, params: dict, batch: dict, config):
               + F.smooth_l1_loss(out[3], box_targets))
 
     return model, (images, rois), loss
-  if name in ('fcn_resnet', 'ssd_vgg16'):
-    return torchvision_twin(name, params, batch, config)
   raise ValueError(f'no PyTorch twin of {name!r}; have fcn8s, localizer, ssd, faster_rcnn, '
                    'fcn_resnet, ssd_vgg16')
-
-
-class _SSDNetwork(nn.Module):
-  """torchvision's SSD without its transform and post-processing: images -> (logits, deltas)."""
-
-  def __init__(self, ssd):
-    super().__init__()
-    self.backbone, self.head = ssd.backbone, ssd.head
-
-  def forward(self, images):
-    out = self.head(list(self.backbone(images).values()))
-    return out['cls_logits'], out['bbox_regression']
-
-
-def torchvision_twin(name: str, params: dict, batch: dict, config):
-  """torchvision's own fcn_resnet50/101 and ssd300_vgg16 as the twins of ours."""
-  from torchvision.models import detection, segmentation  # noqa: PLC0415
-  images = _nchw(batch['image'])
-  gen = torch.Generator().manual_seed(0)
-  if name == 'fcn_resnet':
-    classes = params['classifier_4']['kernel'].shape[-1]
-    model = getattr(segmentation, f'fcn_{config.model.backbone}')(
-        weights=None, weights_backbone=None, num_classes=classes, aux_loss=True)
-    mask = torch.from_numpy(batch['mask'].astype(np.int64))
-    ce = lambda logits: F.cross_entropy(logits, mask, ignore_index=255)
-    return model, (images,), lambda out: ce(out['out']) + config.loss.aux_weight * ce(out['aux'])
-  classes = params['class_head0']['kernel'].shape[-1] // 4  # 4 default boxes per conv4_3 cell.
-  model = _SSDNetwork(detection.ssd300_vgg16(weights=None, weights_backbone=None,
-                                             num_classes=classes)).eval()
-  with torch.no_grad():
-    logits, _ = model(images[:1])
-  labels = torch.randint(0, classes, (len(images), logits.shape[1]), generator=gen)
-  targets = torch.randn(len(images), logits.shape[1], 4, generator=gen)
-  return model, (images,), lambda out: (F.cross_entropy(out[0].flatten(0, 1), labels.flatten())
-                                        + F.smooth_l1_loss(out[1], targets))
 
 
 def num_params(module: nn.Module) -> int:
@@ -307,7 +271,7 @@ def make_optimizer(module: nn.Module, config) -> torch.optim.Optimizer:
                          nesterov=opt.nesterov, weight_decay=opt.weight_decay)
 
 
-def _median_seconds(fn, steps: int, warmup: int = 2) -> float:
+def _median_seconds(fn, steps: int, warmup: int = 1) -> float:
   for _ in range(warmup):
     fn()
   times = []
@@ -333,3 +297,39 @@ def bench(module: nn.Module, inputs: tuple, loss_fn, config, steps: int) -> dict
   with torch.inference_mode():
     infer_s = _median_seconds(lambda: module(*inputs), steps)
   return {'train_s': train_s, 'infer_s': infer_s}
+
+
+class _Config(dict):
+  """Our config from its JSON (`config.to_dict()`): attribute access like ml_collections'."""
+  __getattr__ = dict.__getitem__
+
+
+def main(workdir: str):
+  """The PyTorch side of `tools/bench.py --compare-torch`, in its own process: reads our side's
+  batch.npz and spec.json from `workdir`, prints one JSON line (seconds per step, peak RSS)."""
+  with open(f'{workdir}/spec.json') as f:
+    spec = json.load(f, object_hook=_Config)
+  torch.set_num_threads(spec.threads)
+  torch.manual_seed(0)
+  batch = dict(np.load(f'{workdir}/batch.npz'))
+  config = spec.config
+  # Shape-only stand-ins for our parameters: the twins read their sizes from them.
+  params = _shapes(spec.param_shapes)
+  if spec.torchvision:
+    module, inputs, loss_fn = bench_torchvision.twin(spec.torchvision, params, batch, config)
+  else:
+    module, inputs, loss_fn = twin(config.model.name, params, batch, config)
+  result = bench(module, inputs, loss_fn, config, spec.steps)
+  print(json.dumps({**result, 'model': spec.torchvision or f'twin ({config.model.name})',
+                    'params': num_params(module),
+                    'peak_rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+
+
+def _shapes(tree):
+  if isinstance(tree, dict):
+    return {k: _shapes(v) for k, v in tree.items()}
+  return np.broadcast_to(np.float32(0), tree)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1])
