@@ -339,16 +339,19 @@ def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS)
   (indices, batch)."""
   def element(index):
     image = images[index]
-    ex = dict(image=image, boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int32),
+    # An all-ignore semantic mask: segmentation's eval step scores one (and counts nothing).
+    ex = dict(image=image, mask=np.full(image.shape[:2], augment.IGNORE, np.uint8),
+              boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int32),
               keypoints=np.zeros((0, num_joints, 3), np.float32), image_id=index)
-    return _eval_element(ex, cfg=cfg, targets=())
+    return _eval_element(ex, cfg=cfg, targets=('mask',))
 
   if _num_proposals(cfg):
     raise ValueError('prediction on image files needs a model without external proposals; '
                      'data.proposals.method is set (R-CNN / SPP-net / Fast R-CNN)')
   resize = eval_resize.settings(cfg)
   choices = eval_resize.canvases(*resize) if resize else None
-  pad = dict(_padding_element(cfg, False, num_joints, 0, ()), example_valid=np.bool_(False))
+  pad = dict(_padding_element(cfg, False, num_joints, 0, ('mask',)),
+             example_valid=np.bool_(False))
   for start in range(0, len(images), batch_size):
     indices = list(range(start, min(start + batch_size, len(images))))
     elements = [element(i) for i in indices]
