@@ -41,14 +41,18 @@ def data_config() -> ml_collections.ConfigDict:
       eval_split='validation',
       image_size=64,  # Eval images are fitted (downscale if larger, then pad) to this size.
       max_boxes=8,  # M: boxes/labels/instance masks are padded or truncated to this.
-      # crop_size: train crop/pad size; None = image_size.
+      # crop_size: train crop/pad size; None = image_size. crop_hw: an (h, w) train canvas
+      # instead (e.g. (800, 1333), torchvision's landscape COCO batch).
       # Train-time resize: the detection recipe's shorter side `min_size` (longer side at most
       # `max_size`; None = no recipe resize) times a random jitter in [scale_min, scale_max].
       # recipe: None (the above) or 'ssd' (data/augment_ssd.py: SSD's distort, zoom-out, IoU
       # crop, flip, stretched to crop_size).
       augment=dict(flip=True, scale_min=1.0, scale_max=1.0, crop_size=placeholder(int),
-                   min_size=placeholder(int), max_size=placeholder(int),
-                   recipe=placeholder(str)),
+                   crop_hw=placeholder(tuple), min_size=placeholder(int),
+                   max_size=placeholder(int), recipe=placeholder(str)),
+      # S: train batches carry each instance's mask as an S x S crop of its box
+      # (`instance_crops`); Mask R-CNN samples its 28x28 targets from them (ops/masks.py).
+      mask_crop_size=56,
       # External region proposals for R-CNN-style models (data/proposals.py), cached per split.
       # method: None (none; batches have no proposal keys), 'selective_search_fast' or
       # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.

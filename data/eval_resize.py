@@ -109,6 +109,7 @@ def collate(elements: list[dict], choices: list[tuple[int, int]]) -> dict:
   for e in elements:
     e = dict(e)
     for key, fill in _FILL.items():
-      e[key] = augment.crop_or_pad(e[key], 0, 0, ch, cw, fill)
+      if key in e:  # The per-pixel targets the task reads (data.pipeline.PIXEL_TARGETS).
+        e[key] = augment.crop_or_pad(e[key], 0, 0, ch, cw, fill)
     padded.append(e)
   return {k: np.stack([e[k] for e in padded]) for k in padded[0]}

@@ -19,6 +19,12 @@ from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
 
+# The per-pixel targets a task may ask its batches to carry (`tasks.base.Task.pixel_targets`):
+# 'mask', the semantic mask; 'instances', the instance masks: per-box crops `instance_crops` in
+# train batches (what the mask loss reads), the exact id map `instance_ids` in eval batches (what
+# mask AP is scored against). Each is ~1 MiB per element at 800x1333, so elements carry only these.
+PIXEL_TARGETS = ('mask', 'instances')
+
 
 def _num_proposals(cfg) -> int:
   """P, the proposals per batch element (data.proposals.max_proposals); 0 when they are off."""
@@ -44,6 +50,7 @@ def _annotation_file(builder, cfg, split: str) -> str | None:
 def dataset_info(cfg) -> dict:
   """num_classes (incl. background), class_names, category_ids (the dataset's id of labels 1..K),
   eval_annotations (its COCO JSON of the eval split, or None), image_size, max_boxes,
+  mask_crop_size (S of the train batches' `instance_crops`),
   max_proposals (0: no proposals), joints (the `ops.joints.JointSet` of the keypoints, None
   without), num_joints (J of the batches' keypoints), vocab (the `data.captions.Vocabulary` of
   datasets with phrases, else None), max_caption_len (its T, or 0), num_train, num_eval.
@@ -64,6 +71,7 @@ def dataset_info(cfg) -> dict:
               category_ids=tuple(getattr(builder, 'category_ids', range(1, len(names)))),
               eval_annotations=_annotation_file(builder, cfg, eval_split),
               max_boxes=int(cfg.max_boxes), max_proposals=_num_proposals(cfg), joints=joints,
+              mask_crop_size=int(_get(cfg, 'mask_crop_size', 56)),
               num_joints=_NO_JOINTS if joints is None else joints.num_joints, vocab=vocab,
               max_caption_len=vocab.max_len if vocab else 0,
               num_train=count(_get(cfg, 'train_split', 'train')),
@@ -89,12 +97,15 @@ def decoded_source(cfg, split: str) -> DecodedSource:
 # ---------------------------------------------------------------------------------- elements ---
 
 
-def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
+def to_element(ex: dict, max_boxes: int, max_proposals: int = 0, *,
+               targets=PIXEL_TARGETS, crop_size: int = 0) -> dict:
   """Decoded/augmented example -> one batch element with CONTRACTS.md dtypes, padded to M.
 
-  Compact: the image stays uint8 (the train/eval step makes it float on the device), the semantic
-  mask uint8, the instances one uint8 id map (slot j's visible pixels are j + 1) instead of M
-  planes. Proposals, if the example has them, are padded or truncated to `max_proposals`.
+  Compact: the image stays uint8 (the train/eval step makes it float on the device); of the
+  per-pixel `targets` only those asked for: the semantic mask uint8, the instances as M
+  `crop_size`-square crops of their boxes (`crop_size` > 0) or one uint8 id map (slot j's visible
+  pixels are j + 1). Proposals, if the example has them, are padded or truncated to
+  `max_proposals`.
   """
   image = ex['image']
   if image.dtype != np.uint8:  # Float [0, 1] images of tests and hand-made examples.
@@ -106,20 +117,16 @@ def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   labels = np.zeros((max_boxes,), np.int32)
   valid = np.zeros((max_boxes,), bool)
   boxes[:n], labels[:n], valid[:n] = ex['boxes'][keep], ex['labels'][keep], True
-  if 'instance_ids' in ex:  # Source id k + 1 (object k) -> slot j + 1 if object k is kept as j.
-    ids = ex['instance_ids']
-    slot = np.zeros(max(int(ids.max(initial=0)), len(ex['labels'])) + 1, np.uint8)
-    slot[keep + 1] = np.arange(1, n + 1)
-    instance_ids = slot[ids]
-  else:  # Detection-only datasets have no masks.
-    instance_ids = np.zeros((h, w), np.uint8)
   joints = ex['keypoints'].shape[1] if 'keypoints' in ex else _NO_JOINTS
   keypoints = np.zeros((max_boxes, joints, 3), np.float32)
   if 'keypoints' in ex:
     keypoints[:n] = ex['keypoints'][keep]
-  out = dict(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(ex['mask'], np.uint8),
-             boxes=boxes, labels=labels, instance_ids=instance_ids, valid=valid,
+  out = dict(image=np.ascontiguousarray(image), boxes=boxes, labels=labels, valid=valid,
              keypoints=keypoints, image_hw=np.asarray(ex.get('image_hw', (h, w)), np.int32))
+  if 'mask' in targets:
+    out['mask'] = np.ascontiguousarray(ex['mask'], np.uint8)
+  if 'instances' in targets:
+    out.update(_instances(ex, keep, boxes, (h, w), crop_size))
   if 'difficult' in ex:  # Boxes that evaluation ignores (VOC 'difficult', COCO crowds).
     out['difficult'] = np.zeros((max_boxes,), bool)
     out['difficult'][:n] = ex['difficult'][keep]
@@ -136,9 +143,29 @@ def to_element(ex: dict, max_boxes: int, max_proposals: int = 0) -> dict:
   return out
 
 
+def _instances(ex: dict, keep: np.ndarray, boxes: np.ndarray, hw: tuple[int, int],
+               crop_size: int) -> dict:
+  """`instance_crops` [M, S, S] (crop_size S > 0) or `instance_ids` [H, W] of the kept objects."""
+  if 'instance_ids' in ex:  # Source id k + 1 (object k) -> slot j + 1 if object k is kept as j.
+    ids = ex['instance_ids']
+    slot = np.zeros(max(int(ids.max(initial=0)), len(ex['labels'])) + 1, np.uint8)
+    slot[keep + 1] = np.arange(1, len(keep) + 1)
+    instance_ids = slot[ids]
+  else:  # Detection-only datasets have no masks.
+    instance_ids = None
+  if not crop_size:
+    return dict(instance_ids=np.zeros(hw, np.uint8) if instance_ids is None else instance_ids)
+  crops = np.zeros((len(boxes), crop_size, crop_size), np.uint8)
+  if instance_ids is not None:
+    crops[:len(keep)] = augment.instance_crops(instance_ids, boxes[:len(keep)], crop_size)
+  return dict(instance_crops=crops)
+
+
 def _crop_hw(cfg) -> tuple[int, int]:
-  crop = _get(cfg.augment, 'crop_size', None) if 'augment' in cfg else None
-  size = int(crop or cfg.image_size)
+  aug = cfg.augment if 'augment' in cfg else {}
+  if _get(aug, 'crop_hw', None):
+    return tuple(int(v) for v in aug.crop_hw)
+  size = int(_get(aug, 'crop_size', None) or cfg.image_size)
   return size, size
 
 
@@ -147,24 +174,30 @@ def _to_float(ex: dict) -> dict:
   return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
 
 
-def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
-  """Train example `index` of the repeated stream, augmented -> batch element."""
+def train_example(index: int, ex: dict, *, cfg, seed: int, process_index: int) -> dict:
+  """Train example `index` of the repeated stream, augmented (full-size arrays)."""
   # One generator per (seed, host, position in the repeated stream): no epoch counter needed and
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
   aug = _get(cfg, 'augment', {})
   if _get(aug, 'recipe', None):  # A reference's own recipe (data/augment_ssd.py).
-    ex = augment_ssd.recipe(_get(aug, 'recipe'))(ex, rng, out_hw=_crop_hw(cfg),
-                                                 flip=bool(_get(aug, 'flip', True)))
-    return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
-  ex = augment.random_augment(
+    return augment_ssd.recipe(_get(aug, 'recipe'))(ex, rng, out_hw=_crop_hw(cfg),
+                                                   flip=bool(_get(aug, 'flip', True)))
+  return augment.random_augment(
       ex, rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
       scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)),
       min_size=_get(aug, 'min_size', None), max_size=_get(aug, 'max_size', None))
-  return to_element(ex, cfg.max_boxes, _num_proposals(cfg))
 
 
-def _eval_element(ex: dict, *, cfg) -> dict:
+def train_element(index: int, ex: dict, *, cfg, seed: int, process_index: int,
+                  targets=PIXEL_TARGETS) -> dict:
+  """Train example `index` of the repeated stream, augmented -> batch element."""
+  ex = train_example(index, ex, cfg=cfg, seed=seed, process_index=process_index)
+  return to_element(ex, cfg.max_boxes, _num_proposals(cfg), targets=targets,
+                    crop_size=int(_get(cfg, 'mask_crop_size', 56)))
+
+
+def _eval_element(ex: dict, *, cfg, targets) -> dict:
   """Resized by the reference rule (unpadded; `eval_resize.collate` pads) or fitted into
   image_size, with the frame keys that map predictions back to the source image."""
   orig_hw = ex['image'].shape[:2]
@@ -176,21 +209,22 @@ def _eval_element(ex: dict, *, cfg) -> dict:
     size = (int(cfg.image_size),) * 2
     image_hw = augment.fitted_hw(*orig_hw, size)
     ex = augment.fit(_to_float(ex), size)
-  out = to_element(ex, cfg.max_boxes, _num_proposals(cfg))
+  out = to_element(ex, cfg.max_boxes, _num_proposals(cfg), targets=targets)
   out['example_valid'] = np.bool_(True)
   out.update(eval_resize.frame_keys(orig_hw, image_hw, ex['image_id']))
   return out
 
 
-def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int) -> dict:
+def _padding_element(cfg, difficult: bool, num_joints: int, caption_len: int, targets) -> dict:
   size, m, p = int(cfg.image_size), int(cfg.max_boxes), _num_proposals(cfg)
   proposal_keys = dict(proposals=np.zeros((p, 4), np.float32), proposal_valid=np.zeros((p,), bool))
   caption_keys = dict(captions=np.zeros((m, caption_len), np.int32),
                       caption=np.zeros((caption_len,), np.int32))
-  return dict(image=np.zeros((size, size, 3), np.uint8),
-              mask=np.full((size, size), augment.IGNORE, np.uint8),
+  pixels = {'mask': ('mask', np.full((size, size), augment.IGNORE, np.uint8)),
+            'instances': ('instance_ids', np.zeros((size, size), np.uint8))}
+  return dict(image=np.zeros((size, size, 3), np.uint8), **dict(pixels[t] for t in targets),
               boxes=np.zeros((m, 4), np.float32), labels=np.zeros((m,), np.int32),
-              instance_ids=np.zeros((size, size), np.uint8), valid=np.zeros((m,), bool),
+              valid=np.zeros((m,), bool),
               keypoints=np.zeros((m, num_joints, 3), np.float32),
               example_valid=np.bool_(False),
               **({'difficult': np.zeros((m,), bool)} if difficult else {}),
@@ -217,8 +251,9 @@ def _check(cfg, batch_size: int, process_index: int, process_count: int) -> None
 
 
 def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index: int = 0,
-                        process_count: int = 1) -> grain.DatasetIterator:
-  """Infinite iterator of this host's train batches (global_batch_size // process_count each).
+                        process_count: int = 1, targets=PIXEL_TARGETS) -> grain.DatasetIterator:
+  """Infinite iterator of this host's train batches (global_batch_size // process_count each),
+  with the per-pixel `targets` (PIXEL_TARGETS) the task reads.
 
   Host p reads records p, p + P, p + 2P, ...; each epoch is reshuffled from `seed`. The returned
   iterator is checkpointable: `set_state(get_state())` resumes with exactly the same batches.
@@ -235,7 +270,7 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
                      f'fewer than one batch of {per_host}')
   ds = ds.shuffle(seed=seed).repeat(None)
   ds = ds.map_with_index(functools.partial(train_element, cfg=cfg, seed=seed,
-                                           process_index=process_index))
+                                           process_index=process_index, targets=targets))
   ds = ds.batch(per_host, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(cfg))
   workers = int(_get(cfg, 'worker_count', 0))
@@ -246,7 +281,15 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
       flags.FLAGS.mark_as_parsed()
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    it_ds = it_ds.map(_copy_from_shared_memory)
   return iter(it_ds)
+
+
+def _copy_from_shared_memory(batch: dict) -> dict:
+  """The workers' batch as ordinary arrays. grain hands it over in shared memory that is freed
+  when its array is deleted; jax on CPU keeps the arrays it is given (zero-copy), so those still
+  alive at exit were never freed ('leaked shared_memory objects' at the end of `make demo')."""
+  return {k: np.array(v) for k, v in batch.items()}
 
 
 class EvalBatches:
@@ -264,8 +307,9 @@ class EvalBatches:
 
 
 def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process_index: int = 0,
-                      process_count: int = 1) -> EvalBatches:
-  """This host's share of `split` (default eval_split), once, in order, in batches of batch_size.
+                      process_count: int = 1, targets=PIXEL_TARGETS) -> EvalBatches:
+  """This host's share of `split` (default eval_split), once, in order, in batches of batch_size,
+  with the per-pixel `targets` (PIXEL_TARGETS) the task reads.
 
   Every host gets the same number of batches (padded with `example_valid` False) so that
   multi-host evaluation steps stay in lockstep. Memory: a few batches (`prefetch_batches`).
@@ -275,11 +319,11 @@ def make_eval_batches(cfg, *, batch_size: int, split: str | None = None, process
   shard = grain.MapDataset.source(source)[process_index::process_count]
   num_batches = max(1, math.ceil(math.ceil(len(source) / process_count) / batch_size))
   pad = _padding_element(cfg, source.has_difficult, source.num_joints,
-                         source.vocab.max_len if source.vocab else 0)
+                         source.vocab.max_len if source.vocab else 0, targets)
   n = len(shard)
 
   def element(i):
-    return _eval_element(shard[i], cfg=cfg) if i < n else pad
+    return _eval_element(shard[i], cfg=cfg, targets=targets) if i < n else pad
 
   resize = eval_resize.settings(cfg)
   if resize is None:
@@ -298,17 +342,19 @@ def image_batches(images, cfg, *, batch_size: int, num_joints: int = _NO_JOINTS)
   (indices, batch)."""
   def element(index):
     image = images[index]
+    # An all-ignore semantic mask: segmentation's eval step scores one (and counts nothing).
     ex = dict(image=image, mask=np.full(image.shape[:2], augment.IGNORE, np.uint8),
               boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int32),
               keypoints=np.zeros((0, num_joints, 3), np.float32), image_id=index)
-    return _eval_element(ex, cfg=cfg)
+    return _eval_element(ex, cfg=cfg, targets=('mask',))
 
   if _num_proposals(cfg):
     raise ValueError('prediction on image files needs a model without external proposals; '
                      'data.proposals.method is set (R-CNN / SPP-net / Fast R-CNN)')
   resize = eval_resize.settings(cfg)
   choices = resize.canvases() if resize else None
-  pad = dict(_padding_element(cfg, False, num_joints, 0), example_valid=np.bool_(False))
+  pad = dict(_padding_element(cfg, False, num_joints, 0, ('mask',)),
+             example_valid=np.bool_(False))
   for start in range(0, len(images), batch_size):
     indices = list(range(start, min(start + batch_size, len(images))))
     elements = [element(i) for i in indices]

@@ -11,9 +11,9 @@ The heads read RoIAlign features (14x14) pooled like the box head's, from the Ro
   one-hot target over the 56x56 positions, trained with softmax cross-entropy.
 
 Training runs both heads on the foreground RoIs of the box head's minibatch
-(`FasterRCNNWithHeads.head_rois`). Targets (`ops.masks.mask_targets`,
+(`FasterRCNNWithHeads.head_rois`). Targets (`ops.masks.crop_targets`,
 `ops.keypoints.heatmap_targets`) are made inside jit from the padded ground truth, the masks'
-from the batch's instance id map. At test time the heads run on the final detections (selected
+from the batch's per-box mask crops. At test time the heads run on the final detections (selected
 inside the model, as in detectron2), and the task pastes each 28x28 mask back into the image
 (`ops.masks.paste_masks`).
 """
@@ -30,7 +30,7 @@ from models.options import resolve_fields
 from models.roi_heads import GROUND_TRUTH
 from models.upsample import ConvTranspose
 from ops.keypoints import heatmap_targets, heatmaps_to_keypoints, torchvision_keypoints
-from ops.masks import mask_targets
+from ops.masks import crop_targets
 
 _MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # detectron2's heads.
 
@@ -116,7 +116,8 @@ class KeypointOptions:
 class MaskRCNN(FasterRCNNWithHeads):
   """Faster R-CNN + mask head (`mask.enabled`) and/or keypoint head (`keypoint.num_keypoints` > 0).
 
-  Extra inputs in training: `gt_instance_ids` [B, H, W] (the batch's `instance_ids` map) and
+  Extra inputs in training: `gt_instance_crops` [B, M, S, S] (the batch's `instance_crops`: each
+  box's mask in its frame, read only in training; eval batches need not carry it) and
   `gt_keypoints` [B, M, J, 3]. Extra training outputs: 'mask_logits' [B, F, 28, 28] (the channel
   of each RoI's ground-truth class) with 'mask_targets' (masks [B, F, 28, 28], valid [B, F]), and
   'keypoint_logits' [B, F, J, 56 * 56] with 'keypoint_targets' (index, valid [B, F, J]), over the
@@ -125,8 +126,9 @@ class MaskRCNN(FasterRCNNWithHeads):
   detected class) and keypoints [B, D, J, 3] (y, x, score).
   """
   loss_family: ClassVar[str] = 'mask_rcnn'
-  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_instance_ids': 'instance_ids',
-                                  'gt_keypoints': 'keypoints'}
+  batch_inputs: ClassVar[dict] = {**GROUND_TRUTH, 'gt_keypoints': 'keypoints'}
+  optional_inputs: ClassVar[dict] = {**FasterRCNNWithHeads.optional_inputs,
+                                     'gt_instance_crops': 'instance_crops'}
 
   mask: MaskOptions = MaskOptions()
   keypoint: KeypointOptions = KeypointOptions()
@@ -136,7 +138,7 @@ class MaskRCNN(FasterRCNNWithHeads):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_ids=None,
+  def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_crops=None,
                gt_keypoints=None, *, train: bool, image_hw=None):
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train,
                                   image_hw=image_hw)
@@ -154,8 +156,11 @@ class MaskRCNN(FasterRCNNWithHeads):
       own = jnp.take_along_axis(logits, jnp.maximum(classes - 1, 0)[..., None, None, None],
                                 axis=-1)[..., 0]
       if train:
-        targets = jax.vmap(functools.partial(mask_targets, size=own.shape[-1]))(
-            gt_instance_ids, boxes, rois['matched'])
+        if gt_instance_crops is None:
+          raise ValueError('training the mask head needs the batch key instance_crops (the '
+                           'train pipeline adds it for the instance_segmentation task)')
+        targets = jax.vmap(functools.partial(crop_targets, size=own.shape[-1]))(
+            gt_instance_crops, gt_boxes, boxes, rois['matched'])
         out['mask_logits'] = own
         out['mask_targets'] = {'masks': targets, 'valid': foreground}
       else:

@@ -1,40 +1,67 @@
 """Mask R-CNN's mask targets and paste-back (He et al., ICCV 2017, sec. 3).
 
 The mask head predicts an m x m mask in the frame of each RoI. Training compares it with the
-ground-truth mask cropped at the RoI and resized to m x m (`mask_targets`); as detectron2 does,
-that is RoIAlign (aligned=True) of the binary instance mask, thresholded at 0.5. At inference
+ground-truth mask cropped at the RoI and resized to m x m (`crop_targets`); as detectron2 does,
+that is RoIAlign (aligned=True) of the binary instance mask, thresholded at 0.5, read here from a
+small per-box crop of each mask instead of the full-size mask. At inference
 each m x m mask is resized back to its box and placed into the image (`paste_masks`), where the
 caller thresholds it at 0.5. Boxes are (y1, x1, y2, x2) float pixels; pixel i spans [i, i + 1).
 """
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from ops import roi as roi_ops
+# The margin (pixels) around each ground-truth box that its mask crop covers: the bilinear value
+# of a mask reaches half a pixel past its pixels, and annotated boxes (COCO) may cut an edge pixel.
+CROP_MARGIN = 1.0
 
 
-def mask_targets(instance_ids, rois, matched, size: int, *, sampling_ratio: int = 2):
-  """Binary mask targets float32 [R, size, size] of one image.
+def crop_frames(boxes):
+  """float32 [..., 4] (numpy or jax): each box's mask-crop frame, the box grown by CROP_MARGIN."""
+  return boxes.astype(np.float32) + np.float32(CROP_MARGIN) * np.array([-1, -1, 1, 1], np.float32)
 
-  instance_ids: [H, W] integer id map, k + 1 = the visible pixels of ground-truth instance k.
-  rois: [R, 4] float pixels. matched: [R] int32, the instance each RoI is matched to.
 
-  The same numbers as RoIAlign of instance `matched`'s binary mask, computed from the id map: each
-  bin reads its (2 * sampling_ratio)**2 cells of the map and weighs those that hold the RoI's id,
-  so no [M, H, W] planes are ever built. detectron2 uses RoIAlign's adaptive grid,
-  ceil(roi_extent / size) samples per bin and axis, which has a data-dependent size; the default
-  of 2 equals it for RoIs up to 2 * size pixels and, after the 0.5 threshold, differs only in bins
-  on an object boundary for larger RoIs.
+def _sample_weights(start, end, frame_start, frame_end, cells: int, size: int, samples: int):
+  """[R, size, cells]: bin i of a `size`-bin RoI [start, end) averages `samples` bilinear reads of
+  a `cells`-cell crop of [frame_start, frame_end). Points past the first / last cell centre read
+  that cell; points outside the frame read 0."""
+  step = (end - start) / size
+  offsets = jnp.arange(size, dtype=jnp.float32)[:, None] + (jnp.arange(samples) + 0.5) / samples
+  points = start[:, None, None] + offsets * step[:, None, None]  # [R, size, samples]
+  extent = frame_end - frame_start
+  scale = cells / jnp.where(extent > 0, extent, 1.0)  # Padding boxes: keep the division finite.
+  u = (points - frame_start[:, None, None]) * scale[:, None, None] - 0.5
+  inside = (points >= frame_start[:, None, None]) & (points < frame_end[:, None, None])
+  tent = jnp.maximum(1.0 - jnp.abs(jnp.clip(u, 0.0, cells - 1.0)[..., None] - jnp.arange(cells)),
+                     0.0)
+  return jnp.where(inside[..., None], tent, 0.0).mean(axis=2)
+
+
+def crop_targets(crops, gt_boxes, rois, matched, size: int, *, sampling_ratio: int = 2):
+  """Binary mask targets float32 [R, size, size] of one image, from per-box mask crops.
+
+  crops: [M, S, S] uint8 coverage 0..255 of each ground-truth instance in its `crop_frames` frame
+  (`data.augment.instance_crops`); gt_boxes [M, 4]; rois [R, 4] float pixels; matched [R] int32,
+  the instance each RoI is matched to.
+
+  What RoIAlign (aligned=True, `sampling_ratio` points per bin and axis) of the full binary mask
+  gives, thresholded at 0.5 as detectron2 does, with the mask read from its crop: each sample
+  point is mapped into the matched instance's frame and read bilinearly (0 outside the frame).
+  Separable: Wy @ crop @ Wx^T per RoI. Equal to the full-mask targets up to the crop's sampling
+  (BENCHMARKS.md "Input pipeline": IoU with them).
   """
   # Targets are labels: no gradient through the proposals.
   rois = lax.stop_gradient(rois).astype(jnp.float32)
-  (iy, wy), (ix, wx) = roi_ops.align_cells(rois, (size, size), instance_ids.shape,
-                                           sampling_ratio=sampling_ratio, aligned=True)
-  wanted = (matched + 1).astype(instance_ids.dtype)[:, None, None]
-  out = 0.0
-  for a in range(iy.shape[-1]):  # Summed in roi_align's 'gather' order: the same float32 sums.
-    for c in range(ix.shape[-1]):
-      hit = instance_ids[iy[:, :, a, None], ix[:, None, :, c]] == wanted
-      out = out + (wy[:, :, a, None] * wx[:, None, :, c]) * hit
+  frames = crop_frames(gt_boxes)[matched]
+  crop = crops[matched].astype(jnp.float32) * jnp.float32(1 / 255)
+  cells = crops.shape[-1]
+  wy = _sample_weights(rois[:, 0], rois[:, 2], frames[:, 0], frames[:, 2], cells, size,
+                       sampling_ratio)
+  wx = _sample_weights(rois[:, 1], rois[:, 3], frames[:, 1], frames[:, 3], cells, size,
+                       sampling_ratio)
+  # HIGHEST: reduced-precision matmuls on accelerators would move values across the threshold.
+  rows = jnp.einsum('ryi,rij->ryj', wy, crop, precision=lax.Precision.HIGHEST)
+  out = jnp.einsum('ryj,rxj->ryx', rows, wx, precision=lax.Precision.HIGHEST)
   return (out >= 0.5).astype(jnp.float32)
 
 

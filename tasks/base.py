@@ -31,6 +31,9 @@ def freeze_backbone(config) -> bool:
 
 class Task:
   name: str
+  # The per-pixel targets its batches carry (data.pipeline.PIXEL_TARGETS): 'mask' (semantic),
+  # 'instances' (instance masks). Elements leave out the others: at 800x1333 each is ~1 MiB.
+  pixel_targets: tuple[str, ...] = ()
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config

@@ -25,7 +25,7 @@ MASK_THRESHOLD = 0.5  # The paper's binarisation of the pasted mask probabilitie
 
 
 def instance_masks(batch, i: int) -> np.ndarray:
-  """uint8 [M, H, W]: image i's instance masks, from the batch's compact id map."""
+  """uint8 [M, H, W]: image i's instance masks, from an eval batch's exact id map."""
   return ids_to_masks(batch['instance_ids'][i], batch['valid'].shape[1])
 
 
@@ -48,6 +48,10 @@ class InstanceTask(DetectionTask):
   @property
   def has_masks(self) -> bool:
     return self.config.model.get('mask', {}).get('enabled', True)
+
+  @property
+  def pixel_targets(self) -> tuple[str, ...]:
+    return ('instances',) if self.has_masks else ()
 
   @property
   def has_keypoints(self) -> bool:

@@ -12,6 +12,7 @@ IGNORE_LABEL = 255
 
 class SegmentationTask(Task):
   name = 'segmentation'
+  pixel_targets = ('mask',)
 
   def setup(self):
     weights = self.config.loss.get('class_weights')

@@ -125,7 +125,7 @@ def test_pipeline_batches_from_voc(voc_dirs):
   cfg.image_size, cfg.max_boxes = 64, 4
   cfg.augment.scale_min, cfg.augment.scale_max, cfg.augment.crop_size = 0.5, 1.5, 48
   b = next(pipeline.make_train_iterator(cfg, global_batch_size=2, seed=0))
-  assert b['image'].shape == (2, 48, 48, 3) and b['instance_ids'].shape == (2, 48, 48)
+  assert b['image'].shape == (2, 48, 48, 3) and b['instance_crops'].shape == (2, 4, 56, 56)
   assert set(np.unique(b['mask'])) - set(range(21)) <= {255}
   batches = list(pipeline.make_eval_batches(cfg, batch_size=4))
   assert len(batches) == 1 and batches[0]['example_valid'].tolist() == [True, True, False, False]

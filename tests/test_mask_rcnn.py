@@ -10,9 +10,10 @@ import pytest
 import tasks
 import train
 from configs import loader
+from data import augment
 from losses.mask_rcnn import keypoint_loss, mask_loss
 from ops.joints import LSP_14
-from ops.masks import mask_targets
+from ops.masks import crop_targets
 from ops.roi import roi_align
 from tasks.instance import InstanceEvaluator
 from tests.toy_data import toy_detection_batch
@@ -43,8 +44,9 @@ def _instance_batch():
           'example_valid': np.ones(1, bool)}
 
 
-def test_mask_targets_from_id_map_equal_roi_align_of_the_masks():
-  """The id-map targets are the old ones: RoIAlign of each instance's full binary mask."""
+def test_crop_targets_match_roi_align_of_the_full_masks():
+  """Targets from the 56x56 box crops are RoIAlign of each instance's full binary mask, up to
+  the crops' sampling (tools/mask_crop_fidelity.py measures it on whole datasets)."""
   masks, boxes, _, _, ids = _disc_and_square()
   rng = np.random.default_rng(0)
   jittered = (boxes[None, :2] + rng.normal(0, 3, (6, 2, 4))).reshape(-1, 4)
@@ -53,9 +55,11 @@ def test_mask_targets_from_id_map_equal_roi_align_of_the_masks():
   matched = np.array([0, 1] * 7 + [1, 0], np.int32)
   rows = np.concatenate([matched[:, None].astype(np.float32), rois], -1)
   want = roi_align(jnp.asarray(masks[..., None]), jnp.asarray(rows), (28, 28), 1.0, 2, True)
-  got = mask_targets(jnp.asarray(ids), jnp.asarray(rois), jnp.asarray(matched), 28)
-  np.testing.assert_array_equal(got, (np.asarray(want)[..., 0] >= 0.5).astype(np.float32))
-  assert 0 < float(got.mean()) < 1
+  crops = augment.instance_crops(ids, boxes[:2], 56)
+  got = np.asarray(crop_targets(jnp.asarray(crops), jnp.asarray(boxes[:2]), jnp.asarray(rois),
+                                jnp.asarray(matched), 28))
+  want = (np.asarray(want)[..., 0] >= 0.5).astype(np.float32)
+  assert np.mean(got != want) < 0.005 and 0 < got.mean() < 1
 
 
 def test_mask_ap_is_one_for_perfect_predictions():
@@ -79,7 +83,8 @@ def test_postprocess_pastes_28x28_masks_back_at_their_boxes():
   config = loader.load('configs/inst/mask_rcnn_shapes.py:runlocal')
   task = tasks.get_task(config)
   batch = _instance_batch()
-  crops = mask_targets(jnp.asarray(batch['instance_ids'][0]), jnp.asarray(batch['boxes'][0]),
+  boxes = batch['boxes'][0]
+  crops = crop_targets(augment.instance_crops(batch['instance_ids'][0], boxes, 56), boxes, boxes,
                        jnp.arange(3), 28)
   outputs = {'detections': {'boxes': batch['boxes'], 'labels': batch['labels'],
                             'valid': batch['valid'], 'scores': jnp.array([[0.9, 0.8, 0.0]]),
@@ -153,7 +158,7 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
   np.testing.assert_array_equal(targets['valid'], rois['valid'] & (rois['classes'] > 0))
   assert np.all(np.asarray(targets['valid']).sum(1) >= 1)  # Ground truth is among the RoIs.
   for b in range(2):
-    want = mask_targets(jnp.asarray(batch['instance_ids'][b]), rois['boxes'][b],
+    want = crop_targets(batch['instance_crops'][b], batch['boxes'][b], rois['boxes'][b],
                         rois['matched'][b], 28)
     valid = np.asarray(targets['valid'][b])
     np.testing.assert_array_equal(np.asarray(targets['masks'][b])[valid], np.asarray(want)[valid])
@@ -171,13 +176,14 @@ def test_mask_loss_falls_on_a_tiny_overfit_batch(mask_task):
   task = tasks.get_task(config)
   batch = toy_detection_batch()
   rows, cols = np.mgrid[:64, :64]
-  batch['instance_ids'] = np.zeros((2, 64, 64), np.uint8)
-  # The squares fill their boxes, the second in front where two overlap (an id map holds the
-  # visible pixels: the first square's target loses that corner, so it takes 40 steps, not 30).
+  batch['instance_crops'] = np.zeros((2, 4, 56, 56), np.uint8)
+  # The squares fill their boxes; each crop keeps its whole square where two overlap.
   for k in range(batch['boxes'].shape[1]):
     b = batch['boxes'][:, k, :, None, None]
     inside = (rows >= b[:, 0]) & (rows < b[:, 2]) & (cols >= b[:, 1]) & (cols < b[:, 3])
-    batch['instance_ids'][inside & batch['valid'][:, k, None, None]] = k + 1
+    for i in np.flatnonzero(batch['valid'][:, k]):
+      batch['instance_crops'][i, k] = augment.instance_crops(
+          inside[i].astype(np.uint8), batch['boxes'][i, k:k + 1], 56)[0]
   batch['keypoints'] = np.zeros((2, 4, 14, 3), np.float32)
   state = init_state(task, task.model, make_optimizer(config.optimizer, 40),
                      jax.random.PRNGKey(0), batch)

@@ -1,8 +1,9 @@
-"""Mask R-CNN mask targets / paste-back (ops.masks) and keypoint heatmaps (ops.keypoints)."""
+"""Mask R-CNN mask targets from per-box crops / paste-back (ops.masks), keypoint heatmaps."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data import augment
 from ops import keypoints, masks
 
 
@@ -11,17 +12,20 @@ def _disc(h, w, cy, cx, r):
   return ((y - cy) ** 2 + (x - cx) ** 2 <= r**2).astype(np.uint8)
 
 
-def _id_map(planes):
-  """The batch's `instance_ids` form of non-overlapping binary masks [M, H, W]: k + 1 on mask k."""
-  return (planes * np.arange(1, len(planes) + 1, dtype=np.uint8)[:, None, None]).max(0)
+def _targets(planes, rois, matched, size, crop=56):
+  """crop_targets of binary masks [M, H, W], each cropped in its tight box as the pipeline does."""
+  boxes, _ = augment.tight_boxes_from_masks(planes)
+  crops = np.stack([augment.instance_crops(p, b[None], crop)[0]
+                    for p, b in zip(planes, boxes, strict=True)])
+  return masks.crop_targets(jnp.asarray(crops), jnp.asarray(boxes), jnp.asarray(rois),
+                            jnp.asarray(matched, jnp.int32), size)
 
 
-def test_mask_targets_hand_made():
+def test_crop_targets_hand_made():
   m = np.zeros((2, 32, 32), np.uint8)
   m[0, 8:24, 4:12] = 1  # The left half of the pixel-aligned box (8, 4, 24, 20).
   m[1, 8:24, 12:20] = 1  # The right half of the same box.
-  rois = jnp.array([[8., 4., 24., 20.], [8., 4., 24., 20.]])
-  t = masks.mask_targets(_id_map(m), rois, jnp.array([0, 1], jnp.int32), 8)
+  t = _targets(m, [[8., 4., 24., 20.], [8., 4., 24., 20.]], [0, 1], 8)
   assert t.shape == (2, 8, 8) and t.dtype == jnp.float32
   left = np.zeros((8, 8), np.float32)
   left[:, :4] = 1
@@ -29,35 +33,36 @@ def test_mask_targets_hand_made():
   np.testing.assert_array_equal(t[1], 1 - left)  # Matched to the second instance.
 
 
-def test_mask_targets_roi_partly_outside():
+def test_crop_targets_roi_partly_outside_and_overlapping_masks():
   m = np.zeros((2, 32, 32), np.uint8)
   m[0, :8, :8] = 1
-  m[1, 16:, 16:] = 1
+  m[1, :16, :16] = 1  # Overlaps the first: each crop keeps its whole mask.
   # 4-pixel bins; the bins beyond the image read nothing.
-  rois = jnp.array([[-8., -8., 8., 8.], [24., 24., 40., 40.]])
-  t = masks.mask_targets(_id_map(m), rois, jnp.array([0, 1], jnp.int32), 4)
+  t = _targets(m, [[-8., -8., 8., 8.], [0., 0., 32., 32.]], [0, 1], 4)
   corner = np.zeros((4, 4), np.float32)
   corner[2:, 2:] = 1
   np.testing.assert_array_equal(t[0], corner)
   np.testing.assert_array_equal(t[1], corner[::-1, ::-1])
 
 
-def test_mask_targets_jit_vmap_matches_per_image():
+def test_crop_targets_jit_vmap_matches_per_image():
   rng = np.random.default_rng(0)
-  m = rng.integers(0, 4, (2, 24, 20)).astype(np.uint8)  # Id maps of 3 instances.
-  m[1] = np.where(_disc(24, 20, 10, 9, 7) > 0, 1, m[1])
+  crops = rng.integers(0, 256, (2, 3, 14, 14)).astype(np.uint8)
+  boxes = np.concatenate([np.full((2, 3, 2), 2.0), rng.uniform(6, 20, (2, 3, 2))], -1)
   y1x1 = rng.uniform(-4, 12, (2, 5, 2)).astype(np.float32)
-  hw = rng.uniform(0, 14, (2, 5, 2)).astype(np.float32)
-  rois = np.concatenate([y1x1, y1x1 + hw], -1)
+  rois = np.concatenate([y1x1, y1x1 + rng.uniform(0, 14, (2, 5, 2))], -1).astype(np.float32)
   matched = rng.integers(0, 3, (2, 5)).astype(np.int32)
-  batched = jax.jit(jax.vmap(lambda a, b, c: masks.mask_targets(a, b, c, 7)))(m, rois, matched)
+  batched = jax.jit(jax.vmap(lambda *a: masks.crop_targets(*a, 7)))(crops, boxes, rois, matched)
   for i in range(2):
-    np.testing.assert_array_equal(batched[i], masks.mask_targets(m[i], rois[i], matched[i], 7))
+    np.testing.assert_array_equal(batched[i],
+                                  masks.crop_targets(crops[i], boxes[i], rois[i], matched[i], 7))
 
 
 def _round_trip(m, box, size=28):
   image_hw = m.shape[-2:]
-  t = masks.mask_targets(m, jnp.array([box]), jnp.zeros(1, jnp.int32), size)  # Id 1 = mask 0.
+  crops = augment.instance_crops(m, np.array([box], np.float32), 56)  # Id 1 = mask 0.
+  t = masks.crop_targets(jnp.asarray(crops), jnp.array([box], jnp.float32), jnp.array([box]),
+                         jnp.zeros(1, jnp.int32), size)
   return np.asarray(masks.paste_masks(t, jnp.array([box]), image_hw)[0] >= 0.5)
 
 

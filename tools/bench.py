@@ -38,7 +38,7 @@ import numpy as np
 
 import tasks
 from configs import loader
-from data import captions
+from data import augment, captions
 from training import compile_cache, errors
 from training.optim import make_optimizer
 from training.parallel import DataParallel
@@ -55,8 +55,9 @@ def synthetic_batch(task, batch_size: int, seed: int = 0, hw=None) -> dict:
   (pixels, boxes, masks, joints) gets gradients; boxes are placed relative to the image size."""
   batch = example_batch(task.info, batch_size)
   h, w = hw or batch['image'].shape[1:3]
-  for key in ('image', 'mask', 'instance_ids'):
+  for key in ('image', 'mask'):
     batch[key] = np.zeros((batch_size, h, w, *batch[key].shape[3:]), batch[key].dtype)
+  batch['instance_ids'] = np.zeros((batch_size, h, w), np.uint8)
   batch['image_hw'][:] = (h, w)
   rng = np.random.default_rng(seed)
   batch['image'] = rng.random(batch['image'].shape, np.float32)
@@ -73,6 +74,10 @@ def synthetic_batch(task, batch_size: int, seed: int = 0, hw=None) -> dict:
     b = batch['boxes'][:, k, :, None, None]
     inside = (rows >= b[:, 0]) & (rows < b[:, 2]) & (cols >= b[:, 1]) & (cols < b[:, 3])
     batch['instance_ids'][inside] = k + 1
+  # Our Mask R-CNN trains on the per-box crops; the id map stays for the torch side's masks.
+  crop = batch['instance_crops'].shape[-1]
+  batch['instance_crops'] = np.stack([augment.instance_crops(
+      batch['instance_ids'][i], batch['boxes'][i], crop) for i in range(batch_size)])
   # Labelled joints inside each image's first box.
   joints = batch['keypoints'].shape[2]
   box = batch['boxes'][:, :1, None]

@@ -6,7 +6,8 @@ r"""Speed, element size and peak memory of a config's input pipelines (no model,
 
 Reports, each measured in a fresh process (peak memory is a high-water mark):
 - train: img/s of `data.make_train_iterator` with each `--workers` count (0 = in-process
-  threads), bytes per batch element, peak RSS of the process and its workers;
+  threads), bytes per batch element, peak RSS of the process and its workers (the batches carry
+  the per-pixel targets of the config's task, `Task.pixel_targets`, as train.py's do);
 - eval: peak RSS while `data.make_eval_batches` is iterated over the first `--eval_images` images
   of the eval split at `--eval_batch_size`, the consumer taking `--eval_step_s` per batch (a model
   that is slower than the readers is what fills unbounded buffers);
@@ -25,6 +26,7 @@ import time
 import numpy as np
 
 import data
+import tasks
 from configs import loader
 from data import pipeline
 
@@ -78,26 +80,28 @@ def _element_bytes(batch: dict) -> int:
   return sum(v.nbytes for v in batch.values()) // len(next(iter(batch.values())))
 
 
-def bench_train(config, workers: int, batch_size: int, batches: int) -> dict:
+def bench_train(config, workers: int, batch_size: int, batches: int, targets) -> dict:
   config.data.worker_count = workers
   with PeakMemory() as memory:
-    it = data.make_train_iterator(config.data, global_batch_size=batch_size, seed=0)
+    it = data.make_train_iterator(config.data, global_batch_size=batch_size, seed=0,
+                                  targets=targets)
     for _ in range(3):  # Start-up: workers spawning, buffers filling.
       batch = next(it)
     start = time.perf_counter()
     for _ in range(batches):
       batch = next(it)
     seconds = time.perf_counter() - start
+    it.close()  # Stops the workers; their shared-memory batches are freed.
   return dict(mode='train', workers=workers, img_per_s=batches * batch_size / seconds,
               element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=memory.peak / 1e9,
               shapes={k: (str(v.dtype), v.shape[1:]) for k, v in batch.items()})
 
 
-def bench_eval(config, batch_size: int, images: int, step_s: float) -> dict:
+def bench_eval(config, batch_size: int, images: int, step_s: float, targets) -> dict:
   config.data.eval_split = f'{config.data.get("eval_split", "validation")}[:{images}]'
   with PeakMemory() as memory:
     start, count = time.perf_counter(), 0
-    for batch in data.make_eval_batches(config.data, batch_size=batch_size):
+    for batch in data.make_eval_batches(config.data, batch_size=batch_size, targets=targets):
       count += int(np.sum(batch['example_valid']))
       time.sleep(step_s)
     seconds = time.perf_counter() - start
@@ -106,7 +110,7 @@ def bench_eval(config, batch_size: int, images: int, step_s: float) -> dict:
               peak_rss_gb=memory.peak / 1e9)
 
 
-def bench_stages(config, images: int, batch_size: int) -> dict:
+def bench_stages(config, images: int, batch_size: int, targets) -> dict:
   """ms per image of each stage of the train pipeline, in this thread."""
   source = pipeline.decoded_source(config.data, config.data.get('train_split', 'train'))
   times = dict(decode=0.0, augment_element=0.0, batch=0.0)
@@ -115,7 +119,8 @@ def bench_stages(config, images: int, batch_size: int) -> dict:
     t0 = time.perf_counter()
     ex = source[i % len(source)]
     t1 = time.perf_counter()
-    elements.append(pipeline.train_element(i, ex, cfg=config.data, seed=0, process_index=0))
+    elements.append(pipeline.train_element(i, ex, cfg=config.data, seed=0, process_index=0,
+                                           targets=targets))
     t2 = time.perf_counter()
     times['decode'] += t1 - t0
     times['augment_element'] += t2 - t1
@@ -172,10 +177,13 @@ def main():
 
   if args.child:  # One measurement in this fresh process; the parent reads the JSON line.
     workers = args.workers[0]
-    result = {'train': lambda: bench_train(config, workers, args.batch_size, args.batches),
+    targets = tasks.get_task(config).pixel_targets
+    result = {'train': lambda: bench_train(config, workers, args.batch_size, args.batches,
+                                           targets),
               'eval': lambda: bench_eval(config, args.eval_batch_size, args.eval_images[0],
-                                         args.eval_step_s),
-              'stages': lambda: bench_stages(config, args.stage_images, args.batch_size)}
+                                         args.eval_step_s, targets),
+              'stages': lambda: bench_stages(config, args.stage_images, args.batch_size,
+                                             targets)}
     print(json.dumps(result[args.child]()))
     return
 

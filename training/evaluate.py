@@ -30,7 +30,8 @@ class Evaluator:
           progress: bool = True) -> dict:
     evaluator = self.task.make_evaluator()
     # Every host evaluates the whole split, so metrics need no cross-host reduction.
-    batches = data.make_eval_batches(self.config.data, batch_size=self.config.eval_batch_size)
+    batches = data.make_eval_batches(self.config.data, batch_size=self.config.eval_batch_size,
+                                     targets=self.task.pixel_targets)
     written = 0
     if out_dir and num_overlays:
       os.makedirs(out_dir, exist_ok=True)

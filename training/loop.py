@@ -181,7 +181,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   data.ensure_prepared(config.data)
   train_iter = data.make_train_iterator(
       config.data, global_batch_size=config.batch_size, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      targets=task.pixel_targets)
   model = task.build_model(bn_axis_name=parallel.axis_name)
   state = init_state(task, model, tx, jax.random.PRNGKey(config.seed), example_batch(task.info))
 
@@ -206,8 +207,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   writer = MetricWriter(workdir, resume_step=first_step)
   run = _SingleRun(config, workdir, parallel, state, train_iter, train_step, checkpointer,
                    evaluator, writer, first_step, last_good_step, progress)
-  run_loop(run, config, first_step, progress=progress)
-  train_iter.close()
+  try:
+    run_loop(run, config, first_step, progress=progress)
+  finally:  # Also on a NaN stop: grain's worker processes and their shared memory go with it.
+    train_iter.close()
   writer.close()
   checkpointer.close()
   return parallel.get_state(run.state), run.eval_metrics

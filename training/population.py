@@ -261,7 +261,8 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
     # One iterator per member: 'one worker process per core' each would start K x cores.
     data_config = data_config.copy_and_resolve_references()
     data_config.worker_count = 0
-  iterators = [data.make_train_iterator(data_config, global_batch_size=config.batch_size, seed=s)
+  iterators = [data.make_train_iterator(data_config, global_batch_size=config.batch_size, seed=s,
+                                       targets=task.pixel_targets)
                for s in (seeds if per_member_batch else seeds[:1])]
   tx = make_optimizer(config.optimizer, config.total_steps, scheduled=False)
   state = init_population(task, task.build_model(), tx, seeds, example_batch(task.info))
@@ -289,7 +290,11 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   writers = [MetricWriter(w, resume_step=first_step) for w in workdirs]
   run = _PopulationRun(config, workdirs, popdir, pbt, state, members, iterators, per_member_batch,
                        pop, step_fn, copy_fn, checkpointer, evaluator, writers, progress)
-  run_loop(run, config, first_step)
+  try:
+    run_loop(run, config, first_step)
+  finally:  # Stops grain's worker processes (and frees their shared memory), if any.
+    for it in iterators:
+      it.close()
   state = run.state
   for writer in writers:
     writer.close()

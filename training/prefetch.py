@@ -46,10 +46,14 @@ class DevicePrefetch:
     return self._state
 
   def close(self):
-    """Stops the reader thread (the batches it holds are dropped)."""
+    """Stops the reader thread (the batches it holds are dropped), then closes the host iterator:
+    a grain iterator with worker processes stops them and frees their shared-memory batches
+    (left open, the interpreter's exit killed the workers and leaked those)."""
     self._stop.set()
     while self._thread.is_alive():  # Unblocks its put.
       try:
         self._queue.get(timeout=0.1)
       except queue.Empty:
         pass
+    if hasattr(self._iterator, 'close'):
+      self._iterator.close()

@@ -48,14 +48,15 @@ def init_state(task, model, tx, rng, batch) -> TrainState:
 
 
 def example_batch(info: dict, batch_size: int = 1) -> dict:
-  """A zero batch with the shapes of CONTRACTS.md, for initialising parameters."""
+  """A zero train batch with the shapes of CONTRACTS.md, for initialising parameters."""
   size, boxes, proposals = info['image_size'], info['max_boxes'], info.get('max_proposals', 0)
+  crop = info['mask_crop_size']
   batch = {
       'image': np.zeros((batch_size, size, size, 3), np.uint8),
       'mask': np.zeros((batch_size, size, size), np.uint8),
       'boxes': np.zeros((batch_size, boxes, 4), np.float32),
       'labels': np.zeros((batch_size, boxes), np.int32),
-      'instance_ids': np.zeros((batch_size, size, size), np.uint8),
+      'instance_crops': np.zeros((batch_size, boxes, crop, crop), np.uint8),
       'valid': np.zeros((batch_size, boxes), bool),
       'keypoints': np.zeros((batch_size, boxes, info['num_joints'], 3), np.float32),
       'image_hw': np.full((batch_size, 2), size, np.int32),
