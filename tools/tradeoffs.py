@@ -7,9 +7,10 @@ extractor (`--backbones`) x input size (`--sizes`: the 64x64 images, or downscal
 test-time proposals (`--proposals`, the two-stage models only: one trained model, evaluated with
 each), plus `ssd300`: torchvision's SSD300-VGG16 (widths / 4) on the same images stretched to
 300x300, one point (`FIXED`: no extractor or size grid). Each (meta-architecture, extractor,
-size) trains as a trial of `tools/sweep.py` in `W/<meta>/trial_<i>` (resume-safe: a rerun skips finished trials and evaluations), for `--steps`
-steps. Then every variant is evaluated on the validation split (COCO AP) and timed
-(`tools/bench.py`: jitted inference incl. decoding and NMS, batch `--batch`, synthetic images).
+size) trains as a trial of `tools/sweep.py` in `W/<meta>/trial_<i>` (resume-safe: a rerun skips
+finished trials and evaluations), for `--steps` steps. Then every variant is evaluated on the
+validation split (COCO AP) and timed (`tools/bench.py`: jitted inference incl. decoding and
+NMS, batch `--batch`, synthetic images).
 Writes `W/results.csv`, prints a Markdown table, and draws the paper's Figure 2: test time per
 image vs AP, a marker per meta-architecture and a colour per extractor, with the Pareto front.
 """
