@@ -85,21 +85,6 @@ def _align_geometry(rois, spatial_scale, aligned):
   return y1, x1, roi_h, roi_w
 
 
-def align_cells(rois, output_size, image_hw, spatial_scale: float = 1.0,
-                sampling_ratio: int = 2, aligned: bool = False):
-  """The cells RoIAlign reads for each output bin and their weights, per axis:
-  ((rows [K, oh, 2 * sampling_ratio], row weights), (cols [K, ow, 2 * sampling_ratio], col
-  weights)) for rois [K, 4] (y1, x1, y2, x2) on a map of size image_hw; bin (p, q) of a map f is
-  sum_a,c wy[p, a] * wx[q, c] * f[rows[p, a], cols[q, c]] (RoIAlign without its features).
-  """
-  oh, ow = output_size
-  height, width = image_hw
-  rows = jnp.concatenate([jnp.zeros_like(rois[:, :1]), rois], axis=-1).astype(jnp.float32)
-  y1, x1, roi_h, roi_w = _align_geometry(rows, spatial_scale, aligned)
-  return (_align_cells(_align_samples(y1, _exact_div(roi_h, oh), oh, sampling_ratio, height)),
-          _align_cells(_align_samples(x1, _exact_div(roi_w, ow), ow, sampling_ratio, width)))
-
-
 def roi_align(features, rois, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 2,
               aligned: bool = False, *, method: str = "gather"):
   """torchvision.ops.roi_align on NHWC features: [B, H, W, C], [K, 5] -> [K, oh, ow, C].
