@@ -170,7 +170,7 @@ def _crop_hw(cfg) -> tuple[int, int]:
 
 
 def _to_float(ex: dict) -> dict:
-  # Eval resizes in float32 as the reference does; to_element rounds the result to uint8.
+  # Eval resizes in float32 as the reference does (`eval_resize` keeps it float; `fit` rounds).
   return dict(ex, image=ex['image'].astype(np.float32) * np.float32(1 / 255))
 
 
@@ -210,6 +210,8 @@ def _eval_element(ex: dict, *, cfg, targets) -> dict:
     image_hw = augment.fitted_hw(*orig_hw, size)
     ex = augment.fit(_to_float(ex), size)
   out = to_element(ex, cfg.max_boxes, _num_proposals(cfg), targets=targets)
+  if resize:  # The reference's float32 resize, unrounded (uint8 moves converted models' outputs).
+    out['image'] = ex['image']
   out['example_valid'] = np.bool_(True)
   out.update(eval_resize.frame_keys(orig_hw, image_hw, ex['image_id']))
   return out

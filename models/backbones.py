@@ -32,13 +32,15 @@ def get_backbone(name: str, /, **kwargs) -> nn.Module:
 
 
 def backbone_features(name: str, images, *, train: bool, frozen: bool = False,
-                      module_name: str = 'backbone', **kwargs) -> dict:
+                      module_name: str = 'backbone', extent=None, **kwargs) -> dict:
   """Runs backbone `name` as a submodule of the calling (compact) module; returns its features.
 
   `frozen` (transfer learning with a fixed backbone): batch norm uses its running statistics and
   no gradient flows into the backbone; the optimizer leaves its parameters alone as well
   (`make_optimizer(..., frozen=...)`), so weight decay cannot shrink them either.
+  `extent` [B, 2]: each image's padded size inside the canvas (ResNet's `extent`; ResNets only).
   """
-  out = get_backbone(name, name=module_name, **kwargs)(images, train=train and not frozen)
+  extra = {} if extent is None else {'extent': extent}
+  out = get_backbone(name, name=module_name, **kwargs)(images, train=train and not frozen, **extra)
   features = out['features']
   return jax.lax.stop_gradient(features) if frozen else features

@@ -19,7 +19,8 @@ a minimum proposal size, clipping to each image's own size (`image_hw` [B, 2], t
 the same name: the content inside a padded canvas), RoIAlign `aligned`, input normalisation
 (`pixel_mean` / `pixel_std` after scaling the [0, 1] input by `pixel_scale`; padding stays 0),
 frozen batch norm and `trainable_layers` (torchvision's FrozenBatchNorm2d and
-trainable_backbone_layers, ResNet backbones).
+trainable_backbone_layers, ResNet backbones), and `per_image_canvas`: at test time each image in
+a larger canvas gives what it gives alone at its own padded size (torchvision's evaluation).
 
 Differences from the paper: any of our backbones (the paper: VGG16 conv5_3 at stride 16) with
 BatchNorm (frozen with `frozen_bn`); RoIAlign is available besides RoI max pooling; detectron2's
@@ -38,6 +39,7 @@ from flax import linen as nn
 
 from models.backbones import backbone_features
 from models.fpn import FPN, pool_pyramid
+from models.layers import inside_extent, zero_beyond
 from models.options import resolve_fields
 from models.roi_heads import RoIDetector, decode
 from models.rpn import RPNHead, propose, rpn_targets
@@ -90,6 +92,12 @@ class FasterRCNN(RoIDetector):
   frozen_bn: bool = False  # Backbone batch norm fixed (running statistics, no gradient).
   bn_epsilon: float = 1e-5  # Backbone batch norm; torchvision's COCO weights: 0.
   trainable_layers: int = 5  # ResNet stages trained from the top (torchvision's 0..5).
+  # Test time with `image_hw` (ResNet backbones): each image's features are zeroed beyond its
+  # padded size (image_hw rounded up to rpn.size_divisor) before every conv that reads across
+  # that edge, its anchors there never score, and RoIAlign clamps its samples at that edge: the
+  # image's outputs are those of the image alone on a canvas of its padded size (torchvision's
+  # batch-of-one evaluation). Training (torchvision: one padded batch) is unchanged.
+  per_image_canvas: bool = False
 
   def __post_init__(self):
     resolve_fields(self, rpn=RPNOptions)
@@ -121,7 +129,7 @@ class FasterRCNN(RoIDetector):
     size (`ops.anchors.torchvision_image_anchors`)."""
     strides = sorted(level_hw)
     d = self.rpn.size_divisor
-    padded = (-(-image_hw.astype(jnp.int32) // d)) * d
+    padded = (-(-jnp.asarray(image_hw, jnp.int32) // d)) * d
     return jax.vmap(lambda hw: torchvision_image_anchors(
         hw, [level_hw[s] for s in strides], strides, [(s,) for s in self.rpn.anchor_sizes],
         self.rpn.anchor_ratios))(padded)
@@ -138,12 +146,18 @@ class FasterRCNN(RoIDetector):
     mean = jnp.asarray(self.pixel_mean, jnp.float32)
     std = jnp.asarray(self.pixel_std or (1.0,) * len(self.pixel_mean), jnp.float32)
     x = (images.astype(jnp.float32) * self.pixel_scale - mean) / std
-    if image_hw is None:
-      return x
-    h, w = images.shape[1:3]
-    inside = ((jnp.arange(h)[None, :, None] < image_hw[:, 0, None, None])
-              & (jnp.arange(w)[None, None, :] < image_hw[:, 1, None, None]))
-    return jnp.where(inside[..., None], x, 0.0)
+    return x if image_hw is None else zero_beyond(x, image_hw)
+
+  def image_extent(self, image_hw, *, train: bool):
+    """[B, 2] each image's padded size for `per_image_canvas`, or None where it is off."""
+    if not self.per_image_canvas or image_hw is None or train:
+      return None
+    d = self.rpn.size_divisor
+    if not self.backbone.startswith('resnet') or d % 32:
+      raise ValueError(f'model.per_image_canvas needs a ResNet backbone and a '
+                       f'model.rpn.size_divisor that is a multiple of 32 (got {self.backbone!r}, '
+                       f'{d}); set model.per_image_canvas=False.')
+    return (-(-jnp.asarray(image_hw, jnp.int32) // d)) * d
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, *, train: bool,
@@ -168,15 +182,18 @@ class FasterRCNN(RoIDetector):
                          f'backbone (got {self.backbone!r}); leave them at their defaults.')
       backbone_kwargs = dict(frozen_bn=self.frozen_bn, trainable_layers=self.trainable_layers,
                              bn_epsilon=self.bn_epsilon)
+    extent = self.image_extent(image_hw, train=train)
     features = backbone_features(self.backbone, self.normalize(images, image_hw), train=train,
                                  dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                                 **backbone_kwargs)
+                                 extent=extent, **backbone_kwargs)
     if self.fpn_strides:
-      pyramid = FPN(self.fpn_strides, self.fpn_width, dtype=self.dtype, name='fpn')(features)
+      pyramid = FPN(self.fpn_strides, self.fpn_width, dtype=self.dtype, name='fpn')(
+          features, extent)
       roi_strides = tuple(self.fpn_strides)
-    else:
-      pyramid = {self.feature_stride: features[self.feature_stride]}
-      roi_strides = (self.feature_stride,)
+    else:  # The RPN head's 3x3 conv reads across the edge.
+      s = self.feature_stride
+      pyramid = {s: zero_beyond(features[s], extent, s)}
+      roi_strides = (s,)
     level_hw = {s: p.shape[1:3] for s, p in pyramid.items()}
     rpn = self.rpn
     anchors = self.anchors(level_hw, canvas)
@@ -187,6 +204,11 @@ class FasterRCNN(RoIDetector):
       raise ValueError(f"unknown model.rpn.anchor_canvas {rpn.anchor_canvas!r}; valid: 'batch', "
                        "'image' (with anchor_placement='torchvision').")
     per_cell = len(rpn.anchor_ratios) * (1 if self.fpn_strides else len(rpn.anchor_sizes))
+    if extent is not None and anchor_valid is None:  # The cells within each image's extent.
+      anchor_valid = jnp.concatenate([jnp.repeat(
+          inside_extent(level_hw[s], extent, s).reshape(len(images), -1), per_cell, axis=1)
+          for s in sorted(level_hw)], axis=1)
+      anchors = jnp.broadcast_to(anchors, (*anchor_valid.shape, 4))
     rpn_head = RPNHead(per_cell, rpn.width, self.dtype, name='rpn')  # Shared by levels.
     rpn_logits, rpn_deltas = (jnp.concatenate(x, axis=1) for x in zip(
         *(rpn_head(pyramid[s]) for s in sorted(pyramid)), strict=True))
@@ -204,8 +226,13 @@ class FasterRCNN(RoIDetector):
           jnp.where(anchor_valid, rpn_logits, -jnp.inf), rpn_deltas, image_hw=clip_hw,
           anchors=anchors, anchor_valid=anchor_valid)
 
+    # RoIAlign clamps samples past the last row (column) of its map to it; the map of an image
+    # alone ends at its extent, so the cells beyond repeat the last ones inside.
+    pooled = pyramid if extent is None else {s: _edge_clamped(pyramid[s], extent, s)
+                                             for s in roi_strides}
+
     def pool(rois, output_size: int):
-      return pool_pyramid(pyramid, rois, roi_strides, output_size=output_size,
+      return pool_pyramid(pooled, rois, roi_strides, output_size=output_size,
                           method=self.roi.pooling, aligned=self.roi.aligned,
                           sampling_ratio=self.roi.sampling_ratio)
 
@@ -218,6 +245,15 @@ class FasterRCNN(RoIDetector):
                if anchor_valid is None else jax.vmap(targets)(anchors, gt_boxes, gt_valid, rngs))
       out.update(rpn_logits=rpn_logits, rpn_deltas=rpn_deltas, rpn_targets=rpn_t)
     return out, pool
+
+
+def _edge_clamped(x, extent, stride: int):
+  """x [B, h, w, C] with each image's cells beyond ceil(extent / stride) copies of the last
+  row / column within it."""
+  cells = -(-extent // stride)
+  rows = jnp.minimum(jnp.arange(x.shape[1])[None], cells[:, :1] - 1)  # [B, h]
+  cols = jnp.minimum(jnp.arange(x.shape[2])[None], cells[:, 1:] - 1)  # [B, w]
+  return jax.vmap(lambda f, r, c: f[r][:, c])(x, rows, cols)
 
 
 class FasterRCNNWithHeads(FasterRCNN):

@@ -12,19 +12,26 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from models.layers import zero_beyond
 from models.roi_heads import pool_rois
 from ops.roi import roi_align_levels
 
 
 class FPN(nn.Module):
-  """{stride: backbone map} -> {stride: P map} for `strides` (+ 2 * the last one if `extra`)."""
+  """{stride: backbone map} -> {stride: P map} for `strides` (+ 2 * the last one if `extra`).
+
+  `extent` [B, 2] (or None): each image's padded size in input pixels (a multiple of the coarsest
+  stride); each 3x3 output conv's input and each output are zeroed beyond it, so the maps within
+  it are the image's alone at that size and the RPN head's 3x3 conv also reads zeros past it
+  (P6 subsamples the zeroed P5: zero from ceil(extent / 64) on, torchvision's P6 size).
+  """
   strides: Sequence[int] = (4, 8, 16, 32)
   width: int = 256
   extra: bool = True  # P6 = stride-2 subsampling of the coarsest level.
   dtype: Any = None
 
   @nn.compact
-  def __call__(self, features: dict[int, jax.Array]) -> dict[int, jax.Array]:
+  def __call__(self, features: dict[int, jax.Array], extent=None) -> dict[int, jax.Array]:
     out, top = {}, None
     for s in sorted(self.strides, reverse=True):
       x = nn.Conv(self.width, (1, 1), dtype=self.dtype, name=f'lateral{s}')(features[s])
@@ -33,7 +40,8 @@ class FPN(nn.Module):
         top = jax.image.resize(top, (b, 2 * h, 2 * w, c), 'nearest')[:, :x.shape[1], :x.shape[2]]
         x = x + top
       top = x
-      out[s] = nn.Conv(self.width, (3, 3), dtype=self.dtype, name=f'output{s}')(x)
+      out[s] = zero_beyond(nn.Conv(self.width, (3, 3), dtype=self.dtype, name=f'output{s}')(
+          zero_beyond(x, extent, s)), extent, s)
     if self.extra:
       coarsest = max(self.strides)
       out[2 * coarsest] = out[coarsest][:, ::2, ::2]

@@ -154,3 +154,20 @@ class RegressionHead(nn.Module):
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(x.reshape(len(x), -1)))
     x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
     return nn.Dense(self.outputs, dtype=self.dtype, name='out')(x).astype(jax.numpy.float32)
+
+
+def inside_extent(hw: tuple[int, int], extent, stride: int = 1):
+  """[B, h, w] bool: the cells of an h x w map at `stride` that lie within each image's
+  `extent` [B, 2] (its size in input pixels), i.e. the first ceil(extent / stride) per axis."""
+  cells = -(-jnp.asarray(extent, jnp.int32) // stride)
+  return ((jnp.arange(hw[0])[None, :, None] < cells[:, 0, None, None])
+          & (jnp.arange(hw[1])[None, None, :] < cells[:, 1, None, None]))
+
+
+def zero_beyond(x, extent, stride: int = 1):
+  """x [B, h, w, C] at `stride` with the cells beyond each image's `extent` set to 0 (x itself
+  when `extent` is None): a convolution reading across that edge then sees the zero padding it
+  would see on the image alone, padded to `extent`."""
+  if extent is None:
+    return x
+  return jnp.where(inside_extent(x.shape[1:3], extent, stride)[..., None], x, 0).astype(x.dtype)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from models.layers import Conv, batch_norm
+from models.layers import Conv, batch_norm, zero_beyond
 from models.upsample import max_pool_with_argmax
 
 
@@ -29,7 +29,8 @@ class _Block(nn.Module):
   dilation: int = 1  # Of the 3x3 conv (torchvision's replace_stride_with_dilation).
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, extent=None, stride: int = 1) -> jax.Array:
+    """`stride`: x's stride in input pixels; `extent`: as `ResNet`'s."""
     bn = batch_norm(train, self.bn_axis_name, self.dtype, self.frozen_bn, self.bn_epsilon)
     d = self.dilation
     conv = lambda f, k, s, name: Conv(f, (k, k), (s, s), padding=[(d * (k // 2),) * 2] * 2,
@@ -41,7 +42,10 @@ class _Block(nn.Module):
       layers = [(self.width, 3, self.stride), (self.width, 3, 1)]
     y = x
     for i, (features, k, s) in enumerate(layers, start=1):
+      if k == 3 and s == 1:  # Reads one cell (d cells) past the edge; a stride-2 one never does.
+        y = zero_beyond(y, extent, stride)
       y = bn(name=f'bn{i}')(conv(features, k, s, f'conv{i}')(y))
+      stride *= s
       y = nn.relu(y) if i < len(layers) else y
     if x.shape[-1] != y.shape[-1] or self.stride != 1:
       x = bn(name='downsample_1')(conv(y.shape[-1], 1, self.stride, 'downsample_0')(x))
@@ -59,6 +63,12 @@ class ResNet(nn.Module):
   `trainable_layers` (torchvision's trainable_backbone_layers, 0..5): only the last that many of
   (conv1, layer1, ..., layer4) get gradients; the others sit below a stop_gradient (the optimizer
   must also leave them alone: `frozen_stages`).
+  `extent` [B, 2] (a call argument, or None): each image's padded size in input pixels, a
+  multiple of 32, in a larger canvas; the input must be 0 beyond it. Every 3x3 stride-1 conv
+  then sees zeros past that edge, so the features within it are those of the image alone on a
+  canvas of that size (torchvision's batch-of-one evaluation). Cells beyond it hold garbage. The
+  other spatial ops never read past an even-sized edge: the stride-2 3x3 convs and the max pool
+  (pad 1) read rows 2i - 1..2i + 1 <= n - 1 and the stem reads the (zero) input.
   `dilate` (torchvision's replace_stride_with_dilation, for layer2..4): a dilated layer keeps the
   resolution of the one before and dilates its 3x3 convs instead (the first block by the previous
   dilation, the others by twice that). 'features' keys still name the layers: with FCN's
@@ -75,7 +85,7 @@ class ResNet(nn.Module):
   dilate: Sequence[bool] = (False, False, False)
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, Any]:
+  def __call__(self, x: jax.Array, *, train: bool, extent=None) -> dict[str, Any]:
     pre_pool = {2: x}
     x = Conv(64, (7, 7), (2, 2), padding=[(3, 3)] * 2, use_bias=False, dtype=self.dtype,
                 name='conv1')(x)
@@ -91,7 +101,7 @@ class ResNet(nn.Module):
     # took a sixth of ResNet-18's train step on 64x64 images.
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     x = max_pool_with_argmax(x, 3, 2)[0]
-    dilation = 1
+    dilation, resolution = 1, 4  # The stride of x.
     for stage, n in enumerate(self.stage_sizes):
       stride, step, previous = 4 * 2**stage, 2 if stage > 0 else 1, dilation
       if stage > 0 and self.dilate[stage - 1]:
@@ -102,7 +112,9 @@ class ResNet(nn.Module):
         x = _Block(64 * 2**stage, step if i == 0 else 1, self.bottleneck,
                    self.dtype, self.bn_axis_name, self.frozen_bn, self.bn_epsilon,
                    dilation=previous if i == 0 else dilation,
-                   name=f'layer{stage + 1}_{i}')(x, train=train)
+                   name=f'layer{stage + 1}_{i}')(x, train=train, extent=extent,
+                                                 stride=resolution)
+        resolution *= step if i == 0 else 1
       x = jax.lax.stop_gradient(x) if stage + 1 < frozen_stages else x
       features[stride] = x
     out = {'features': features, 'pre_pool': pre_pool}

@@ -23,10 +23,10 @@ from models.torchvision_weights import check_shapes, map_state_dict
 TORCHVISION_COMMON = dict(
     backbone='resnet50', fpn_strides=(4, 8, 16, 32), fpn_width=256,
     pixel_mean=(0.485, 0.456, 0.406), pixel_std=(0.229, 0.224, 0.225), pixel_scale=1.0,
-    frozen_bn=True, bn_epsilon=0.0, trainable_layers=3,
+    frozen_bn=True, bn_epsilon=0.0, trainable_layers=3, per_image_canvas=True,
     rpn=dict(anchor_sizes=(32.0, 64.0, 128.0, 256.0, 512.0), anchor_ratios=(0.5, 1.0, 2.0),
-             anchor_placement='torchvision', width=256, per_level=True, min_size=1e-3,
-             nms_iou=0.7, pre_nms_topk_train=2000, post_nms_topk_train=2000,
+             anchor_placement='torchvision', anchor_canvas='image', width=256, per_level=True,
+             min_size=1e-3, nms_iou=0.7, pre_nms_topk_train=2000, post_nms_topk_train=2000,
              pre_nms_topk_test=1000, post_nms_topk_test=1000),
     roi=dict(batch_size=512, positive_fraction=0.25, head_hidden=1024, pooling='align', size=7,
              aligned=False, sampling_ratio=2),

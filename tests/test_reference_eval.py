@@ -2,18 +2,15 @@
 
 The ground truth of a small COCO-format set (read with the `coco_json` dataset) is torchvision's
 own detections on tools/parity.py's three generated images (tests/fixtures/
-parity_fasterrcnn_resnet50_fpn.npz, in the original frames), so our evaluation of the converted
-checkpoint, through the code eval.py runs, must give box AP 1.0; predict must write the same
-boxes with torchvision's COCO category ids. Weights are regenerated from the fixture's seed in
-torchvision's layout and converted as in tests/test_parity_torchvision.py; no torch involved.
+parity_fasterrcnn_resnet50_fpn.npz, each image run alone as torchvision's COCO evaluation does,
+in the original frames), so our evaluation of the converted checkpoint, through the code eval.py
+runs, must give box AP 1.0; predict must write the same boxes and scores with torchvision's COCO
+category ids, in its order (this is the Faster R-CNN output test; tests/test_parity_torchvision.py
+has Mask and Keypoint R-CNN's). Weights are regenerated from the fixture's seed in torchvision's
+layout and converted as in tests/test_parity_torchvision.py; no torch involved.
 
-torchvision's COCO evaluation runs one image a batch (the fixture's `alone_*` arrays), padded to
-its own multiple of 32; ours pads to one of a few fixed canvases. The set holds the fixture image
-whose padded size is its canvas (250x400 -> 256x416, landscape): there the outputs are equal. In
-a larger canvas they are not (measured: AP 0.85 with all three images; the 640x480 image, same
-anchors: within 6e-5 px of torchvision in its own 256x352 canvas, up to 237 px in the 256x416
-one), I believe because the backbone's features past the image's padded edge are not zero in
-ours, where torchvision's convs see their zero padding.
+The three images (two orientations) share one eval batch, so they sit in the square canvas, larger
+than each image's own padded size: `model.per_image_canvas` makes that exact.
 """
 import json
 import os
@@ -33,14 +30,14 @@ from training.evaluate import evaluate_checkpoint, load_variables
 
 FIXTURE = os.path.join(os.path.dirname(__file__), 'fixtures', 'parity_fasterrcnn_resnet50_fpn.npz')
 ARCH = 'fasterrcnn_resnet50_fpn'
-IMAGES = (2,)  # Fixture images whose padded size is their eval canvas (module docstring).
+IMAGES = (0, 1, 2)
 
 
 def _original_boxes(fixture, n, orig_hw, resized_hw):
   """torchvision's boxes (resized frame, yxyx) in the original frame, as its transform maps
   them back: times original / resized per axis."""
   ratio = np.asarray(orig_hw, np.float32) / np.asarray(resized_hw, np.float32)
-  return fixture[f'alone_boxes_{n}'] * np.tile(ratio, 2)
+  return fixture[f'boxes_{n}'] * np.tile(ratio, 2)
 
 
 @pytest.fixture(scope='module')
@@ -58,9 +55,9 @@ def reference(tmp_path_factory):
     orig_hw = image.shape[:2]
     boxes = _original_boxes(fixture, n, orig_hw, parity.resized_size(orig_hw, run.min_size,
                                                                       run.max_size))
-    expected[name] = (boxes, fixture[f'alone_labels_{n}'])
+    expected[name] = (boxes, fixture[f'labels_{n}'], fixture[f'scores_{n}'])
     images.append({'id': n + 1, 'file_name': name, 'height': orig_hw[0], 'width': orig_hw[1]})
-    for (y1, x1, y2, x2), label in zip(boxes.tolist(), fixture[f'alone_labels_{n}'].tolist(),
+    for (y1, x1, y2, x2), label in zip(boxes.tolist(), fixture[f'labels_{n}'].tolist(),
                                        strict=True):
       annotations.append({'id': len(annotations) + 1, 'image_id': n + 1,
                           'category_id': int(label), 'bbox': [x1, y1, x2 - x1, y2 - y1],
@@ -117,8 +114,9 @@ def test_predict_writes_torchvisions_boxes_and_category_ids(reference):
                               progress=False) == len(IMAGES)
   with open(os.path.join(out, 'predictions.json')) as f:
     results = json.load(f)
-  for name, (boxes, labels) in reference['expected'].items():
+  for name, (boxes, labels, scores) in reference['expected'].items():
     mine = [r for r in results if r['file_name'] == name]
     assert [r['category_id'] for r in mine] == labels.tolist()  # torchvision's ids and order.
     x, y, w, h = np.asarray([r['bbox'] for r in mine]).T
     np.testing.assert_allclose(np.stack([y, x, y + h, x + w], -1), boxes, rtol=0, atol=0.05)
+    np.testing.assert_allclose([r['score'] for r in mine], scores, rtol=0, atol=1e-4)

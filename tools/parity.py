@@ -16,15 +16,16 @@ eps 0, as in its published COCO weights.
 
 Images (`make_images`): one photo-like 640x480 image (smooth colour gradients, random ellipses
 and rectangles, Gaussian noise) and two smaller ones at other aspect ratios, uint8, from a numpy
-seed. Each is scaled to [0, 1], resized as torchvision's GeneralizedRCNNTransform (shorter side
-`min_size`, longer at most `max_size`; `resize`) and padded to a multiple of 32 as one batch;
-torchvision resizes the same images itself.
+seed. Each is scaled to [0, 1] and resized as torchvision's GeneralizedRCNNTransform (shorter
+side `min_size`, longer at most `max_size`; `resize`). torchvision runs each image alone, as its
+COCO evaluation does (padded to the image's own multiple of 32); ours runs the three as one batch
+in the fixed canvas eval.py picks for them (larger than each image's padded size), with
+`per_image_canvas` and per-image anchors (`rpn.anchor_canvas='image'`), as eval.py does.
 
-Printed: per image and stage the largest differences (FPN maps relative to their scale, RPN
-proposals, final boxes, scores, labels, masks IoU, keypoints). `--fixture PATH` writes
-torchvision's final outputs (small: boxes, scores, labels, packed masks, keypoints) for
-tests/test_parity_torchvision.py, and its boxes, scores and labels of each image run alone (batch
-of one, as its COCO evaluation; Faster R-CNN) for tests/test_reference_eval.py.
+Printed: per image and stage the largest differences (FPN maps within the image's padded size
+relative to their scale, RPN proposals, final boxes, scores, labels, masks IoU, keypoints).
+`--fixture PATH` writes torchvision's final outputs (small: boxes, scores, labels, packed masks,
+keypoints) for tests/test_parity_torchvision.py and tests/test_reference_eval.py.
 """
 import argparse
 import hashlib
@@ -96,20 +97,11 @@ def resized_size(hw, min_size: int, max_size: int) -> tuple[int, int]:
 
 
 def resize(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
-  """uint8 [H, W, 3] -> float32 [h, w, 3] in [0, 1] at torchvision's size (bilinear).
-
-  jax.image.resize without antialiasing is torch's bilinear interpolation (align_corners=False):
-  6e-6 from torch's resize at 640x480 -> 426x320, where cv2.resize INTER_LINEAR on float32 is
-  2.6e-5 off (both 1.2e-7 when upscaling).
-  """
-  import jax
-  size = (*resized_size(image.shape[:2], min_size, max_size), 3)
-  return np.asarray(jax.image.resize(image.astype(np.float32) / 255.0, size, 'linear',
-                                     antialias=False))
-
-
-def canvas_of(hw, divisor: int = 32) -> tuple[int, int]:
-  return tuple(-(-v // divisor) * divisor for v in hw)
+  """uint8 [H, W, 3] -> float32 [h, w, 3] in [0, 1] at torchvision's size, as eval.py resizes
+  (`data.eval_resize.bilinear`: torch's arithmetic, within 1.2e-7 of it)."""
+  from data import eval_resize
+  return eval_resize.bilinear(image.astype(np.float32) / 255.0,
+                              *resized_size(image.shape[:2], min_size, max_size))
 
 
 def state_dict_shapes(arch: str) -> dict:
@@ -208,7 +200,8 @@ def _torch_model(arch: str, state_dict: dict, run: Settings):
 
 
 def torch_half(arch: str, run: Settings, out: str):
-  """Runs torchvision on make_images(run.seed) as one batch; writes its stages to `out` (npz)."""
+  """Runs torchvision on each of make_images(run.seed) alone, as its COCO evaluation does (a
+  batch of one, padded to the image's own multiple of 32); writes its stages to `out` (npz)."""
   import torch
   import torch.nn.functional as F
 
@@ -222,28 +215,21 @@ def torch_half(arch: str, run: Settings, out: str):
   # Copies: the transform's postprocess rewrites these dicts in place (to the original frame).
   model.roi_heads.register_forward_hook(
       lambda m, i, o: stages.update(heads=[dict(d) for d in o[0]]))
-  with torch.no_grad():
-    final = model(images)
-    # torch's own resize of each image (the transform's), to compare with cv2's.
-    resized = [F.interpolate(i[None], size=size(i), mode='bilinear', align_corners=False)[0]
-               for i in images]
   result = {'image_hw': np.asarray([size(i) for i in images], np.int32)}
-  for level, fmap in stages['fpn'].items():
-    result[f'fpn_{level}'] = fmap.permute(0, 2, 3, 1).numpy()
-  for n in range(len(images)):
-    result[f'torch_resized_{n}'] = resized[n].permute(1, 2, 0).numpy()
-    result[f'proposals_{n}'] = stages['proposals'][n].numpy()
-    for key, value in stages['heads'][n].items():
-      result[f'heads_{key}_{n}'] = value.numpy()
-    for key, value in final[n].items():
-      result[f'final_{key}_{n}'] = value.numpy()
-  # Each image alone, as torchvision's COCO evaluation runs (batch of one: its anchor strides
-  # follow the image's own padded size; ours: `anchor_canvas='image'`).
   for n, image in enumerate(images):
     with torch.no_grad():
-      model([image])
-    for key in ('boxes', 'scores', 'labels'):
-      result[f'alone_{key}_{n}'] = stages['heads'][0][key].numpy()
+      final = model([image])[0]
+      # torch's own resize (the transform's), to compare with ours.
+      resized = F.interpolate(image[None], size=size(image), mode='bilinear',
+                              align_corners=False)[0]
+    result[f'torch_resized_{n}'] = resized.permute(1, 2, 0).numpy()
+    for level, fmap in stages['fpn'].items():
+      result[f'fpn_{level}_{n}'] = fmap[0].permute(1, 2, 0).numpy()
+    result[f'proposals_{n}'] = stages['proposals'][0].numpy()
+    for key, value in stages['heads'][0].items():
+      result[f'heads_{key}_{n}'] = value.numpy()
+    for key, value in final.items():
+      result[f'final_{key}_{n}'] = value.numpy()
   np.savez(out, **result)
 
 
@@ -270,11 +256,14 @@ def our_model(arch: str, run: Settings):
 
 
 def run_ours(arch: str, run: Settings, *, stages: bool = False):
-  """Our converted model on make_images(run.seed) as one padded batch: the detections (resized
-  frame, yxyx) per image, plus the FPN maps and proposals when `stages`."""
+  """Our converted model on make_images(run.seed) as one batch in the canvas eval.py would pad
+  it to (`data.eval_resize`: the square one for mixed orientations, larger than every image's
+  padded size): the detections (resized frame, yxyx) per image, plus the FPN maps and proposals
+  when `stages`."""
   import jax
   import jax.numpy as jnp
 
+  from data import eval_resize
   from models.torchvision_detection import convert
   from ops.masks import paste_masks_torchvision
 
@@ -283,7 +272,7 @@ def run_ours(arch: str, run: Settings, *, stages: bool = False):
   originals = make_images(run.seed)
   resized = [resize(i, run.min_size, run.max_size) for i in originals]
   image_hw = np.asarray([r.shape[:2] for r in resized], np.int32)
-  canvas = canvas_of(image_hw.max(0))
+  canvas = eval_resize.canvas_for(image_hw, eval_resize.canvases(run.min_size, run.max_size, 32))
   batch = np.zeros((len(resized), *canvas, 3), np.float32)
   for n, r in enumerate(resized):
     batch[n, :r.shape[0], :r.shape[1]] = r
@@ -332,16 +321,14 @@ def compare(theirs: dict, ours: list[dict], resized: list[np.ndarray]) -> list[d
     if f'torch_resized_{n}' in theirs:
       row['resize ours-torch'] = float(np.abs(theirs[f'torch_resized_{n}'] - resized[n]).max())
     if 'fpn' in det:
-      h, w = resized[n].shape[:2]
       for level, (stride, ours_map) in zip(('0', '1', '2', '3', 'pool'),
                                            sorted(det['fpn'].items()), strict=True):
-        ref = theirs[f'fpn_{level}'][n]
-        row[f'P{int(np.log2(stride))} rel'] = float(
-            np.abs(ref - ours_map).max() / np.abs(ref).max())
+        ref = theirs[f'fpn_{level}_{n}']  # The image alone: its padded size.
+        within = ours_map[:ref.shape[0], :ref.shape[1]]
+        row[f'P{int(np.log2(stride))} rel'] = float(np.abs(ref - within).max() / np.abs(ref).max())
       props = xyxy_to_yxyx(theirs[f'proposals_{n}'])
       row['proposals'] = f'{len(det["proposals"])} vs {len(props)}'
-      # As sets, each of ours against its nearest: equal (saturated) sigmoid scores at the
-      # post-NMS cut may be broken differently.
+      # As sets, each of ours against its nearest.
       nearest = np.abs(props[None] - det['proposals'][:, None]).max(-1).min(1, initial=np.inf)
       row['proposals unmatched'] = int(np.sum(nearest > 1e-2))
       row['proposals max px'] = float(nearest[nearest <= 1e-2].max(initial=0))
@@ -378,10 +365,6 @@ def fixture_arrays(theirs: dict, run: Settings) -> dict:
     out[f'boxes_{n}'] = xyxy_to_yxyx(theirs[f'heads_boxes_{n}']).astype(np.float32)
     out[f'scores_{n}'] = theirs[f'heads_scores_{n}'].astype(np.float32)
     out[f'labels_{n}'] = theirs[f'heads_labels_{n}'].astype(np.int16)
-    if f'alone_boxes_{n}' in theirs and f'final_masks_{n}' not in theirs:  # For the box tests.
-      out[f'alone_boxes_{n}'] = xyxy_to_yxyx(theirs[f'alone_boxes_{n}']).astype(np.float32)
-      out[f'alone_scores_{n}'] = theirs[f'alone_scores_{n}'].astype(np.float32)
-      out[f'alone_labels_{n}'] = theirs[f'alone_labels_{n}'].astype(np.int16)
     if f'final_masks_{n}' in theirs:
       out[f'masks_{n}'] = np.packbits(theirs[f'final_masks_{n}'][:FIXTURE_MASKS, 0] > 0.5, axis=-1)
     if f'heads_keypoints_{n}' in theirs:

@@ -51,9 +51,10 @@ def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.rpn.anchor_sizes = (32.0, 64.0, 128.0, 256.0, 512.0)
   c.model.rpn.anchor_ratios = (0.5, 1.0, 2.0)
   c.model.rpn.anchor_placement = 'torchvision'
-  # Strides from each image's own padded size, as torchvision's evaluation (one image a batch);
-  # tools/parity.py compares batches, whose canvas torchvision uses: 'batch' there.
+  # Each image as alone at its own padded size, as torchvision's evaluation (one image a batch):
+  # anchor strides from that size, and at test time features zeroed beyond it.
   c.model.rpn.anchor_canvas = 'image'
+  c.model.per_image_canvas = True
   c.model.rpn.width = 256
   c.model.rpn.per_level = True
   c.model.rpn.min_size = 1e-3
