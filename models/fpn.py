@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from models.layers import zero_beyond
+from models.layers import Conv, zero_beyond
 from models.roi_heads import pool_rois
 from ops.roi import roi_align_levels
 
@@ -34,13 +34,13 @@ class FPN(nn.Module):
   def __call__(self, features: dict[int, jax.Array], extent=None) -> dict[int, jax.Array]:
     out, top = {}, None
     for s in sorted(self.strides, reverse=True):
-      x = nn.Conv(self.width, (1, 1), dtype=self.dtype, name=f'lateral{s}')(features[s])
+      x = Conv(self.width, (1, 1), dtype=self.dtype, name=f'lateral{s}')(features[s])
       if top is not None:
         b, h, w, c = top.shape
         top = jax.image.resize(top, (b, 2 * h, 2 * w, c), 'nearest')[:, :x.shape[1], :x.shape[2]]
         x = x + top
       top = x
-      out[s] = zero_beyond(nn.Conv(self.width, (3, 3), dtype=self.dtype, name=f'output{s}')(
+      out[s] = zero_beyond(Conv(self.width, (3, 3), dtype=self.dtype, name=f'output{s}')(
           zero_beyond(x, extent, s)), extent, s)
     if self.extra:
       coarsest = max(self.strides)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from models.layers import Conv
 from ops import boxes as box_ops
 from ops.matching import match, sample_balanced_mask
 from ops.nms import batched_nms, nms
@@ -29,11 +30,11 @@ class RPNHead(nn.Module):
 
   @nn.compact
   def __call__(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x = nn.relu(nn.Conv(self.width, (3, 3), dtype=self.dtype, name='conv')(features))
+    x = nn.relu(Conv(self.width, (3, 3), dtype=self.dtype, name='conv')(features))
     init = nn.initializers.normal(0.01)  # The paper's N(0, 0.01) for the new layers.
-    logits = nn.Conv(self.num_anchors, (1, 1), kernel_init=init, dtype=self.dtype,
+    logits = Conv(self.num_anchors, (1, 1), kernel_init=init, dtype=self.dtype,
                      name='objectness')(x)
-    deltas = nn.Conv(self.num_anchors * 4, (1, 1), kernel_init=init, dtype=self.dtype,
+    deltas = Conv(self.num_anchors * 4, (1, 1), kernel_init=init, dtype=self.dtype,
                      name='deltas')(x)
     b = len(features)
     return (logits.reshape(b, -1).astype(jnp.float32),
