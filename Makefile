@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv venv-bench demo test bench lint clean
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -14,6 +14,12 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# torch + torchvision for the comparison tools only (tools/bench.py --compare-torch, the parity
+# tools run their PyTorch half under it); never needed to train or to test.
+venv-bench:
+	$(PY) -m venv .venv-bench
+	.venv-bench/bin/pip install -q -r requirements-bench.txt
 
 # Generate Shapes, train FCN-8s for a few minutes, evaluate: metrics + overlay PNGs in $(DEMO_DIR).
 # train.py evaluates its last step itself: the files and numbers eval.py would write.
@@ -43,4 +49,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) .venv-bench .cache runs

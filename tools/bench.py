@@ -13,7 +13,7 @@ high-water mark, compilation included) is its own. Prints one Markdown table row
   python -m tools.bench --compare-torch  # FCN-8s, ResNet-18, SSD, Faster R-CNN vs PyTorch
 
 `--compare-torch` also times the PyTorch side, in a second process under `--torch-python` (a
-Python with requirements-bench.txt: torch, torchvision, numpy; default /work/benchvenv/bin/python
+Python with requirements-bench.txt: torch, torchvision, numpy; default: tools/torch_side.py
 where it exists), on the same batch (the npz our side writes), optimizer and thread count (as many
 as XLA's CPU pool, os.cpu_count()), and prints a row per side and ours / PyTorch. For the
 torchvision architectures (Faster / Mask / Keypoint R-CNN ResNet-50 FPN, FCN-ResNet, SSD300;
@@ -39,6 +39,7 @@ import numpy as np
 import tasks
 from configs import loader
 from data import augment, captions
+from tools import torch_side
 from training import compile_cache, errors
 from training.optim import make_optimizer
 from training.parallel import DataParallel
@@ -46,8 +47,6 @@ from training.state import example_batch, init_state
 from training.step import make_eval_step, make_train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TORCH_PYTHON = ('/work/benchvenv/bin/python' if os.path.exists('/work/benchvenv/bin/python')
-                        else sys.executable)
 
 
 def synthetic_batch(task, batch_size: int, seed: int = 0, hw=None) -> dict:
@@ -297,7 +296,7 @@ def main(argv=None):
                       'cache loads, not compiles)')
   parser.add_argument('--compare-torch', action='store_true',
                       help='also time the same architecture in PyTorch (requirements-bench.txt)')
-  parser.add_argument('--torch-python', default=DEFAULT_TORCH_PYTHON,
+  parser.add_argument('--torch-python', default=torch_side.default_python(),
                       help='a Python with torch and torchvision, for the PyTorch side (default: '
                       '%(default)s)')
   parser.add_argument('--json', help='also append each config\'s results to this file, one JSON '

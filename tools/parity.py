@@ -5,7 +5,7 @@ r"""torchvision's COCO R-CNNs next to ours: the same seeded weights, the same im
       --fixture tests/fixtures/parity_maskrcnn_resnet50_fpn.npz
 
 Run with our virtualenv: the torchvision half runs in a subprocess under `--torch-python` (a
-Python with torch and torchvision, requirements-bench.txt; default /work/benchvenv/bin/python),
+Python with torch and torchvision, requirements-bench.txt; default: tools/torch_side.py),
 which calls this module with `torch` as the first argument and writes its outputs to an npz.
 
 Weights: `seeded_state_dict(arch, seed)` draws every tensor of torchvision's state dict (its key
@@ -37,11 +37,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tools import torch_side
 from tools.parity_weights import batch_norm_or_bias, resnet_shapes
 
 ARCHS = ('fasterrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn', 'keypointrcnn_resnet50_fpn')
 IMAGE_SIZES = ((480, 640), (300, 200), (250, 400))  # (height, width)
-_DEFAULT_TORCH_PYTHON = '/work/benchvenv/bin/python'
 
 
 class Settings(NamedTuple):
@@ -389,7 +389,7 @@ def main():
                       help='RPN top-k at test time (pre-NMS per level and post-NMS)')
   parser.add_argument('--detections', type=int, default=100, help='per image')
   parser.add_argument('--fixture', help='write torchvision\'s outputs here (one --arch)')
-  parser.add_argument('--torch-python', default=_DEFAULT_TORCH_PYTHON,
+  parser.add_argument('--torch-python', default=torch_side.default_python(),
                       help='a Python with torch and torchvision')
   args = parser.parse_args()
   archs = args.arch or list(ARCHS)

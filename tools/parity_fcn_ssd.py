@@ -7,7 +7,7 @@ r"""torchvision's FCN-ResNet and SSD300-VGG16 next to ours: the same seeded weig
       --fixture tests/fixtures/parity_ssd300_vgg16.npz
 
 Run with our virtualenv: the torchvision half runs in a subprocess under `--torch-python` (a
-Python with torch and torchvision, requirements-bench.txt; default /work/benchvenv/bin/python)
+Python with torch and torchvision, requirements-bench.txt; default: tools/torch_side.py)
 that calls this module with `torch` as its first argument and writes its outputs to an npz.
 
 Weights: `seeded_state_dict(arch, seed, num_classes)` draws every tensor of torchvision's state
@@ -32,6 +32,7 @@ import tempfile
 import numpy as np
 
 from tools import parity_weights as weights
+from tools import torch_side
 
 ARCHS = ('fcn_resnet50', 'fcn_resnet101', 'ssd300_vgg16')
 FCN_SIZES = ((56, 80), (80, 64))  # The fixture's (height, width): small, two aspect ratios.
@@ -39,7 +40,6 @@ SSD_SIZES = ((120, 160), (150, 100))
 FIXTURE_CLASSES = {'fcn_resnet50': 4, 'fcn_resnet101': 4, 'ssd300_vgg16': 5}
 IMAGENET_MEAN = np.asarray((0.485, 0.456, 0.406), np.float32)
 IMAGENET_STD = np.asarray((0.229, 0.224, 0.225), np.float32)
-_DEFAULT_TORCH_PYTHON = '/work/benchvenv/bin/python'
 
 
 def make_images(sizes, seed: int = 0) -> list[np.ndarray]:
@@ -215,7 +215,7 @@ def main():
   parser.add_argument('--num-classes', type=int, help='default: the fixture\'s (FIXTURE_CLASSES)')
   parser.add_argument('--sizes', type=_sizes, help='image sizes HxW,...; default: the fixture\'s')
   parser.add_argument('--fixture', help='write torchvision\'s outputs here')
-  parser.add_argument('--torch-python', default=_DEFAULT_TORCH_PYTHON,
+  parser.add_argument('--torch-python', default=torch_side.default_python(),
                       help='a Python with torch and torchvision')
   args = parser.parse_args()
   num_classes = args.num_classes or FIXTURE_CLASSES[args.arch]
