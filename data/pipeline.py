@@ -180,9 +180,10 @@ def train_example(index: int, ex: dict, *, cfg, seed: int, process_index: int) -
   # independent of which thread/process computes it.
   rng = np.random.default_rng([seed, process_index, index])
   aug = _get(cfg, 'augment', {})
-  if _get(aug, 'recipe', None):  # A reference's own recipe (data/augment_ssd.py).
-    return augment_ssd.recipe(_get(aug, 'recipe'))(ex, rng, out_hw=_crop_hw(cfg),
-                                                   flip=bool(_get(aug, 'flip', True)))
+  recipe = _get(aug, 'recipe', None)
+  if recipe:  # A reference's own recipe (data/augment_ssd.py).
+    return augment_ssd.recipe(recipe)(ex, rng, out_hw=_crop_hw(cfg),
+                                      flip=bool(_get(aug, 'flip', True)))
   return augment.random_augment(
       ex, rng, crop_hw=_crop_hw(cfg), flip=bool(_get(aug, 'flip', True)),
       scale_min=float(_get(aug, 'scale_min', 1.0)), scale_max=float(_get(aug, 'scale_max', 1.0)),
@@ -256,6 +257,9 @@ def _check(cfg, batch_size: int, process_index: int, process_count: int) -> None
     raise ValueError(f'process_index {process_index} not in [0, process_count={process_count})')
   if batch_size <= 0:
     raise ValueError(f'batch size must be positive, got {batch_size}')
+  recipe = _get(_get(cfg, 'augment', {}), 'recipe', None)
+  if recipe:  # An unknown name fails here, listing the valid ones, not in a reader thread.
+    augment_ssd.recipe(recipe)
 
 
 # ----------------------------------------------------------------------------------- public ---

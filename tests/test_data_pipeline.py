@@ -82,6 +82,15 @@ def test_train_batches_match_contract_and_are_consistent(cfg):
   assert not {'mask', 'instance_crops', 'instance_ids'} & set(bare)
 
 
+def test_reference_recipe_runs_through_the_train_pipeline(cfg):
+  cfg.augment.recipe, cfg.augment.crop_size = 'ssd', 48
+  b = next(pipeline.make_train_iterator(cfg, global_batch_size=4, seed=3))
+  _check_batch(b, 4, size=48)
+  cfg.augment.recipe = 'bogus'
+  with pytest.raises(ValueError, match="augment.recipe='bogus': valid: ssd"):
+    pipeline.make_train_iterator(cfg, global_batch_size=4, seed=3)
+
+
 def test_eval_batches_cover_split_once_with_padding(cfg):
   batches = list(pipeline.make_eval_batches(cfg, batch_size=24))
   assert len(batches) == 3  # 64 validation examples.
