@@ -26,7 +26,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   fast or faster; 2026-12-06, loaded 2-core box, interleaved). Small maps (ResNet's last stage and
   SSD's coarsest heads on 64x64 images): forward + backward of a 3x3 conv 512 -> 512 on a 2x2 map,
   batch 32, took 780 ms against 10 ms as an im2col matmul (a 1x1 output map: 33 vs 3 ms). From
-  4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep it.
+  4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
+  forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when both channel
+  counts are at least `_DOT_WGRAD_MIN_CHANNELS`.
   """
   ones = (1,) * (lhs.ndim - 2)
   simple = (lhs.ndim == 4 and dimension_numbers == _NHWC and feature_group_count == 1
@@ -42,10 +44,67 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if max(ho, wo) <= 2:
       cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return jnp.dot(cols, rhs.reshape(-1, rhs.shape[-1]), precision=precision)
+    if min(rhs.shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS:
+      return _shifted_dot_conv(x, rhs, (sh, sw), precision)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
       precision=precision)
+
+
+# Measured on the 2-core box (2026-12-06, loaded, ms, XLA / shifted dots): 3x3 weight gradients
+# 256 -> 256 on ResNet-50-FPN's P2 map (200x336) 13832 / 3838, at batch 2 71154 / 12357 (XLA's
+# falls off a cliff); Mask R-CNN's mask head (128 RoIs, 14x14) 4080 / 1900; 128 -> 128 stride 2
+# at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. At 32 channels they tie and at 16 XLA
+# wins (86 / 216 for 16 -> 16 at 128x128 x16: the dots are too thin).
+_DOT_WGRAD_MIN_CHANNELS = 64
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _shifted_dot_conv(x, w, strides, precision):
+  """A VALID NHWC / HWIO convolution whose weight gradient is kh * kw matmuls.
+
+  XLA:CPU computes a weight gradient as a convolution contracting batch and space, which is
+  2-5x slower than the matmul it is once the channels are wide. Kernel offset (i, j)'s gradient
+  is the input's (i, j)-shifted strided slice contracted with the output gradient over batch and
+  space: one dot each. Forward and data gradient stay XLA's convolution.
+  """
+  return _valid_conv(x, w, strides, precision)
+
+
+def _valid_conv(x, w, strides, precision):
+  return lax.conv_general_dilated(x, w, strides, 'VALID', dimension_numbers=_NHWC,
+                                  precision=precision)
+
+
+def _shifted_dot_conv_fwd(x, w, strides, precision):
+  return _shifted_dot_conv(x, w, strides, precision), (x, w)
+
+
+def _shifted_dot_conv_bwd(strides, precision, residuals, g):
+  x, w = residuals
+  _, input_grad = jax.vjp(lambda x: _valid_conv(x, w, strides, precision), x)
+  (kh, kw), (sh, sw) = w.shape[:2], strides
+  n, ho, wo, _ = g.shape
+  c = x.shape[-1]
+  # The input split into its sh x sw stride phases, so that each offset's strided slice is one
+  # dynamic slice; the offsets run in a loop (lax.map), one slice alive at a time: the nine
+  # slices of a 3x3 kernel unrolled stayed alive together (+1.7 GiB for ResNet-50-FPN at 800 px).
+  hq, wq = -(-x.shape[1] // sh), -(-x.shape[2] // sw)
+  x = jnp.pad(x, ((0, 0), (0, hq * sh - x.shape[1]), (0, wq * sw - x.shape[2]), (0, 0)))
+  phases = x.reshape(n, hq, sh, wq, sw, c).transpose(2, 4, 0, 1, 3, 5)
+
+  def offset_grad(k):
+    i, j = k // kw, k % kw
+    part = lax.dynamic_slice(phases, (i % sh, j % sw, 0, i // sh, j // sw, 0),
+                             (1, 1, n, ho, wo, c))[0, 0]
+    return jnp.einsum('nhwc,nhwd->cd', part, g, precision=precision)
+
+  weight_grad = lax.map(offset_grad, jnp.arange(kh * kw)).reshape(w.shape)
+  return input_grad(g)[0], weight_grad.astype(w.dtype)
+
+
+_shifted_dot_conv.defvjp(_shifted_dot_conv_fwd, _shifted_dot_conv_bwd)
 
 
 # `nn.Conv` (same parameters and names) with the matmul fast paths above.

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.faster_rcnn import FasterRCNNWithHeads
+from models.layers import Conv
 from models.options import resolve_fields
 from models.roi_heads import GROUND_TRUTH
 from models.upsample import ConvTranspose
@@ -37,8 +38,8 @@ _MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # detec
 
 def _conv_stack(x, num_convs: int, width: int, dtype, prefix: str):
   for i in range(num_convs):
-    x = nn.relu(nn.Conv(width, (3, 3), kernel_init=_MSRA_FILL, dtype=dtype,
-                        name=f'{prefix}{i + 1}')(x))
+    x = nn.relu(Conv(width, (3, 3), kernel_init=_MSRA_FILL, dtype=dtype,
+                     name=f'{prefix}{i + 1}')(x))
   return x
 
 
@@ -65,8 +66,8 @@ class MaskHead(nn.Module):
     x = _conv_stack(x, self.num_convs, self.width, self.dtype, 'mask_conv')
     x = nn.relu(ConvTranspose(self.width, 2, strides=2, kernel_init=_MSRA_FILL, dtype=self.dtype,
                               name='upsample')(x))
-    return nn.Conv(self.num_masks, (1, 1), kernel_init=nn.initializers.normal(0.001),
-                   dtype=self.dtype, name='masks')(x)
+    return Conv(self.num_masks, (1, 1), kernel_init=nn.initializers.normal(0.001),
+                dtype=self.dtype, name='masks')(x)
 
 
 class KeypointHead(nn.Module):
