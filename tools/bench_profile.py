@@ -106,15 +106,19 @@ def profile(jitted, args, steps: int, trace_dir: str, rebind=None, top: int = 12
     wall_s = (time.perf_counter() - start) / steps
   times = op_times(trace_dir, ops)
   total = sum(times.values())
-  by_opcode = collections.Counter()
+  by_opcode, by_kind = collections.Counter(), collections.Counter()
   for name, us in times.items():
     by_opcode[ops[name][0]] += us
+    # XLA:CPU names a fusion by what runs it: ynn_fusion (YNNPACK: convolutions, dots),
+    # copy_bitcast_fusion (layout copies), loop_fusion / input_fusion (elementwise, reductions).
+    by_kind[re.sub(r'\.\d+$', '', name)] += us
   memory = compiled.memory_analysis()
   return {
       'compile_s': compile_s, 'wall_s': wall_s, 'op_s': total / 1e6 / steps,
       'top': [(name, *ops[name], us / 1e6 / steps, us / total) for name, us in
               times.most_common(top)],
       'by_opcode': [(k, us / 1e6 / steps, us / total) for k, us in by_opcode.most_common(8)],
+      'by_kind': [(k, us / 1e6 / steps, us / total) for k, us in by_kind.most_common(8)],
       'memory_gb': {k: getattr(memory, f'{k}_size_in_bytes') / 1e9
                     for k in ('argument', 'output', 'temp', 'generated_code')},
       'out': out,
@@ -132,6 +136,8 @@ def report(title: str, r: dict) -> str:
             for name, opcode, shape, where, s, share in r['top']]
   lines += ['', '| opcode | s/call | share |', '|---|---|---|']
   lines += [f'| {k} | {s:.3f} | {share:.1%} |' for k, s, share in r['by_opcode']]
+  lines += ['', '| HLO op kind | s/call | share |', '|---|---|---|']
+  lines += [f'| {k} | {s:.3f} | {share:.1%} |' for k, s, share in r['by_kind']]
   return '\n'.join(lines)
 
 

@@ -24,6 +24,7 @@ import tasks
 from training import errors, pretrained, resume
 from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
+from training.host_memory import release_freed_memory
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.prefetch import DevicePrefetch
@@ -68,6 +69,8 @@ def run_loop(run: Run, config, first_step: int, *, progress: bool = False) -> No
     batch = run.next_batch(step)
     with step_compiles_once(step, first_step, batch):
       metrics = run.step(step, batch)
+    if step == first_step + 1:  # What compiling the step freed.
+      release_freed_memory()
     history.append(metrics)
     bar.update(1)
 
