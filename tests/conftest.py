@@ -1,8 +1,8 @@
 """Test set-up shared by every test module.
 
 Four simulated CPU devices (so data-parallel tests can compare against one device), the persistent
-compilation cache (compile time dominates small tests), and a session-wide TFDS data dir so the
-Shapes data is generated once per test run.
+compilation cache (compile time dominates small tests), checkpoints written by one replica, and a
+session-wide TFDS data dir so the Shapes data is generated once per test run.
 """
 import os
 
@@ -15,11 +15,21 @@ os.environ.setdefault("DETSEG_COMPILE_CACHE", _CACHE)
 # Tests run few steps: compiling fast matters more than running fast (as flax's examples do).
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")
 
+import jax  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
 import pytest  # noqa: E402
 
 from training import compile_cache  # noqa: E402
 
 compile_cache.enable(_CACHE)
+# Orbax writes a state replicated over several devices "replica-parallel": each device saves a
+# slice of every array, and slicing compiles one small XLA program per array shape and device. On
+# the 4 simulated CPU devices that made a model's first save take seconds to tens of seconds (15 s
+# vs 1.2 s for Mask R-CNN's 231 arrays on a busy box), in every test process that trains it. The
+# devices share one host's memory, so there is nothing to parallelise: one replica writes (the
+# arrays on disk are the same).
+ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from configs import loader
 from metrics.captioning import caption_metrics
 from models.captioner import ImageCaptioner
 from models.rnn import END, PAD
+from tests.workdir_checks import assert_first_step_trained
 
 
 def _meteor(matches, hyp_len, ref_len, chunks=1):
@@ -54,6 +55,7 @@ def test_train_and_evaluate(tfds_dir, tmp_path):
   config = loader.load('configs/caption/captioner_shapes.py:runlocal')
   config.data.data_dir = tfds_dir
   state, metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert_first_step_trained(str(tmp_path))
   assert int(state.step) == config.total_steps
   assert metrics['num_images'] == 64
   assert 0 <= metrics['exact_match'] <= 1 and 0 <= metrics['bleu4'] <= 1

@@ -16,6 +16,7 @@ from models import faster_rcnn, fpn, roi_heads, rpn
 from ops.boxes import encode
 from ops.nms import select_detections
 from tests.toy_data import toy_detection_batch
+from tests.workdir_checks import assert_first_step_trained
 from training.optim import make_optimizer
 from training.state import init_state
 from training.step import make_train_step
@@ -172,6 +173,7 @@ def test_train_and_evaluate_writes_ap_and_overlays(runlocal_config, tfds_dir, tm
   config = runlocal_config.copy_and_resolve_references()
   config.data.data_dir = tfds_dir
   train.train_and_evaluate(config, str(tmp_path))
+  assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
   assert {'AP', 'AP50', 'voc_AP50'} <= set(saved)
   assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')

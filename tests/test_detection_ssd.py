@@ -13,6 +13,7 @@ from losses import ssd as ssd_losses
 from models import ssd
 from ops.box_coding import SSD_BOX_WEIGHTS
 from ops.boxes import encode
+from tests.workdir_checks import assert_first_step_trained
 
 # Jitted: the eager op-by-op versions are several times slower on a busy CPU.
 ssd_loss, ssd_targets = jax.jit(ssd_losses.ssd_loss), jax.jit(ssd_losses.ssd_targets)
@@ -103,6 +104,7 @@ def test_train_and_evaluate_writes_ap_and_overlays(tfds_dir, tmp_path):
   config = loader.load('configs/det/ssd_shapes.py:runlocal')
   config.data.data_dir = tfds_dir
   train.train_and_evaluate(config, str(tmp_path))
+  assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
   assert {'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'voc_AP50'} <= set(saved)
   assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')

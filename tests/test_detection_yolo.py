@@ -13,6 +13,7 @@ from configs import loader
 from losses.yolo import responsible_predictor, yolo_targets
 from losses.yolo import yolo_loss as _yolo_loss
 from models import yolo
+from tests.workdir_checks import assert_first_step_trained
 
 S, C, HW = 8, 4, (64, 64)
 yolo_loss = jax.jit(_yolo_loss)
@@ -116,6 +117,7 @@ def test_train_and_evaluate_writes_ap_and_overlays(tfds_dir, tmp_path):
   config = loader.load('configs/det/yolo_shapes.py:runlocal')
   config.data.data_dir = tfds_dir
   train.train_and_evaluate(config, str(tmp_path))
+  assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
   assert {'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'voc_AP50'} <= set(saved)
   assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')

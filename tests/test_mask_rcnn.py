@@ -17,6 +17,7 @@ from ops.masks import crop_targets
 from ops.roi import roi_align
 from tasks.instance import InstanceEvaluator
 from tests.toy_data import toy_detection_batch
+from tests.workdir_checks import assert_first_step_trained
 from tools.bench import synthetic_batch
 from training.optim import make_optimizer
 from training.state import init_state
@@ -202,6 +203,7 @@ def test_train_and_evaluate_writes_ap_and_overlays(name, metric, tfds_dir, tmp_p
   config = loader.load(f'configs/inst/{name}_shapes.py:runlocal')
   config.data.data_dir = tfds_dir
   train.train_and_evaluate(config, str(tmp_path))
+  assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
   assert {'AP50', metric} <= set(saved) and 0.0 <= saved[metric] <= 1.0
   assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')

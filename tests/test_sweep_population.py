@@ -13,7 +13,10 @@ from training.population import MODES, PBT, exploit_and_explore, train_populatio
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = 'configs/seg/fcn8s_shapes.py:runlocal'
-LEARNING_RATES = (1e-4, 1e-3, 3e-3, 1e-2)
+# Two peak learning rates x two weight decays (0.3: large enough that decaying a member by another's
+# rate moves its kernels past the tolerance). The separate runs bake their learning-rate schedule
+# into the compiled step, the weight decay is an input: four runs, two compilations.
+MEMBERS = ((1e-3, 1e-4), (1e-2, 1e-4), (1e-3, 0.3), (1e-2, 0.3))
 
 
 @pytest.fixture
@@ -44,8 +47,9 @@ def _configs(config, overrides):
   return [loader.override(copy.deepcopy(config), o) for o in overrides]
 
 
-def test_population_of_four_learning_rates_matches_four_separate_runs(config, tmp_path):
-  configs = _configs(config, [[f'optimizer.learning_rate={lr}'] for lr in LEARNING_RATES])
+def test_population_of_four_learning_rates_and_decays_matches_four_separate_runs(config, tmp_path):
+  configs = _configs(config, [[f'optimizer.learning_rate={lr}', f'optimizer.weight_decay={wd}']
+                              for lr, wd in MEMBERS])
   singles = [train.train_and_evaluate(c, str(tmp_path / f'single{i}'), devices=jax.devices()[:1])[0]
              for i, c in enumerate(configs)]
   for mode in MODES:
@@ -58,14 +62,14 @@ def test_population_of_four_learning_rates_matches_four_separate_runs(config, tm
     # Tolerance: vmap's grouped convolutions sum in another order (~3e-5 after 5 steps at 1e-2).
     for i, single in enumerate(singles):
       _assert_trees_close(_member(state.params, i), jax.device_get(single.params),
-                          rtol=1e-3, atol=1e-4, err_msg=f'{mode} lr={LEARNING_RATES[i]}')
+                          rtol=1e-3, atol=1e-4, err_msg=f'{mode} (lr, wd)={MEMBERS[i]}')
       _assert_trees_close(_member(state.batch_stats, i), jax.device_get(single.batch_stats),
                           rtol=1e-3, atol=1e-4)
       eval_metrics = json.load(open(os.path.join(dirs[i], 'eval', 'metrics.json')))
       assert eval_metrics['step'] == config.total_steps
       logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
       lrs = [x['train/learning_rate'] for x in logged if 'train/learning_rate' in x]
-      assert lrs[-1] == pytest.approx(LEARNING_RATES[i] * float(np.cos(np.pi * 2 / 3) + 1) / 2)
+      assert lrs[-1] == pytest.approx(MEMBERS[i][0] * float(np.cos(np.pi * 2 / 3) + 1) / 2)
   with pytest.raises(ValueError, match='valid: vmap, unroll, loop'):
     train_population(configs, dirs, str(tmp_path / 'pop_bad'), mode='scan')
 

@@ -14,6 +14,7 @@ import pytest
 
 import train
 from configs import loader
+from tests.workdir_checks import assert_first_step_trained
 from training import loop
 from training.checkpoint import INTEGRITY_FILE, Checkpointer, CorruptCheckpointError
 from training.errors import UserError
@@ -65,6 +66,7 @@ def test_train_writes_checkpoint_metrics_events_and_overlays(reference):
   assert Checkpointer(os.path.join(workdir, 'checkpoints')).latest_step() == config.total_steps
   lines = [json.loads(x) for x in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert any('train/loss' in x and np.isfinite(x['train/loss']) for x in lines)
+  assert_first_step_trained(workdir)
   # Step 1 compiles: it has a compile time and no speed; the steps after it have speeds.
   logged = {x['step']: x for x in lines if 'train/loss' in x}
   assert 'train/steps_per_s' not in logged[1] and 'train/steps_per_s' in logged[2]
