@@ -32,11 +32,12 @@ from configs import loader
 from data import pipeline
 
 
-def _rss_bytes(pid: int) -> int:
+def _status_bytes(pid: int, field: str) -> int:
+  """A memory field of /proc/PID/status (VmRSS: now, VmHWM: peak) in bytes; 0 if it has ended."""
   try:
     with open(f'/proc/{pid}/status') as f:
       for line in f:
-        if line.startswith('VmRSS:'):
+        if line.startswith(field + ':'):
           return int(line.split()[1]) * 1024
   except OSError:  # The process ended between listing and reading.
     pass
@@ -75,7 +76,7 @@ class PeakMemory:
   def _run(self):
     while not self._stop.is_set():
       pid = os.getpid()
-      self.peak = max(self.peak, sum(_rss_bytes(p) for p in [pid, *_descendants(pid)]))
+      self.peak = max(self.peak, sum(_status_bytes(p, 'VmRSS') for p in [pid, *_descendants(pid)]))
       self._stop.wait(0.02)
 
   def __enter__(self):
@@ -93,22 +94,26 @@ def _element_bytes(batch: dict) -> int:
 
 def bench_train(config, workers: int, batch_size: int, batches: int, targets) -> dict:
   config.data.worker_count = workers
-  with PeakMemory() as memory:
-    it = data.make_train_iterator(config.data, global_batch_size=batch_size, seed=0,
-                                  targets=targets)
-    for _ in range(3):  # Start-up: workers spawning, buffers filling.
-      batch = next(it)
-    workers_cpu = lambda: sum(_cpu_seconds(p) for p in _descendants(os.getpid()))
-    start, main_start, workers_start = time.perf_counter(), time.process_time(), workers_cpu()
-    for _ in range(batches):
-      batch = next(it)
-    seconds = time.perf_counter() - start
-    images = batches * batch_size
-    cpu_ms = dict(main_cpu_ms=1000 * (time.process_time() - main_start) / images,
-                  workers_cpu_ms=1000 * (workers_cpu() - workers_start) / images)
-    it.close()  # Stops the workers; their shared-memory batches are freed.
+  it = data.make_train_iterator(config.data, global_batch_size=batch_size, seed=0,
+                                targets=targets)
+  for _ in range(3):  # Start-up: workers spawning, buffers filling.
+    batch = next(it)
+  processes = lambda: [os.getpid(), *_descendants(os.getpid())]
+  workers_cpu = lambda: sum(_cpu_seconds(p) for p in processes()[1:])
+  start, main_start, workers_start = time.perf_counter(), time.process_time(), workers_cpu()
+  for _ in range(batches):
+    batch = next(it)
+  seconds = time.perf_counter() - start
+  images = batches * batch_size
+  cpu_ms = dict(main_cpu_ms=1000 * (time.process_time() - main_start) / images,
+                workers_cpu_ms=1000 * (workers_cpu() - workers_start) / images)
+  # The processes' own high-water marks (their sum bounds the peak of them together), not RSS
+  # sampling as in evaluation: its walk over every thread of every process every 20 ms took CPU
+  # time from the main process whose speed this measures.
+  peak = sum(_status_bytes(p, 'VmHWM') for p in processes())
+  it.close()  # Stops the workers; their shared-memory batches are freed.
   return dict(mode='train', workers=workers, img_per_s=images / seconds, **cpu_ms,
-              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=memory.peak / 1e9,
+              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=peak / 1e9,
               shapes={k: (str(v.dtype), v.shape[1:]) for k, v in batch.items()})
 
 
