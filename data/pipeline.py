@@ -345,13 +345,21 @@ def _batches_read(state: dict) -> int:
   return sum(int(s['next_index']) for s in state['iterators_in_use_states'])  # Workers.
 
 
+# worker_count -1 starts one worker per core from this many cores up. Measured on 2 cores
+# (BENCHMARKS.md "Input pipeline", third session), in-process reading was faster: each worker
+# batch crosses in fresh shared memory, whose page faults cost ~5 ms of CPU per 800x1333 image,
+# so 2 workers spent 1.6x the CPU per image; the GIL holds in-process reading to about one core,
+# which is what the workers pay off against on larger machines.
+MIN_CORES_FOR_WORKERS = 3
+
+
 def worker_count(cfg) -> int:
-  """The train pipeline's grain worker processes: `data.worker_count`, -1 = one per core (none
-  on a one-core machine)."""
+  """The train pipeline's grain worker processes: `data.worker_count`; -1 = one per core from
+  MIN_CORES_FOR_WORKERS cores up, else none (in-process threads)."""
   workers = int(_get(cfg, 'worker_count', 0))
   if workers < 0:
     cores = len(os.sched_getaffinity(0))
-    workers = cores if cores > 1 else 0
+    workers = cores if cores >= MIN_CORES_FOR_WORKERS else 0
   return workers
 
 

@@ -159,6 +159,15 @@ def test_worker_processes_give_the_in_process_batches_and_states(cfg):
     np.testing.assert_array_equal(next(in_process)['image'], ref[3]['image'])
 
 
+def test_default_worker_count_is_in_process_on_two_cores(cfg, monkeypatch):
+  cfg.worker_count = -1
+  for cores, workers in [(1, 0), (2, 0), (3, 3), (8, 8)]:
+    monkeypatch.setattr(pipeline.os, 'sched_getaffinity', lambda pid, n=cores: set(range(n)))
+    assert pipeline.worker_count(cfg) == workers, cores
+  cfg.worker_count = 2  # An explicit count is kept.
+  assert pipeline.worker_count(cfg) == 2
+
+
 def test_train_epochs_are_reshuffled(cfg):
   cfg.augment.flip = False
   it = pipeline.make_train_iterator(cfg, global_batch_size=64, seed=0)
