@@ -7,7 +7,7 @@ import pytest
 
 import data
 from configs import common
-from data import augment, pipeline, shapes
+from data import augment, pipeline, shapes, workers
 from ops.masks import crop_frames, paste_masks
 
 M = 8
@@ -134,13 +134,13 @@ def test_worker_processes_give_the_in_process_batches_and_states(cfg):
   ref = [next(it) for it in [pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)]
          for _ in range(7)]
   cfg.worker_count = 2
-  workers = pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)
+  two = pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)
   try:
-    workers.set_state({'batches': 3})
-    got = [next(workers), next(workers)]
-    state = workers.get_state()
+    two.set_state({'batches': 3})
+    got = [next(two), next(two)]
+    state = two.get_state()
   finally:
-    workers.close()
+    two.close()
   cfg.worker_count = 0
   in_process = pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)
   in_process.set_state(state)
@@ -161,11 +161,11 @@ def test_worker_processes_give_the_in_process_batches_and_states(cfg):
 
 def test_default_worker_count_is_in_process_on_two_cores(cfg, monkeypatch):
   cfg.worker_count = -1
-  for cores, workers in [(1, 0), (2, 0), (3, 3), (8, 8)]:
-    monkeypatch.setattr(pipeline.os, 'sched_getaffinity', lambda pid, n=cores: set(range(n)))
-    assert pipeline.worker_count(cfg) == workers, cores
+  for cores, expected in [(1, 0), (2, 0), (3, 3), (8, 8)]:
+    monkeypatch.setattr(workers.os, 'sched_getaffinity', lambda pid, n=cores: set(range(n)))
+    assert workers.worker_count(cfg) == expected, cores
   cfg.worker_count = 2  # An explicit count is kept.
-  assert pipeline.worker_count(cfg) == 2
+  assert workers.worker_count(cfg) == 2
 
 
 def test_train_epochs_are_reshuffled(cfg):
