@@ -55,12 +55,12 @@ def _batches_read(state: dict) -> int:
   return sum(int(s['next_index']) for s in state['iterators_in_use_states'])  # Workers.
 
 
-# worker_count -1 starts one worker per core from this many cores up. Measured on 2 cores
-# (BENCHMARKS.md "Input pipeline", third session), in-process reading was faster: each worker
-# batch crosses in fresh shared memory, whose page faults cost ~5 ms of CPU per 800x1333 image,
-# so 2 workers spent 1.6x the CPU per image; the GIL holds in-process reading to about one core,
-# which is what the workers pay off against on larger machines.
-MIN_CORES_FOR_WORKERS = 3
+# worker_count -1 starts one worker per core from this many cores up. Measured on 2 quiet cores
+# (BENCHMARKS.md "Input pipeline", third session): in-process 105 img/s at 17.5 ms of CPU per
+# image (2 read threads use ~1.8 cores), 2 workers 67 img/s at 30 ms: each worker batch crosses in
+# fresh shared memory whose page faults cost ~5 ms per 800x1333 image. C workers then read about
+# C x 33 img/s, more than in-process from 4 cores up (estimated, not measured on such a machine).
+MIN_CORES_FOR_WORKERS = 4
 
 
 def worker_count(cfg) -> int:
