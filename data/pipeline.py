@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import grain.python as grain
 import numpy as np
@@ -18,6 +17,7 @@ from data import augment, augment_ssd, eval_resize, proposals
 from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
+from data.workers import TrainIterator, copy_from_shared_memory, init_worker, stack, worker_count
 
 # The per-pixel targets a task may ask its batches to carry (`tasks.base.Task.pixel_targets`):
 # 'mask', the semantic mask; 'instances', the instance masks: per-box crops `instance_crops` in
@@ -266,7 +266,7 @@ def _check(cfg, batch_size: int, process_index: int, process_count: int) -> None
 
 
 def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index: int = 0,
-                        process_count: int = 1, targets=PIXEL_TARGETS) -> grain.DatasetIterator:
+                        process_count: int = 1, targets=PIXEL_TARGETS) -> TrainIterator:
   """Infinite iterator of this host's train batches (global_batch_size // process_count each),
   with the per-pixel `targets` (PIXEL_TARGETS) the task reads.
 
@@ -286,25 +286,16 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
   ds = ds.shuffle(seed=seed).repeat(None)
   ds = ds.map_with_index(functools.partial(train_element, cfg=cfg, seed=seed,
                                            process_index=process_index, targets=targets))
-  ds = ds.batch(per_host, drop_remainder=True)
+  ds = ds.batch(per_host, drop_remainder=True, batch_fn=stack)
   it_ds = ds.to_iter_dataset(_read_options(cfg))
-  workers = int(_get(cfg, 'worker_count', 0))
-  if workers < 0:
-    cores = len(os.sched_getaffinity(0))
-    workers = cores if cores > 1 else 0
+  workers = worker_count(cfg)
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
       flags.FLAGS.mark_as_parsed()
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-    it_ds = it_ds.map(_copy_from_shared_memory)
-  return iter(it_ds)
-
-
-def _copy_from_shared_memory(batch: dict) -> dict:
-  """The workers' batch as ordinary arrays. grain hands it over in shared memory that is freed
-  when its array is deleted; jax on CPU keeps the arrays it is given (zero-copy), so those still
-  alive at exit were never freed ('leaked shared_memory objects' at the end of `make demo')."""
-  return {k: np.array(v) for k, v in batch.items()}
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
+                              worker_init_fn=init_worker)
+    it_ds = it_ds.map(copy_from_shared_memory)
+  return TrainIterator(iter(it_ds), workers)
 
 
 class EvalBatches:

@@ -7,7 +7,7 @@ import pytest
 
 import data
 from configs import common
-from data import augment, pipeline, shapes
+from data import augment, pipeline, shapes, workers
 from ops.masks import crop_frames, paste_masks
 
 M = 8
@@ -125,6 +125,47 @@ def test_same_seed_same_batches_and_state_round_trip(cfg):
 
   other = next(pipeline.make_train_iterator(cfg, global_batch_size=8, seed=8))
   assert not np.array_equal(other['image'], first[0]['image'])
+
+
+def test_worker_processes_give_the_in_process_batches_and_states(cfg):
+  # Two grain workers stack their batches in shared memory; the main process gets ordinary
+  # arrays, equal to the in-process batches. A state carries over between worker counts (a
+  # checkpoint resumes on a machine with other cores), also at an odd batch count.
+  ref = [next(it) for it in [pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)]
+         for _ in range(7)]
+  cfg.worker_count = 2
+  two = pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)
+  try:
+    two.set_state({'batches': 3})
+    got = [next(two), next(two)]
+    state = two.get_state()
+  finally:
+    two.close()
+  cfg.worker_count = 0
+  in_process = pipeline.make_train_iterator(cfg, global_batch_size=4, seed=5)
+  in_process.set_state(state)
+  got += [next(in_process), next(in_process)]
+  for b, expected in zip(got, ref[3:], strict=True):
+    assert set(b) == set(expected)
+    for k in expected:
+      assert type(b[k]) is np.ndarray, k  # Not a view of the worker's shared memory.
+      np.testing.assert_array_equal(b[k], expected[k])
+  # grain's own states, in checkpoints written before: in-process, and 2 workers after 3 batches.
+  grain_state = dict(next_index_in_cycle=1, next_index_in_datasets=2,
+                     iterators_in_use_indices=[0, 1], exhausted=[0, 0], future_states={},
+                     iterators_in_use_states=[{'next_index': 2}, {'next_index': 1}])
+  for old in [{'next_index': 3}, grain_state]:
+    in_process.set_state(old)
+    np.testing.assert_array_equal(next(in_process)['image'], ref[3]['image'])
+
+
+def test_default_worker_count_is_in_process_on_two_cores(cfg, monkeypatch):
+  cfg.worker_count = -1
+  for cores, expected in [(1, 0), (2, 0), (3, 0), (4, 4), (8, 8)]:
+    monkeypatch.setattr(workers.os, 'sched_getaffinity', lambda pid, n=cores: set(range(n)))
+    assert workers.worker_count(cfg) == expected, cores
+  cfg.worker_count = 2  # An explicit count is kept.
+  assert workers.worker_count(cfg) == 2
 
 
 def test_train_epochs_are_reshuffled(cfg):

@@ -6,7 +6,8 @@ r"""Speed, element size and peak memory of a config's input pipelines (no model,
 
 Reports, each measured in a fresh process (peak memory is a high-water mark):
 - train: img/s of `data.make_train_iterator` with each `--workers` count (0 = in-process
-  threads), bytes per batch element, peak RSS of the process and its workers (the batches carry
+  threads), the CPU time per image of the main process and of the worker processes, bytes per
+  batch element, peak RSS of the process and its workers (the batches carry
   the per-pixel targets of the config's task, `Task.pixel_targets`, as train.py's do);
 - eval: peak RSS while `data.make_eval_batches` is iterated over the first `--eval_images` images
   of the eval split at `--eval_batch_size`, the consumer taking `--eval_step_s` per batch (a model
@@ -31,15 +32,26 @@ from configs import loader
 from data import pipeline
 
 
-def _rss_bytes(pid: int) -> int:
+def _status_bytes(pid: int, field: str) -> int:
+  """A memory field of /proc/PID/status (VmRSS: now, VmHWM: peak) in bytes; 0 if it has ended."""
   try:
     with open(f'/proc/{pid}/status') as f:
       for line in f:
-        if line.startswith('VmRSS:'):
+        if line.startswith(field + ':'):
           return int(line.split()[1]) * 1024
   except OSError:  # The process ended between listing and reading.
     pass
   return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+  """User + system CPU seconds of process `pid` (all its threads); 0 if it has ended."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+  except OSError:
+    return 0.0
+  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def _descendants(pid: int) -> list[int]:
@@ -64,7 +76,7 @@ class PeakMemory:
   def _run(self):
     while not self._stop.is_set():
       pid = os.getpid()
-      self.peak = max(self.peak, sum(_rss_bytes(p) for p in [pid, *_descendants(pid)]))
+      self.peak = max(self.peak, sum(_status_bytes(p, 'VmRSS') for p in [pid, *_descendants(pid)]))
       self._stop.wait(0.02)
 
   def __enter__(self):
@@ -82,18 +94,26 @@ def _element_bytes(batch: dict) -> int:
 
 def bench_train(config, workers: int, batch_size: int, batches: int, targets) -> dict:
   config.data.worker_count = workers
-  with PeakMemory() as memory:
-    it = data.make_train_iterator(config.data, global_batch_size=batch_size, seed=0,
-                                  targets=targets)
-    for _ in range(3):  # Start-up: workers spawning, buffers filling.
-      batch = next(it)
-    start = time.perf_counter()
-    for _ in range(batches):
-      batch = next(it)
-    seconds = time.perf_counter() - start
-    it.close()  # Stops the workers; their shared-memory batches are freed.
-  return dict(mode='train', workers=workers, img_per_s=batches * batch_size / seconds,
-              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=memory.peak / 1e9,
+  it = data.make_train_iterator(config.data, global_batch_size=batch_size, seed=0,
+                                targets=targets)
+  for _ in range(3):  # Start-up: workers spawning, buffers filling.
+    batch = next(it)
+  processes = lambda: [os.getpid(), *_descendants(os.getpid())]
+  workers_cpu = lambda: sum(_cpu_seconds(p) for p in processes()[1:])
+  start, main_start, workers_start = time.perf_counter(), time.process_time(), workers_cpu()
+  for _ in range(batches):
+    batch = next(it)
+  seconds = time.perf_counter() - start
+  images = batches * batch_size
+  cpu_ms = dict(main_cpu_ms=1000 * (time.process_time() - main_start) / images,
+                workers_cpu_ms=1000 * (workers_cpu() - workers_start) / images)
+  # The processes' own high-water marks (their sum bounds the peak of them together), not RSS
+  # sampling as in evaluation: its walk over every thread of every process every 20 ms took CPU
+  # time from the main process whose speed this measures.
+  peak = sum(_status_bytes(p, 'VmHWM') for p in processes())
+  it.close()  # Stops the workers; their shared-memory batches are freed.
+  return dict(mode='train', workers=workers, img_per_s=images / seconds, **cpu_ms,
+              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=peak / 1e9,
               shapes={k: (str(v.dtype), v.shape[1:]) for k, v in batch.items()})
 
 
@@ -147,7 +167,8 @@ def _run_child(args, mode: str, workers: int = 0, eval_images: int = 0) -> dict:
 
 def _row(r: dict, load: str) -> str:
   if r['mode'] == 'train':
-    return (f"| train | workers {r['workers']} | {r['img_per_s']:.1f} img/s | "
+    return (f"| train | workers {r['workers']} | {r['img_per_s']:.1f} img/s | CPU ms/image: main "
+            f"{r['main_cpu_ms']:.1f}, workers {r['workers_cpu_ms']:.1f} | "
             f"{r['element_mib']:.2f} MiB/element | peak {r['peak_rss_gb']:.2f} GB | {load} |")
   if r['mode'] == 'eval':
     return (f"| eval | {r['images']} images, batch {r['batch_size']}, {r['step_s']} s/step | "
