@@ -28,7 +28,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   batch 32, took 780 ms against 10 ms as an im2col matmul (a 1x1 output map: 33 vs 3 ms). From
   4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
   forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when both channel
-  counts are at least `_DOT_WGRAD_MIN_CHANNELS`.
+  counts are at least `_DOT_WGRAD_MIN_CHANNELS` and the output map has `_DOT_WGRAD_MIN_POSITIONS`.
   """
   ones = (1,) * (lhs.ndim - 2)
   simple = (lhs.ndim == 4 and dimension_numbers == _NHWC and feature_group_count == 1
@@ -44,7 +44,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if max(ho, wo) <= 2:
       cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return jnp.dot(cols, rhs.reshape(-1, rhs.shape[-1]), precision=precision)
-    if min(rhs.shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS:
+    if min(rhs.shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS and ho * wo >= _DOT_WGRAD_MIN_POSITIONS:
       return _shifted_dot_conv(x, rhs, (sh, sw), precision)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -58,6 +58,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 # at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. At 32 channels they tie and at 16 XLA
 # wins (86 / 216 for 16 -> 16 at 128x128 x16: the dots are too thin).
 _DOT_WGRAD_MIN_CHANNELS = 64
+# On small maps the loop's nine dots lose (quiet, forward + both gradients, batch 32: 128 -> 128 at
+# 8x8 14.6 / 17.4 ms, 256 -> 256 at 4x4 14.4 / 17.4; a tie at 16x16, 1.4x at 14x14 x128 RoIs).
+_DOT_WGRAD_MIN_POSITIONS = 100
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

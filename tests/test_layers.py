@@ -15,8 +15,8 @@ from models.upsample import max_pool_with_argmax
     (3, 1, 'VALID', 3, (3, 5)), (5, 2, 'SAME', 3, (3, 5)), (9, 1, 'SAME', 1, (3, 5)),
     (9, 2, 'VALID', 1, (3, 5)), (7, 2, ((1, 0), (0, 1)), 1, (3, 5)),
     # Wide enough for the shifted-dot weight gradient (_DOT_WGRAD_MIN_CHANNELS).
-    (6, 1, 'SAME', 3, (64, 72)), (7, 2, ((1, 0), (2, 1)), 3, (80, 64)),
-    (6, 1, 'VALID', 5, (64, 64))])
+    (10, 1, 'SAME', 3, (64, 72)), (20, 2, ((1, 0), (2, 1)), 3, (80, 64)),
+    (14, 1, 'VALID', 5, (64, 64))])
 def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k, channels):
   kx, kk = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (2, size, size + 1, channels[0]))
@@ -32,6 +32,9 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
   (_, got), got_grads = jax.value_and_grad(
       lambda x, k: loss(layers.conv_general_dilated, x, k), (0, 1), has_aux=True)(x, kernel)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  shifted_dots = 'custom_vjp' in str(jax.make_jaxpr(
+      lambda x, k: loss(layers.conv_general_dilated, x, k))(x, kernel))
+  assert shifted_dots == (min(channels) >= layers._DOT_WGRAD_MIN_CHANNELS)
   for g, w in zip(got_grads, want_grads, strict=True):
     # float32 sums of terms up to ~1e4 (the loss weights): absolute error relative to the scale.
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(np.abs(w).max()))
