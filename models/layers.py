@@ -101,7 +101,9 @@ def _shifted_dot_conv_bwd(strides, precision, residuals, g):
     i, j = k // kw, k % kw
     part = lax.dynamic_slice(phases, (i % sh, j % sw, 0, i // sh, j // sw, 0),
                              (1, 1, n, ho, wo, c))[0, 0]
-    return jnp.einsum('nhwc,nhwd->cd', part, g, precision=precision)
+    # Sums over batch and space in float32 also when computing in bfloat16.
+    return jnp.einsum('nhwc,nhwd->cd', part, g, precision=precision,
+                      preferred_element_type=jnp.float32)
 
   weight_grad = lax.map(offset_grad, jnp.arange(kh * kw)).reshape(w.shape)
   return input_grad(g)[0], weight_grad.astype(w.dtype)
