@@ -81,7 +81,7 @@ def _valid_conv(x, w, strides, precision):
 
 
 def _shifted_dot_conv_fwd(x, w, strides, precision):
-  return _shifted_dot_conv(x, w, strides, precision), (x, w)
+  return _valid_conv(x, w, strides, precision), (x, w)
 
 
 def _shifted_dot_conv_bwd(strides, precision, residuals, g):

@@ -46,7 +46,8 @@ def init_state(task, model, tx, rng, batch) -> TrainState:
 
   variables = init(args, kwargs)
   state = TrainState.create(apply_fn=model.apply, variables=variables, tx=tx, rng=state_rng)
-  # Compiling the initialisers (one random program per parameter) leaves ~0.5 GB freed on the heap.
+  # Compiling the initialisers (one random program per parameter) leaves heap freed: 0.25 GB for
+  # ResNet-50-FPN.
   release_freed_memory()
   return state
 
