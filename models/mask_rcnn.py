@@ -114,6 +114,55 @@ class KeypointOptions:
   decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas's).
 
 
+def head_slot_sizes(slots: int, buckets: int) -> tuple[int, ...]:
+  """The slot counts the training heads may run on: slots, slots / 2, ... (`buckets` of them,
+  at least 1 slot each), smallest first."""
+  return tuple(sorted({max(slots >> k, 1) for k in range(max(buckets, 1))}))
+
+
+def _pad_slots(tree, slots: int):
+  """Zero-pads axis 1 (the RoI slots) of every array in `tree` to `slots` (bools pad False)."""
+  return jax.tree.map(
+      lambda x: jnp.pad(x, [(0, 0), (0, slots - x.shape[1])] + [(0, 0)] * (x.ndim - 2)), tree)
+
+
+def _train_heads(mdl, *, size: int, pool, rois, gt_boxes, gt_instance_crops, gt_keypoints):
+  """The heads' training outputs on the first `size` foreground slots, zero-padded back to all F.
+
+  The foreground RoIs come first (`label_and_sample`), so when at most `size` are foreground
+  per image the slots cut off hold only background, which the heads' losses ignore."""
+  slots = rois['boxes'].shape[1]
+  rois = jax.tree.map(lambda x: x[:, :size], rois)
+  boxes, classes = rois['boxes'], rois['classes']
+  foreground = rois['valid'] & (classes > 0)
+  out = {}
+  if mdl.mask.enabled:
+    mask = mdl.mask
+    logits = MaskHead(mdl.head_num_classes - 1, mask.convs, mask.width, mdl.dtype,
+                      name='mask_head')(pool(boxes, mask.pool_size))
+    out['mask_logits'] = _own_class(logits, classes)
+    targets = jax.vmap(functools.partial(crop_targets, size=logits.shape[-2]))(
+        gt_instance_crops, gt_boxes, boxes, rois['matched'])
+    out['mask_targets'] = {'masks': targets, 'valid': foreground}
+  kp = mdl.keypoint
+  if kp.num_keypoints:
+    heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, mdl.dtype,
+                            name='keypoint_head')(pool(boxes, kp.pool_size))
+    heatmaps = jnp.moveaxis(heatmaps, -1, -3)  # [B, N, J, S, S]
+    keypoints = jnp.take_along_axis(gt_keypoints, rois['matched'][..., None, None], axis=1)
+    index, valid = jax.vmap(functools.partial(heatmap_targets, size=heatmaps.shape[-1]))(
+        keypoints, boxes)
+    out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
+    out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
+  return _pad_slots(out, slots)
+
+
+def _own_class(logits, classes):
+  """logits [..., S, S, K], classes [...] (1..K; 0 = none) -> the class's channel [..., S, S]."""
+  return jnp.take_along_axis(logits, jnp.maximum(classes - 1, 0)[..., None, None, None],
+                             axis=-1)[..., 0]
+
+
 class MaskRCNN(FasterRCNNWithHeads):
   """Faster R-CNN + mask head (`mask.enabled`) and/or keypoint head (`keypoint.num_keypoints` > 0).
 
@@ -133,6 +182,12 @@ class MaskRCNN(FasterRCNNWithHeads):
 
   mask: MaskOptions = MaskOptions()
   keypoint: KeypointOptions = KeypointOptions()
+  # Training runs the heads on the fewest of F, F/2, ... F/2^(head_buckets-1) slots that hold
+  # every image's foreground RoIs (a lax.switch; each size compiles once, at the first step), as
+  # torchvision and detectron2 run them on the positives only: the mask head's cost follows the
+  # number of positives instead of F. 1: always all F slots (one compile). Under vmap (the
+  # population's) a batched switch runs every size.
+  head_buckets: int = 1
 
   def __post_init__(self):
     resolve_fields(self, mask=MaskOptions, keypoint=KeypointOptions)
@@ -144,41 +199,36 @@ class MaskRCNN(FasterRCNNWithHeads):
     out, pool = self.detect_boxes(images, gt_boxes, gt_labels, gt_valid, train=train,
                                   image_hw=image_hw)
     rois = self.head_rois(out, images.shape[1:3] if image_hw is None else image_hw, train=train)
-    boxes, classes = rois['boxes'], rois['classes']
     if train:
-      foreground = rois['valid'] & (classes > 0)
-    else:  # Detections carry dataset labels; the heads' channels are the head's classes.
-      classes = jnp.where(classes > 0, self.to_head_labels(classes), 0)
+      if self.mask.enabled and gt_instance_crops is None:
+        raise ValueError('training the mask head needs the batch key instance_crops (the '
+                         'train pipeline adds it for the instance_segmentation task)')
+      foreground = rois['valid'] & (rois['classes'] > 0)
+      sizes = head_slot_sizes(foreground.shape[1], self.head_buckets)
+      branches = [functools.partial(_train_heads, size=size, pool=pool, rois=rois,
+                                    gt_boxes=gt_boxes, gt_instance_crops=gt_instance_crops,
+                                    gt_keypoints=gt_keypoints) for size in sizes]
+      if len(branches) == 1:
+        out.update(branches[0](self))
+      else:
+        most = jnp.max(jnp.sum(foreground, axis=1))
+        out.update(nn.switch(jnp.searchsorted(jnp.asarray(sizes), most), branches, self))
+      return out
 
+    boxes = rois['boxes']  # Detections carry dataset labels; the heads' channels are the head's.
+    classes = jnp.where(rois['classes'] > 0, self.to_head_labels(rois['classes']), 0)
     if self.mask.enabled:
       mask = self.mask
       logits = MaskHead(self.head_num_classes - 1, mask.convs, mask.width, self.dtype,
                         name='mask_head')(pool(boxes, mask.pool_size))
-      own = jnp.take_along_axis(logits, jnp.maximum(classes - 1, 0)[..., None, None, None],
-                                axis=-1)[..., 0]
-      if train:
-        if gt_instance_crops is None:
-          raise ValueError('training the mask head needs the batch key instance_crops (the '
-                           'train pipeline adds it for the instance_segmentation task)')
-        targets = jax.vmap(functools.partial(crop_targets, size=own.shape[-1]))(
-            gt_instance_crops, gt_boxes, boxes, rois['matched'])
-        out['mask_logits'] = own
-        out['mask_targets'] = {'masks': targets, 'valid': foreground}
-      else:
-        out['detections']['masks'] = jax.nn.sigmoid(own)
+      out['detections']['masks'] = jax.nn.sigmoid(_own_class(logits, classes))
 
     kp = self.keypoint
     if kp.num_keypoints:
       heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, self.dtype,
                               name='keypoint_head')(pool(boxes, kp.pool_size))
       heatmaps = jnp.moveaxis(heatmaps, -1, -3)  # [B, N, J, S, S]
-      if train:
-        keypoints = jnp.take_along_axis(gt_keypoints, rois['matched'][..., None, None], axis=1)
-        index, valid = jax.vmap(functools.partial(heatmap_targets, size=heatmaps.shape[-1]))(
-            keypoints, boxes)
-        out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
-        out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
-      elif kp.decode == 'torchvision':
+      if kp.decode == 'torchvision':
         size = kp.decode_size or tuple(images.shape[1:3])  # Boxes lie inside the canvas.
         # The whole batch in one call: under vmap each detection would pay for the largest grid.
         flat = torchvision_keypoints(heatmaps.reshape(-1, *heatmaps.shape[2:]),

@@ -141,7 +141,9 @@ def test_mask_and_keypoint_losses_by_hand():
 
 @pytest.fixture(scope='module')
 def mask_task():
-  return tasks.get_task(loader.load('configs/inst/mask_rcnn_shapes.py:runlocal'))
+  config = loader.load('configs/inst/mask_rcnn_shapes.py:runlocal')
+  config.model.head_buckets = 3  # The heads run on 4, 8 or all 16 foreground slots.
+  return tasks.get_task(config)
 
 
 def test_training_targets_are_the_fg_rois_own_masks(mask_task):
@@ -163,6 +165,18 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
                         rois['matched'][b], 28)
     valid = np.asarray(targets['valid'][b])
     np.testing.assert_array_equal(np.asarray(targets['masks'][b])[valid], np.asarray(want)[valid])
+
+  # The heads ran on the fewest slots holding every foreground RoI: the same outputs as on all.
+  assert np.asarray(targets['valid']).sum(1).max() <= fg // 4
+  config = mask_task.config.copy_and_resolve_references()
+  config.model.head_buckets = 1
+  on_all = jax.jit(lambda v, a, k: tasks.get_task(config).model.apply(
+      v, *a, train=True, rngs={'sample': jax.random.PRNGKey(1)}, mutable=['batch_stats'],
+      **k)[0])(variables, args, kwargs)
+  np.testing.assert_allclose(np.where(targets['valid'][..., None, None], out['mask_logits'], 0),
+                             np.where(targets['valid'][..., None, None], on_all['mask_logits'], 0),
+                             atol=1e-6)
+  np.testing.assert_array_equal(on_all['mask_targets']['valid'], targets['valid'])
 
   predictions = jax.device_get(jax.jit(make_eval_step(mask_task))(variables, batch))
   d = mask_task.config.detect.max_detections

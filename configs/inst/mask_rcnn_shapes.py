@@ -22,6 +22,7 @@ def get_config(arg=None):
     faster_rcnn_shapes.add_fpn(c, 16 if args.runlocal else 128)
   c = defaults.mask_rcnn(c, masks=True,
                          head_convs=1 if args.runlocal else 4,
-                         head_width=8 if args.runlocal else 32)
+                         head_width=8 if args.runlocal else 32,
+                         head_buckets=1)  # Small heads on 16 slots: one compile is worth more.
   c.detect.max_detections = 20  # The heads run on these; Shapes scenes have at most 6 objects.
   return c
