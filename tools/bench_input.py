@@ -111,9 +111,10 @@ def bench_train(config, workers: int, batch_size: int, batches: int, targets) ->
   # sampling as in evaluation: its walk over every thread of every process every 20 ms took CPU
   # time from the main process whose speed this measures.
   peak = sum(_status_bytes(p, 'VmHWM') for p in processes())
+  slots = it.slot_stats()
   it.close()  # Stops the workers; their shared-memory batches are freed.
   return dict(mode='train', workers=workers, img_per_s=images / seconds, **cpu_ms,
-              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=peak / 1e9,
+              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=peak / 1e9, **slots,
               shapes={k: (str(v.dtype), v.shape[1:]) for k, v in batch.items()})
 
 
@@ -169,7 +170,8 @@ def _row(r: dict, load: str) -> str:
   if r['mode'] == 'train':
     return (f"| train | workers {r['workers']} | {r['img_per_s']:.1f} img/s | CPU ms/image: main "
             f"{r['main_cpu_ms']:.1f}, workers {r['workers_cpu_ms']:.1f} | "
-            f"{r['element_mib']:.2f} MiB/element | peak {r['peak_rss_gb']:.2f} GB | {load} |")
+            f"{r['element_mib']:.2f} MiB/element | peak {r['peak_rss_gb']:.2f} GB | "
+            f"{r['slots']} slots, {r['from_slots']} batches through them | {load} |")
   if r['mode'] == 'eval':
     return (f"| eval | {r['images']} images, batch {r['batch_size']}, {r['step_s']} s/step | "
             f"{r['images'] / r['seconds']:.1f} img/s | {r['element_mib']:.2f} MiB/element | "
