@@ -85,7 +85,9 @@ def worker_count(cfg) -> int:
   return workers
 
 
-_in_worker = None  # In grain's worker processes: this worker's slot pool (set by init_worker).
+# None in the main process; in grain's worker processes their slot pool, or True where slots are
+# not reused (set by init_worker).
+_in_worker = None
 
 # Shared-memory slots each worker reuses for its batches. Filling fresh shared memory costs a page
 # fault per 4 KiB (~10 ms of CPU per 6.4 MB batch of 2 at 800x1333 on the dev box; grain creates a
@@ -96,10 +98,12 @@ _in_worker = None  # In grain's worker processes: this worker's slot pool (set b
 POOL_SLOTS = 16
 _ALIGN = 64  # Bytes; each array of a slot starts at a multiple.
 _SHM_DIR = '/dev/shm'  # Where Linux keeps POSIX shared memory by name.
-# Whether a worker may refill a slot as soon as the main process's copy-out has stored the batch's
-# number in the worker's counter (see _Pool.stack): x86-64 keeps a core's loads before its later
-# stores as other cores see them, so the copy's reads are done when the store shows; weaker
-# orderings (ARM) would need a fence that Python lacks, so they keep grain's fresh segments.
+# Whether workers reuse slots. The main process clears a slot's flag after its copy-out has read
+# the slot, and a worker writes a slot only after it has read the flag clear: both are a load
+# followed by a store, which x86-64 never reorders as other cores see them (and a store becomes
+# visible only once the earlier loads are done), so the worker cannot overwrite a batch that is
+# still being copied. Weaker orderings (ARM) would need a fence that Python lacks: they keep
+# grain's fresh segments.
 _REUSE_SLOTS = platform.machine() in ('x86_64', 'AMD64')
 
 
@@ -203,13 +207,14 @@ class SlotReader:
     segment = self._open.get(name)
     if segment is None:
       segment = self._open[name] = shared_memory.SharedMemory(name)
-      # The mappings stay valid; nothing of ours is left in /dev/shm when a process dies. The
-      # resource tracker (shared with the workers) forgets the name.
+      # The mappings stay valid, and no name is left in /dev/shm if a process dies later. The
+      # resource tracker (the workers share this process's) forgets the name.
       segment.unlink()
     return segment
 
   def close(self) -> None:
-    """Unmaps the slots; unlinks those the workers made but never sent (call after they stop)."""
+    """Unmaps the slots; unlinks those of the workers that never reached this process (their
+    batches were still in flight). Call after the workers have stopped."""
     for segment in self._open.values():
       segment.close()
     self._open.clear()
