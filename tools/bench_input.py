@@ -7,7 +7,8 @@ r"""Speed, element size and peak memory of a config's input pipelines (no model,
 Reports, each measured in a fresh process (peak memory is a high-water mark):
 - train: img/s of `data.make_train_iterator` with each `--workers` count (0 = in-process
   threads), the CPU time per image of the main process and of the worker processes, bytes per
-  batch element, peak RSS of the process and its workers (the batches carry
+  batch element, the shared-memory slots the workers' batches came through (data.workers),
+  peak RSS of the process and its workers (the batches carry
   the per-pixel targets of the config's task, `Task.pixel_targets`, as train.py's do);
 - eval: peak RSS while `data.make_eval_batches` is iterated over the first `--eval_images` images
   of the eval split at `--eval_batch_size`, the consumer taking `--eval_step_s` per batch (a model
