@@ -69,11 +69,13 @@ def _batches_read(state: dict) -> int:
   return sum(int(s['next_index']) for s in state['iterators_in_use_states'])  # Workers.
 
 
-# worker_count -1 starts one worker per core from this many cores up. Measured on 2 quiet cores
-# (BENCHMARKS.md "Input pipeline", third session): in-process 105 img/s at 17.5 ms of CPU per
-# image (2 read threads use ~1.8 cores), 2 workers 67 img/s at 30 ms: each worker batch crosses in
-# fresh shared memory whose page faults cost ~5 ms per 800x1333 image. C workers then read about
-# C x 33 img/s, more than in-process from 4 cores up (estimated, not measured on such a machine).
+# worker_count -1 starts one worker per core from this many cores up. At 800x1333 on the 2-core
+# dev box, 2 workers now read at least as fast as in-process, at less CPU per image (15-17 vs 16-21
+# ms; BENCHMARKS.md "Input pipeline", fourth session: slots reused, freed memory kept), so the
+# pipeline alone would pick workers from 2 cores. The threshold stays at 4 because 2-core machines
+# here run the test suite and `make demo` (128x128 images), where a worker's start-up and memory
+# (1.2 vs 0.4 GB) weigh more: the demo took 22 s longer with workers (third session; not re-measured
+# since). From 3 cores workers should win at any image size (estimated, not measured).
 MIN_CORES_FOR_WORKERS = 4
 
 
