@@ -170,9 +170,9 @@ def init_worker(index: int, count: int, token: str) -> None:
 def _keep_freed_memory() -> None:
   """Has glibc's malloc keep the memory a worker frees. By default it returns blocks above its
   mmap threshold, and heap tops above its trim threshold, to the kernel, so every image's
-  few-MB arrays (decoded image, resized canvas, ...) faulted their pages in afresh: ~1400 faults
-  per 800x1333 image in the workers, ~65 with this (BENCHMARKS.md "Input pipeline", fourth
-  session). A worker's RSS then stays at its peak working set."""
+  few-MB arrays (decoded image, resized canvas, ...) faulted their pages in afresh: ~1450 faults
+  per 800x1333 image in 2 workers, 100-135 with this, and 15.9 instead of 21.2 ms of CPU per image
+  (BENCHMARKS.md "Input pipeline", fourth session). A worker's RSS stays at its peak working set."""
   if platform.libc_ver()[0] != 'glibc':
     return
   mallopt = ctypes.CDLL(ctypes.util.find_library('c')).mallopt
