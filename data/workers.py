@@ -73,9 +73,9 @@ def _batches_read(state: dict) -> int:
 # dev box, 2 workers now read at least as fast as in-process, at less CPU per image (15-17 vs 16-21
 # ms; BENCHMARKS.md "Input pipeline", fourth session: slots reused, freed memory kept), so the
 # pipeline alone would pick workers from 2 cores. The threshold stays at 4 because 2-core machines
-# here run the test suite and `make demo` (128x128 images), where a worker's start-up and memory
-# (1.2 vs 0.4 GB) weigh more: the demo took 22 s longer with workers (third session; not re-measured
-# since). From 3 cores workers should win at any image size (estimated, not measured).
+# here run the test suite, whose tests leave worker_count at -1 and would each start processes (a
+# few seconds per iterator), and the demo, where workers add ~3 s and 0.8 GB for no speed (128x128
+# images). From 3 cores workers should win (estimated, not measured on such a machine).
 MIN_CORES_FOR_WORKERS = 4
 
 
