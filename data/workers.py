@@ -74,7 +74,7 @@ def _batches_read(state: dict) -> int:
 # ms; BENCHMARKS.md "Input pipeline", fourth session: slots reused, freed memory kept), so the
 # pipeline alone would pick workers from 2 cores. The threshold stays at 4 because 2-core machines
 # here run the test suite, whose tests leave worker_count at -1 and would each start processes (a
-# few seconds per iterator), and the demo, where workers add ~3 s and 0.8 GB for no speed (128x128
+# few seconds per iterator), and the demo, where workers add ~3 s and memory for no speed (128x128
 # images). From 3 cores workers should win (estimated, not measured on such a machine).
 MIN_CORES_FOR_WORKERS = 4
 
