@@ -171,13 +171,13 @@ def test_worker_slots_are_reused_and_nothing_is_left_in_shared_memory(cfg):
   cfg.worker_count = 2
   two = pipeline.make_train_iterator(cfg, global_batch_size=2, seed=3)
   try:
-    for expected in ref:
-      b = next(two)
-      for k in expected:
-        np.testing.assert_array_equal(b[k], expected[k])
+    got = [next(two) for _ in range(batches)]
     stats = two.slot_stats()
   finally:
     two.close()
+  for b, expected in zip(got, ref, strict=True):  # Compared last: no batch aliases a reused slot.
+    for k in expected:
+      np.testing.assert_array_equal(b[k], expected[k])
   assert stats['from_slots'] == batches and 2 <= stats['slots'] < batches // 2, stats
   prefix = two._reader._prefix
   left = [name for name in os.listdir('/dev/shm') if name.startswith(prefix)]
