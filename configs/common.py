@@ -58,7 +58,7 @@ def data_config() -> ml_collections.ConfigDict:
       # 'selective_search_quality'. max_proposals: P, R-CNN's ~2000 per image.
       proposals=dict(method=placeholder(str), max_proposals=2000),
       # Training: grain worker processes; 0 = in-process (threads); -1 = one per core from 4
-      # cores up, in-process below (faster on 2: data.workers.MIN_CORES_FOR_WORKERS).
+      # cores up, in-process below (why: data.workers.MIN_CORES_FOR_WORKERS).
       worker_count=-1,
       read_threads=2,  # Threads that prepare batches (in each worker process, if any).
       # Batches read ahead (train and eval). Memory is bounded by about (read_threads +

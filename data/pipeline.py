@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import secrets
 
 import grain.python as grain
 import numpy as np
@@ -17,7 +18,7 @@ from data import augment, augment_ssd, eval_resize, proposals
 from data.source import NO_JOINTS as _NO_JOINTS
 from data.source import DecodedSource, get_builder, joints_of
 from data.source import config_field as _get
-from data.workers import TrainIterator, copy_from_shared_memory, init_worker, stack, worker_count
+from data.workers import SlotReader, TrainIterator, init_worker, stack, worker_count
 
 # The per-pixel targets a task may ask its batches to carry (`tasks.base.Task.pixel_targets`):
 # 'mask', the semantic mask; 'instances', the instance masks: per-box crops `instance_crops` in
@@ -292,9 +293,11 @@ def make_train_iterator(cfg, *, global_batch_size: int, seed: int, process_index
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; scripts/tests may not parse.
       flags.FLAGS.mark_as_parsed()
+    token = secrets.token_hex(4)  # Names this iterator's shared-memory segments.
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
-                              worker_init_fn=init_worker)
-    it_ds = it_ds.map(copy_from_shared_memory)
+                              worker_init_fn=functools.partial(init_worker, token=token))
+    reader = SlotReader(token)
+    return TrainIterator(iter(it_ds.map(reader)), workers, reader)
   return TrainIterator(iter(it_ds), workers)
 
 

@@ -7,7 +7,8 @@ r"""Speed, element size and peak memory of a config's input pipelines (no model,
 Reports, each measured in a fresh process (peak memory is a high-water mark):
 - train: img/s of `data.make_train_iterator` with each `--workers` count (0 = in-process
   threads), the CPU time per image of the main process and of the worker processes, bytes per
-  batch element, peak RSS of the process and its workers (the batches carry
+  batch element, the shared-memory slots the workers' batches came through (data.workers),
+  peak RSS of the process and its workers (the batches carry
   the per-pixel targets of the config's task, `Task.pixel_targets`, as train.py's do);
 - eval: peak RSS while `data.make_eval_batches` is iterated over the first `--eval_images` images
   of the eval split at `--eval_batch_size`, the consumer taking `--eval_step_s` per batch (a model
@@ -111,9 +112,10 @@ def bench_train(config, workers: int, batch_size: int, batches: int, targets) ->
   # sampling as in evaluation: its walk over every thread of every process every 20 ms took CPU
   # time from the main process whose speed this measures.
   peak = sum(_status_bytes(p, 'VmHWM') for p in processes())
+  slots = it.slot_stats()
   it.close()  # Stops the workers; their shared-memory batches are freed.
   return dict(mode='train', workers=workers, img_per_s=images / seconds, **cpu_ms,
-              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=peak / 1e9,
+              element_mib=_element_bytes(batch) / 2**20, peak_rss_gb=peak / 1e9, **slots,
               shapes={k: (str(v.dtype), v.shape[1:]) for k, v in batch.items()})
 
 
@@ -169,7 +171,8 @@ def _row(r: dict, load: str) -> str:
   if r['mode'] == 'train':
     return (f"| train | workers {r['workers']} | {r['img_per_s']:.1f} img/s | CPU ms/image: main "
             f"{r['main_cpu_ms']:.1f}, workers {r['workers_cpu_ms']:.1f} | "
-            f"{r['element_mib']:.2f} MiB/element | peak {r['peak_rss_gb']:.2f} GB | {load} |")
+            f"{r['element_mib']:.2f} MiB/element | peak {r['peak_rss_gb']:.2f} GB | "
+            f"{r['slots']} slots, {r['from_slots']} batches through them | {load} |")
   if r['mode'] == 'eval':
     return (f"| eval | {r['images']} images, batch {r['batch_size']}, {r['step_s']} s/step | "
             f"{r['images'] / r['seconds']:.1f} img/s | {r['element_mib']:.2f} MiB/element | "
