@@ -45,13 +45,14 @@ def tfds_dir(tmp_path_factory):
   return str(path)
 
 
-# The slowest modules, slowest first (seconds summed per module in a fresh-clone `make test` under
-# load ~5). `make test` sends whole modules to the workers in collection order
-# (--no-loadscope-reorder; xdist would otherwise order them by test count, which put the 220 s
-# population module, 3 tests, among the last): longest first leaves short modules to fill the end.
-SLOW_FIRST = ('test_configs.py', 'test_mask_rcnn.py', 'test_train.py', 'test_sweep_population.py',
-              'test_own_data.py', 'test_detection_faster_rcnn.py', 'test_parity_torchvision.py',
-              'test_detection_rcnn.py')
+# The slowest modules, slowest first (seconds summed per module in a fresh-clone run under load
+# ~5: test_configs 340, test_train 210, the population's one test 209, ... test_sweep_tool 79).
+# `make test` sends whole modules to the workers in collection order (--no-loadscope-reorder;
+# xdist would otherwise order them by test count, which put the population module, 3 tests, and
+# test_sweep_tool among the last): longest first leaves short modules to fill the end.
+SLOW_FIRST = ('test_configs.py', 'test_train.py', 'test_sweep_population.py',
+              'test_detection_rcnn.py', 'test_own_data.py', 'test_mask_rcnn.py',
+              'test_detection_faster_rcnn.py', 'test_parity_torchvision.py', 'test_sweep_tool.py')
 
 
 def pytest_collection_modifyitems(items):
