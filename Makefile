@@ -28,13 +28,14 @@ demo: $(STAMP)
 	@echo "metrics: $(DEMO_DIR)/eval/metrics.json   overlays: $(DEMO_DIR)/eval/*.png"
 
 # pytest-xdist: one worker per core, at most 4 (each worker generates its own Shapes data), none
-# on a single core. Whole files go to one worker, so module fixtures are built once.
+# on a single core. Whole files go to one worker, so module fixtures are built once; they go in
+# collection order, slowest first (tests/conftest.py: SLOW_FIRST).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
 	[ $$n -lt 2 ] && n=0; echo $$n)
 # ruff first (seconds): a lint error fails before the minutes of pytest.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Segmentation speed table of BENCHMARKS.md: every FCN x upsampling kind, DeconvNet, and the
 # sliding-window patch classifier at the same 128x128 resolution.
