@@ -9,10 +9,6 @@ tools/import_weights.py writes) only the model variables are read, with --config
 workdir's config.json), and results go to DIR/eval. --out_dir names another directory for either.
 A checkpoint whose files fail their integrity record is refused (exit code 2), never evaluated.
 """
-if __name__ == '__main__':  # Before the heavy imports: they would run twice.
-  from training import host_memory
-  host_memory.reexec_with_huge_pages()
-
 import json
 import os
 

@@ -11,10 +11,6 @@ Multi-host: start one process per host with `--distributed` (on SLURM or Cloud T
 others itself) or with `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`; each
 reads its own shard of the data and `config.batch_size` stays the global batch size.
 """
-if __name__ == '__main__':  # Before the heavy imports: they would run twice.
-  from training import host_memory
-  host_memory.reexec_with_huge_pages()
-
 import json
 import logging
 

@@ -40,7 +40,7 @@ import tasks
 from configs import loader
 from data import augment, captions
 from tools import torch_side
-from training import compile_cache, errors, host_memory
+from training import compile_cache, errors
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.state import example_batch, init_state
@@ -206,9 +206,9 @@ def _peak_rss_gb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: kilobytes.
 
 
-def _run(command, what: str, env=None) -> dict:
+def _run(command, what: str) -> dict:
   """Runs a side in its own process (its peak RSS is its own) -> the JSON it prints last."""
-  done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+  done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
   if done.returncode:
     sys.stderr.write(done.stderr[-4000:])
     raise RuntimeError(f'the {what} side failed (exit {done.returncode}): {" ".join(command)}; '
@@ -226,11 +226,8 @@ def bench_spec(spec: str, args) -> tuple[dict, dict | None]:
     if args.image_size:
       command += ['--image-size', 'x'.join(map(str, args.image_size))]
     command += ['--compile_cache'] * args.compile_cache + ['--compare-torch'] * args.compare_torch
-    # Our side as train.py runs (huge pages for malloc's large blocks), PyTorch's as it runs
-    # by default unless --torch-huge-pages.
-    ours = _run(command, 'our', host_memory.huge_pages_environment())
-    theirs = _run([args.torch_python, '-m', 'tools.bench_torch', tmp], 'PyTorch',
-                  host_memory.huge_pages_environment() if args.torch_huge_pages else None) if (
+    ours = _run(command, 'our')
+    theirs = _run([args.torch_python, '-m', 'tools.bench_torch', tmp], 'PyTorch') if (
         args.compare_torch) else None
   return ours, theirs
 
@@ -302,9 +299,6 @@ def main(argv=None):
   parser.add_argument('--torch-python', default=torch_side.default_python(),
                       help='a Python with torch and torchvision, for the PyTorch side (default: '
                       '%(default)s)')
-  parser.add_argument('--torch-huge-pages', action='store_true',
-                      help="run the PyTorch side with glibc's huge-page tunable too, as ours "
-                      '(training/host_memory.py); default: its own default allocator settings')
   parser.add_argument('--json', help='also append each config\'s results to this file, one JSON '
                       'object a line (tools/bench_plot.py reads it)')
   parser.add_argument('--worker', help=argparse.SUPPRESS)  # Internal: time one side here.
