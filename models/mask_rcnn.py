@@ -137,24 +137,34 @@ def _train_heads(mdl, *, size: int, pool, rois, gt_boxes, gt_instance_crops, gt_
   foreground = rois['valid'] & (classes > 0)
   out = {}
   if mdl.mask.enabled:
-    mask = mdl.mask
-    logits = MaskHead(mdl.head_num_classes - 1, mask.convs, mask.width, mdl.dtype,
-                      name='mask_head')(pool(boxes, mask.pool_size))
+    logits = _mask_logits(mdl, pool, boxes)
     out['mask_logits'] = _own_class(logits, classes)
     targets = jax.vmap(functools.partial(crop_targets, size=logits.shape[-2]))(
         gt_instance_crops, gt_boxes, boxes, rois['matched'])
     out['mask_targets'] = {'masks': targets, 'valid': foreground}
-  kp = mdl.keypoint
-  if kp.num_keypoints:
-    heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, mdl.dtype,
-                            name='keypoint_head')(pool(boxes, kp.pool_size))
-    heatmaps = jnp.moveaxis(heatmaps, -1, -3)  # [B, N, J, S, S]
+  if mdl.keypoint.num_keypoints:
+    heatmaps = _heatmaps(mdl, pool, boxes)
     keypoints = jnp.take_along_axis(gt_keypoints, rois['matched'][..., None, None], axis=1)
     index, valid = jax.vmap(functools.partial(heatmap_targets, size=heatmaps.shape[-1]))(
         keypoints, boxes)
     out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
     out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
   return _pad_slots(out, slots)
+
+
+def _mask_logits(mdl, pool, boxes):
+  """The mask head of Mask R-CNN `mdl` on `boxes` [B, N, 4] -> [B, N, 28, 28, classes]."""
+  mask = mdl.mask
+  return MaskHead(mdl.head_num_classes - 1, mask.convs, mask.width, mdl.dtype,
+                  name='mask_head')(pool(boxes, mask.pool_size))
+
+
+def _heatmaps(mdl, pool, boxes):
+  """The keypoint head of Mask R-CNN `mdl` on `boxes` [B, N, 4] -> [B, N, J, 56, 56]."""
+  kp = mdl.keypoint
+  heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, mdl.dtype,
+                          name='keypoint_head')(pool(boxes, kp.pool_size))
+  return jnp.moveaxis(heatmaps, -1, -3)
 
 
 def _own_class(logits, classes):
@@ -218,16 +228,12 @@ class MaskRCNN(FasterRCNNWithHeads):
     boxes = rois['boxes']  # Detections carry dataset labels; the heads' channels are the head's.
     classes = jnp.where(rois['classes'] > 0, self.to_head_labels(rois['classes']), 0)
     if self.mask.enabled:
-      mask = self.mask
-      logits = MaskHead(self.head_num_classes - 1, mask.convs, mask.width, self.dtype,
-                        name='mask_head')(pool(boxes, mask.pool_size))
-      out['detections']['masks'] = jax.nn.sigmoid(_own_class(logits, classes))
+      out['detections']['masks'] = jax.nn.sigmoid(_own_class(_mask_logits(self, pool, boxes),
+                                                              classes))
 
     kp = self.keypoint
     if kp.num_keypoints:
-      heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, self.dtype,
-                              name='keypoint_head')(pool(boxes, kp.pool_size))
-      heatmaps = jnp.moveaxis(heatmaps, -1, -3)  # [B, N, J, S, S]
+      heatmaps = _heatmaps(self, pool, boxes)
       if kp.decode == 'torchvision':
         size = kp.decode_size or tuple(images.shape[1:3])  # Boxes lie inside the canvas.
         # The whole batch in one call: under vmap each detection would pay for the largest grid.
