@@ -41,6 +41,7 @@ from configs import loader
 from data import augment, captions
 from tools import torch_side
 from training import compile_cache, errors
+from training.host_memory import release_freed_memory
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.state import example_batch, init_state
@@ -106,6 +107,7 @@ def _time_calls(jitted, args, steps: int, *, rebind=None):
   start = time.perf_counter()
   compiled = jitted.lower(*args).compile()
   compile_s = time.perf_counter() - start
+  release_freed_memory()  # As train.py does before its first step (training/loop.py).
   out = jax.block_until_ready(compiled(*args))  # Warm-up.
   times = []
   for _ in range(steps):
