@@ -117,7 +117,7 @@ class KeypointOptions:
 def head_slot_sizes(slots: int, buckets: int) -> tuple[int, ...]:
   """The slot counts the training heads may run on: slots, slots / 2, ... (`buckets` of them,
   at least 1 slot each), smallest first."""
-  return tuple(sorted({max(slots >> k, 1) for k in range(max(buckets, 1))}))
+  return tuple(sorted({max(slots >> k, 1) for k in range(buckets)}))
 
 
 def _pad_slots(tree, slots: int):
@@ -201,6 +201,9 @@ class MaskRCNN(FasterRCNNWithHeads):
 
   def __post_init__(self):
     resolve_fields(self, mask=MaskOptions, keypoint=KeypointOptions)
+    if self.head_buckets < 1:
+      raise ValueError(f'model.head_buckets={self.head_buckets}: give 1 (the heads always run on '
+                       'all slots) or more (the R50-FPN configs use 4)')
     super().__post_init__()
 
   @nn.compact

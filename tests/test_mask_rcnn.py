@@ -178,6 +178,10 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
                              atol=1e-6)
   np.testing.assert_array_equal(on_all['mask_targets']['valid'], targets['valid'])
 
+  config.model.head_buckets = 0
+  with pytest.raises(ValueError, match=r'model.head_buckets=0: give 1'):
+    tasks.get_task(config)
+
   predictions = jax.device_get(jax.jit(make_eval_step(mask_task))(variables, batch))
   d = mask_task.config.detect.max_detections
   assert predictions['masks'].shape == (2, d, 64, 64) and predictions['scores'].shape == (2, d)
