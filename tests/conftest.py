@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 
 from training import compile_cache  # noqa: E402
 
-compile_cache.enable(_CACHE)
+compile_cache.enable(os.environ["DETSEG_COMPILE_CACHE"])  # Ours, or one given (an empty one).
 # Orbax writes a state replicated over several devices "replica-parallel": each device saves a
 # slice of every array, and slicing compiles one small XLA program per array shape and device. On
 # the 4 simulated CPU devices that made a model's first save take seconds to tens of seconds (15 s
