@@ -43,6 +43,11 @@ def test_svm_hinge_matches_hand_computed_margins():
     rcnn_loss(outputs, None, classifier='hinge')
 
 
+# Their last five RoI losses average 0.14x (sliding window, R-CNN) and 0.03x (Fast R-CNN) of
+# the first at 15 steps (measured); the test asks for 0.5x.
+OVERFIT_STEPS = 15
+
+
 @pytest.mark.parametrize('name', ['sliding_window', 'rcnn', 'fast_rcnn'])
 def test_losses_fall_on_a_tiny_overfit_batch_then_inference(name):
   config = loader.load(f'configs/det/{name}_shapes.py:runlocal')
@@ -53,11 +58,11 @@ def test_losses_fall_on_a_tiny_overfit_batch_then_inference(name):
     config.model.roi.batch_size = 16
   task = tasks.get_task(config)
   batch = toy_detection_batch(num_proposals=12)
-  state = init_state(task, task.model, make_optimizer(config.optimizer, 30),
+  state = init_state(task, task.model, make_optimizer(config.optimizer, OVERFIT_STEPS),
                      jax.random.PRNGKey(0), batch)
   step = jax.jit(make_train_step(task))
   losses = []
-  for _ in range(30):
+  for _ in range(OVERFIT_STEPS):
     state, metrics = step(state, jax.tree.map(jnp.asarray, batch))
     losses.append(float(metrics['roi_cls_loss']))
   assert np.isfinite(losses).all() and np.mean(losses[-5:]) < 0.5 * losses[0], losses
@@ -73,7 +78,10 @@ def test_losses_fall_on_a_tiny_overfit_batch_then_inference(name):
 def test_fast_rcnn_trains_and_evaluates_on_cached_selective_search(tfds_dir, tmp_path):
   config = loader.load('configs/det/fast_rcnn_shapes.py:runlocal')
   config.data.data_dir = tfds_dir
+  # Selective search (numpy) runs over whole splits: parts of them keep it short.
+  config.data.train_split, config.data.eval_split = 'train[:32]', 'validation[:16]'
   train.train_and_evaluate(config, str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))
   assert {'AP', 'AP50', 'voc_AP50'} <= set(saved)
-  assert os.path.exists(proposals.cache_path(config.data, 'train'))  # Next to the dataset.
+  for split in ('train[:32]', 'validation[:16]'):  # Next to the dataset.
+    assert os.path.exists(proposals.cache_path(config.data, split))

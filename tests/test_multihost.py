@@ -84,8 +84,9 @@ def _free_port() -> int:
 def test_two_processes_match_one(tmp_path):
   assert jax.device_count() == 4  # conftest's simulated devices: the single-process reference.
   port = _free_port()
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  # Two devices each, and conftest's other XLA flags (its emitters).
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': os.environ['XLA_FLAGS'].replace(
+      '--xla_force_host_platform_device_count=4', '--xla_force_host_platform_device_count=2')}
   outs = [str(tmp_path / f'params{i}.npz') for i in range(2)]
   workers = [subprocess.Popen([sys.executable, '-m', 'tests.test_multihost', str(port), str(i),
                                outs[i]], cwd=_REPO, env=env, stdout=subprocess.PIPE,

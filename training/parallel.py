@@ -80,7 +80,12 @@ class DataParallel:
   def get_state(self, state):
     """A single-copy state (for checkpoints and evaluation)."""
     if self.mode == 'pmap':
-      return jax.tree.map(lambda x: x[0], state)
+      # The copy on this process's first device. Not x[0]: that launches a program with
+      # collectives on every device, per leaf. Launched while the step still ran, they once left
+      # the step's all-reduce waiting for two of XLA:CPU's four simulated devices (their
+      # launches blocked on a semaphore) until XLA aborted the process. After the step, a
+      # program on one device waits for no other.
+      return jax.tree.map(lambda x: x.addressable_data(0)[0], jax.block_until_ready(state))
     return state
 
   def host_local(self, tree):
@@ -102,6 +107,6 @@ class DataParallel:
     return self._put_stacked(local_batch)
 
   def metrics_to_host(self, metrics):
-    if self.mode == 'pmap':
-      metrics = jax.tree.map(lambda x: x[0], metrics)
+    if self.mode == 'pmap':  # Device 0's copy, read on the host: no program (see get_state).
+      return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], metrics)
     return jax.device_get(metrics)
