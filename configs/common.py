@@ -89,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 16  # Global batch size, split over all devices and hosts.
   c.total_steps = 1000
   c.parallel = 'jit'  # 'jit' (batch sharded over a device mesh) or 'pmap'.
+  # XLA options for compiling the train step in 'jit' mode (jax.jit's compiler_options), e.g. the
+  # R50-FPN configs' memory-saving CPU scheduler. A backend ignores the other backends' options.
+  c.xla_options = ml_collections.ConfigDict()
   c.log_every_steps = 50
   c.checkpoint_every_steps = 500
   c.max_checkpoints = 3  # Older checkpoints are deleted.

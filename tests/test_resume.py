@@ -28,6 +28,7 @@ def test_resumable_fields_may_change(tmp_path):
   workdir = _workdir(tmp_path, config)
   config.total_steps, config.log_every_steps, config.num_overlays = 5000, 7, 0
   config.data.data_dir = '/elsewhere'
+  config.xla_options.xla_cpu_scheduler_type = 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
   resume.prepare_workdir(config, workdir)
   assert _saved(workdir)['total_steps'] == 5000
 

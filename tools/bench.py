@@ -135,7 +135,8 @@ def prepare(config, hw=None) -> dict:
   tx = make_optimizer(config.optimizer, config.total_steps)
   batch = synthetic_batch(task, config.batch_size, hw=hw)
   state = init_state(task, model, tx, jax.random.PRNGKey(0), batch)
-  train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
+  train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name),
+                                          config.get('xla_options'))
   args = (parallel.put_state(state), parallel.put_batch(batch))
   return {'task': task, 'batch': batch, 'parallel': parallel,
           'train': (train_step, args, lambda out: (out[0], args[1])),

@@ -55,11 +55,13 @@ class DataParallel:
           f'config.batch_size={global_batch_size} is not divisible by the {self.num_devices} '
           'devices; pick a multiple of the device count.')
 
-  def compile_train_step(self, train_step):
+  def compile_train_step(self, train_step, xla_options=None):
+    """`xla_options`: XLA compiler options (config.xla_options); 'jit' mode only."""
     if self.mode == 'pmap':
       return jax.pmap(train_step, axis_name=PMAP_AXIS, devices=self.devices, donate_argnums=0)
     return jax.jit(train_step, in_shardings=(self.replicated, self.data_sharding),
-                   out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+                   out_shardings=(self.replicated, self.replicated), donate_argnums=0,
+                   compiler_options=dict(xla_options or {}) or None)
 
   def _put_stacked(self, tree):
     """Host-local arrays with a leading per-local-device axis -> pmap's global inputs."""

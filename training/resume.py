@@ -4,8 +4,9 @@ A workdir's checkpoints belong to the config in its `config.json`. Resuming them
 model, optimizer or data would fail deep inside orbax (a different state structure) or, worse,
 quietly train a different experiment under the old name. So a resume compares the new config with
 `config.json` field by field: the fields in RESUMABLE (run length, cadences, where data lives,
-input speed) may change; any other change is refused with the list of changed fields, unless the
-user forces it (`--allow_config_change`; the old config is kept as `config.previous.json`).
+input speed) and `xla_options` may change; any other change is refused with the list of changed
+fields, unless the user forces it (`--allow_config_change`; the old config is kept as
+`config.previous.json`).
 """
 import json
 import os
@@ -34,12 +35,14 @@ def _flat(config: dict) -> dict:
 
 
 def config_changes(old: dict, new: dict) -> list[str]:
-  """'field: old -> new' for every field outside RESUMABLE that differs (absent fields too)."""
+  """'field: old -> new' for every field outside RESUMABLE (and the XLA options, which change how
+  the step compiles, not what it computes) that differs (absent fields too)."""
   old, new = _flat(old), _flat(new)
   missing = '(absent)'
   return [f'{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}'
           for k in sorted(set(old) | set(new))
-          if k not in RESUMABLE and old.get(k, missing) != new.get(k, missing)]
+          if k not in RESUMABLE and not k.startswith('xla_options.')
+          and old.get(k, missing) != new.get(k, missing)]
 
 
 def has_checkpoints(workdir: str) -> bool:

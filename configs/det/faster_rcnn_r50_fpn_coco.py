@@ -50,6 +50,7 @@ def get_config(arg=None):
   c.model.roi.pooling = 'align'
   c.model.roi.size = 7
   c.model.roi.head_hidden = 1024
+  c = defaults.memory_saving_scheduler(c)
 
   c.data.name = 'coco2017'
   c.data.train_split = 'train'
