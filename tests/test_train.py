@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from training import loop
 from training.checkpoint import INTEGRITY_FILE, Checkpointer, CorruptCheckpointError
 from training.errors import UserError
 from training.evaluate import evaluate_workdir
+from training.parallel import DataParallel
 from training.recompiles import RecompileError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,6 +224,13 @@ def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, mo
   _change_batches(monkeypatch, lambda n, b: {k: v[:4] for k, v in b.items()} if n == 3 else b)
   with pytest.raises(RecompileError, match=r'at step 3: .*image uint8\[4, 64, 64, 3\]'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_xla_options_reach_the_compiler():
+  step = DataParallel('jit').compile_train_step(lambda s, b: (s + b.sum(), b.mean()),
+                                                {'xla_cpu_scheduler_type': 'NOT_A_SCHEDULER'})
+  with pytest.raises(Exception, match="'NOT_A_SCHEDULER' is not a valid enum value"):
+    step.lower(jnp.zeros(()), jnp.zeros((4,))).compile()
 
 
 @pytest.mark.parametrize('field,value,valid', [

@@ -77,12 +77,13 @@ def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.data.eval_min_size = 800  # The eval-time resize (data/eval_resize.py).
   c.data.eval_max_size = 1333
   c.data.eval_size_divisor = 32
-  return memory_saving_scheduler(c)
+  return c
 
 
 def memory_saving_scheduler(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """XLA:CPU's memory-optimized scheduler for the real-size R50-FPN train steps: Faster R-CNN's
-  temporaries at 800x1344 go 1.995 -> 1.888 GB (BENCHMARKS.md, fifth 2026-12-06 session)."""
+  temporaries at 800x1344 go 1.995 -> 1.888 GB, its step time unchanged (BENCHMARKS.md, fifth
+  2026-12-06 session). Not for `runlocal`: at 64 px it saves nothing worth its compile time."""
   c.xla_options.xla_cpu_scheduler_type = 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
   return c
 

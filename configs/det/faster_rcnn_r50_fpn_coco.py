@@ -50,7 +50,6 @@ def get_config(arg=None):
   c.model.roi.pooling = 'align'
   c.model.roi.size = 7
   c.model.roi.head_hidden = 1024
-  c = defaults.memory_saving_scheduler(c)
 
   c.data.name = 'coco2017'
   c.data.train_split = 'train'
@@ -86,4 +85,6 @@ def get_config(arg=None):
     c.model.rpn.post_nms_topk_train = c.model.rpn.post_nms_topk_test = 32
     c.model.roi.batch_size = 16
     c.model.roi.head_hidden = 32
+  else:  # Real size (the torchvision and Mask / Keypoint R-CNN configs build on this one).
+    c = defaults.memory_saving_scheduler(c)
   return c
