@@ -83,7 +83,7 @@ def torchvision_rcnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def memory_saving_scheduler(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """XLA:CPU's memory-optimized scheduler for the real-size R50-FPN train steps: Faster R-CNN's
   temporaries at 800x1344 go 1.995 -> 1.888 GB, its step time unchanged (BENCHMARKS.md, fifth
-  2026-12-06 session). Not for `runlocal`: at 64 px it saves nothing worth its compile time."""
+  2026-12-06 session). Not for `runlocal`: at 64 px there is nothing to save."""
   c.xla_options.xla_cpu_scheduler_type = 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'
   return c
 
