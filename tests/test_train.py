@@ -229,7 +229,7 @@ def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, mo
 def test_xla_options_reach_the_compiler():
   step = DataParallel('jit').compile_train_step(lambda s, b: (s + b.sum(), b.mean()),
                                                 {'xla_cpu_scheduler_type': 'NOT_A_SCHEDULER'})
-  with pytest.raises(Exception, match="'NOT_A_SCHEDULER' is not a valid enum value"):
+  with pytest.raises(jax.errors.JaxRuntimeError, match="'NOT_A_SCHEDULER' is not a valid enum"):
     step.lower(jnp.zeros(()), jnp.zeros((4,))).compile()
 
 

@@ -4,7 +4,7 @@ A workdir's checkpoints belong to the config in its `config.json`. Resuming them
 model, optimizer or data would fail deep inside orbax (a different state structure) or, worse,
 quietly train a different experiment under the old name. So a resume compares the new config with
 `config.json` field by field: the fields in RESUMABLE (run length, cadences, where data lives,
-input speed) and `xla_options` may change; any other change is refused with the list of changed
+input speed, XLA's options) may change; any other change is refused with the list of changed
 fields, unless the user forces it (`--allow_config_change`; the old config is kept as
 `config.previous.json`).
 """
@@ -20,11 +20,12 @@ CONFIG_FILE = 'config.json'
 DIVERGED = 'training diverged'  # How the NaN stop's message starts (tools/sweep.py looks for it).
 FORCE_FLAG = '--allow_config_change'
 
-# Fields a resumed run may change: how long it runs, how often it logs, evaluates and saves, how
-# much it draws, where the data lives and how fast it is read. Everything else defines the run.
+# Fields (or groups of fields) a resumed run may change: how long it runs, how often it logs,
+# evaluates and saves, how much it draws, where the data lives, how fast it is read and how XLA
+# compiles the step. Everything else defines the run.
 RESUMABLE = frozenset({
     'total_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
-    'max_checkpoints', 'num_overlays', 'eval_batch_size', 'parallel',
+    'max_checkpoints', 'num_overlays', 'eval_batch_size', 'parallel', 'xla_options',
     'data.data_dir', 'data.manual_dir', 'data.worker_count', 'data.read_threads',
     'data.prefetch_batches', 'data.device_prefetch',
 })
@@ -34,15 +35,19 @@ def _flat(config: dict) -> dict:
   return traverse_util.flatten_dict(config, sep='.')
 
 
+def _resumable(field: str) -> bool:
+  """The field, or a group it belongs to ('xla_options' for 'xla_options.x'), is in RESUMABLE."""
+  parts = field.split('.')
+  return any('.'.join(parts[:n]) in RESUMABLE for n in range(1, len(parts) + 1))
+
+
 def config_changes(old: dict, new: dict) -> list[str]:
-  """'field: old -> new' for every field outside RESUMABLE (and the XLA options, which change how
-  the step compiles, not what it computes) that differs (absent fields too)."""
+  """'field: old -> new' for every non-resumable field that differs (absent fields too)."""
   old, new = _flat(old), _flat(new)
   missing = '(absent)'
   return [f'{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}'
           for k in sorted(set(old) | set(new))
-          if k not in RESUMABLE and not k.startswith('xla_options.')
-          and old.get(k, missing) != new.get(k, missing)]
+          if not _resumable(k) and old.get(k, missing) != new.get(k, missing)]
 
 
 def has_checkpoints(workdir: str) -> bool:
