@@ -226,11 +226,14 @@ def test_a_step_that_recompiles_stops_with_the_batch_shapes(config, tmp_path, mo
     train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_xla_options_reach_the_compiler():
-  step = DataParallel('jit').compile_train_step(lambda s, b: (s + b.sum(), b.mean()),
-                                                {'xla_cpu_scheduler_type': 'NOT_A_SCHEDULER'})
-  with pytest.raises(jax.errors.JaxRuntimeError, match="'NOT_A_SCHEDULER' is not a valid enum"):
-    step.lower(jnp.zeros(()), jnp.zeros((4,))).compile()
+def test_xla_options_reach_the_compiler(config, tmp_path):
+  step = DataParallel('jit').compile_train_step(
+      lambda s, b: (s + b.sum(), b.mean()),
+      {'xla_cpu_scheduler_type': 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'})
+  assert float(step(jnp.zeros(()), jnp.ones((4,)))[0]) == 4.0
+  config.xla_options = {'xla_cpu_scheduler_type': 'NOT_A_SCHEDULER'}
+  with pytest.raises(UserError, match="config.xla_options .*'NOT_A_SCHEDULER' is not a valid enum"):
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 @pytest.mark.parametrize('field,value,valid', [

@@ -211,8 +211,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   last_good_step = checkpointer.latest_step()
 
   train_iter = DevicePrefetch(train_iter, parallel.put_batch, config.data.get('device_prefetch', 2))
-  train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name),
-                                          config.get('xla_options'))
+  with errors.user_input():  # XLA options it does not know: one line.
+    train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name),
+                                             config.get('xla_options'))
   evaluator = Evaluator(task, config)
   state = parallel.put_state(state)
   first_step = int(parallel.get_state(state).step)

@@ -56,12 +56,20 @@ class DataParallel:
           'devices; pick a multiple of the device count.')
 
   def compile_train_step(self, train_step, xla_options=None):
-    """`xla_options`: XLA compiler options (config.xla_options); 'jit' mode only."""
+    """`xla_options`: XLA compiler options (config.xla_options); 'jit' mode only. Options XLA
+    refuses raise ValueError here, not minutes later when the step compiles."""
     if self.mode == 'pmap':
       return jax.pmap(train_step, axis_name=PMAP_AXIS, devices=self.devices, donate_argnums=0)
+    options = dict(xla_options or {}) or None
+    if options:
+      try:  # A trivial program: milliseconds.
+        jax.jit(lambda: 0, compiler_options=options).lower().compile()
+      except jax.errors.JaxRuntimeError as e:
+        raise ValueError(f'config.xla_options {options}: XLA refused them ({e}); give names '
+                         "and values of XLA's DebugOptions") from e
     return jax.jit(train_step, in_shardings=(self.replicated, self.data_sharding),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0,
-                   compiler_options=dict(xla_options or {}) or None)
+                   compiler_options=options)
 
   def _put_stacked(self, tree):
     """Host-local arrays with a leading per-local-device axis -> pmap's global inputs."""
