@@ -16,7 +16,7 @@ from models.upsample import max_pool_with_argmax
     (9, 2, 'VALID', 1, (3, 5)), (7, 2, ((1, 0), (0, 1)), 1, (3, 5)),
     # Wide enough for the shifted-dot weight gradient (_DOT_WGRAD_MIN_CHANNELS).
     (10, 1, 'SAME', 3, (64, 72)), (20, 2, ((1, 0), (2, 1)), 3, (80, 64)),
-    (14, 1, 'VALID', 5, (64, 64))])
+    (14, 1, 'VALID', 5, (64, 64)), (15, (2, 1), 'SAME', 3, (64, 64))])
 def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k, channels):
   kx, kk = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (2, size, size + 1, channels[0]))
@@ -24,7 +24,8 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
   dims = lax.conv_dimension_numbers(x.shape, kernel.shape, ('NHWC', 'HWIO', 'NHWC'))
 
   def loss(conv, x, kernel):
-    y = conv(x, kernel, (stride, stride), padding, dimension_numbers=dims)
+    y = conv(x, kernel, (stride,) * 2 if isinstance(stride, int) else stride, padding,
+             dimension_numbers=dims)
     return (y * np.arange(y.size, dtype=np.float32).reshape(y.shape)).sum(), y
 
   (_, want), want_grads = jax.value_and_grad(
