@@ -12,7 +12,7 @@ from configs import loader
 from metrics.captioning import caption_metrics
 from models.captioner import ImageCaptioner
 from models.rnn import END, PAD
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 
 
 def _meteor(matches, hyp_len, ref_len, chunks=1):
@@ -53,11 +53,11 @@ def test_captioner_decodes_in_inference_mode():
 
 def test_train_and_evaluate(tfds_dir, tmp_path):
   config = loader.load('configs/caption/captioner_shapes.py:runlocal')
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   state, metrics = train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
   assert int(state.step) == config.total_steps
-  assert metrics['num_images'] == 64
+  assert metrics['num_images'] == 16
   assert 0 <= metrics['exact_match'] <= 1 and 0 <= metrics['bleu4'] <= 1
   assert 0 <= metrics['meteor'] <= 1
   assert os.path.exists(tmp_path / 'eval' / 'overlay_001.png')

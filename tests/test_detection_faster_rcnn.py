@@ -16,7 +16,7 @@ from models import faster_rcnn, fpn, roi_heads, rpn
 from ops.boxes import encode
 from ops.nms import select_detections
 from tests.toy_data import toy_detection_batch
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 from training.optim import make_optimizer
 from training.state import init_state
 from training.step import make_train_step
@@ -171,7 +171,7 @@ def test_losses_fall_on_a_tiny_overfit_batch(runlocal_config):
 
 def test_train_and_evaluate_writes_ap_and_overlays(runlocal_config, tfds_dir, tmp_path):
   config = runlocal_config.copy_and_resolve_references()
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))

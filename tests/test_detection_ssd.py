@@ -13,7 +13,7 @@ from losses import ssd as ssd_losses
 from models import ssd
 from ops.box_coding import SSD_BOX_WEIGHTS
 from ops.boxes import encode
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 
 # Jitted: the eager op-by-op versions are several times slower on a busy CPU.
 ssd_loss, ssd_targets = jax.jit(ssd_losses.ssd_loss), jax.jit(ssd_losses.ssd_targets)
@@ -102,7 +102,7 @@ def test_model_heads_match_default_boxes():
 
 def test_train_and_evaluate_writes_ap_and_overlays(tfds_dir, tmp_path):
   config = loader.load('configs/det/ssd_shapes.py:runlocal')
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))

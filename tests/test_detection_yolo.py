@@ -13,7 +13,7 @@ from configs import loader
 from losses.yolo import responsible_predictor, yolo_targets
 from losses.yolo import yolo_loss as _yolo_loss
 from models import yolo
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 
 S, C, HW = 8, 4, (64, 64)
 yolo_loss = jax.jit(_yolo_loss)
@@ -115,7 +115,7 @@ def test_output_shape_is_s_s_5b_plus_c(fc_width):
 
 def test_train_and_evaluate_writes_ap_and_overlays(tfds_dir, tmp_path):
   config = loader.load('configs/det/yolo_shapes.py:runlocal')
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))

@@ -12,7 +12,7 @@ from configs import loader
 from data import shapes
 from losses.localization import box_target, localization_loss
 from metrics.localization import localization_metrics, paired_iou
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 
 
 def test_single_variant_has_one_object_per_image():
@@ -66,10 +66,10 @@ def test_metrics_hand_computed():
 
 def test_train_and_evaluate(tfds_dir, tmp_path):
   config = loader.load('configs/loc/localizer_shapes.py:runlocal')
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   state, metrics = train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
   assert int(state.step) == config.total_steps
-  assert metrics['num_images'] == 64
+  assert metrics['num_images'] == 16
   assert 0 <= metrics['corloc'] <= metrics['top1'] <= 1
   assert os.path.exists(tmp_path / 'eval' / 'overlay_001.png')

@@ -17,7 +17,7 @@ from ops.masks import crop_targets
 from ops.roi import roi_align
 from tasks.instance import InstanceEvaluator
 from tests.toy_data import toy_detection_batch
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 from tools.bench import synthetic_batch
 from training.optim import make_optimizer
 from training.state import init_state
@@ -219,7 +219,7 @@ def test_mask_loss_falls_on_a_tiny_overfit_batch(mask_task):
                                           ('keypoint_rcnn', 'keypoint_AP50')])
 def test_train_and_evaluate_writes_ap_and_overlays(name, metric, tfds_dir, tmp_path):
   config = loader.load(f'configs/inst/{name}_shapes.py:runlocal')
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
   saved = json.load(open(tmp_path / 'eval' / 'metrics.json'))

@@ -36,8 +36,15 @@ def _global_batch(task, batch_size: int, step: int) -> dict:
   return batch
 
 
-def train_params(process_index: int = 0, process_count: int = 1, steps: int = STEPS) -> dict:
-  """Parameters after `steps` steps; this process feeds its contiguous share of each batch."""
+def _host(params) -> dict:
+  """{path: numpy copy} of a parameter tree; of a replicated one, this process's first copy."""
+  return {jax.tree_util.keystr(path): np.array(x.addressable_data(0))
+          for path, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+
+
+def train_params(process_index: int = 0, process_count: int = 1) -> tuple[dict, dict]:
+  """(initial, trained) parameters around STEPS steps; this process feeds its contiguous share of
+  each batch."""
   config = loader.load(os.path.join(_REPO, CONFIG))
   # Adam would scale the float noise in the (zero in exact arithmetic) gradients of the conv
   # biases that BatchNorm cancels up to the learning rate; SGD keeps it at noise level. No
@@ -48,17 +55,16 @@ def train_params(process_index: int = 0, process_count: int = 1, steps: int = ST
   tx = make_optimizer(config.optimizer, config.total_steps)
   state = init_state(task, task.build_model(bn_axis_name=parallel.axis_name), tx,
                      jax.random.PRNGKey(0), example_batch(task.info))
+  initial = _host(state.params)  # A copy: the train step donates the state's buffers.
   state = parallel.put_state(state)
   train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name))
   share = config.batch_size // process_count
-  for step in range(steps):
+  for step in range(STEPS):
     batch = _global_batch(task, config.batch_size, step)
     local = {k: v[process_index * share:(process_index + 1) * share] for k, v in batch.items()}
     state, _ = train_step(state, parallel.put_batch(local))
-  params = parallel.get_state(state).params
   # Replicated: every process holds the whole value on each of its devices.
-  return {jax.tree_util.keystr(path): np.asarray(x.addressable_data(0))
-          for path, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+  return initial, _host(parallel.get_state(state).params)
 
 
 def _worker(port: int, process_id: int, out: str):
@@ -71,7 +77,7 @@ def _worker(port: int, process_id: int, out: str):
     print(f'cross-process collectives unavailable: {e}', file=sys.stderr)
     sys.exit(NO_COLLECTIVES)
   assert total == 4.0, total
-  np.savez(out, **train_params(jax.process_index(), jax.process_count()))
+  np.savez(out, **train_params(jax.process_index(), jax.process_count())[1])
   jax.distributed.shutdown()
 
 
@@ -92,8 +98,7 @@ def test_two_processes_match_one(tmp_path):
                                outs[i]], cwd=_REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
-  expected = train_params()  # Meanwhile, one process with 4 devices.
-  initial = train_params(steps=0)
+  initial, expected = train_params()  # Meanwhile, one process with 4 devices.
   logs = [w.communicate(timeout=120)[0] for w in workers]
   if any(w.returncode == NO_COLLECTIVES for w in workers):
     pytest.skip('MULTI-HOST NOT TESTED: this jaxlib has no cross-process CPU collectives '

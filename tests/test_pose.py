@@ -11,7 +11,7 @@ from data import augment, shapes
 from metrics.pose import pck, pcp, pose_metrics, torso_size
 from models import get_model
 from ops.joints import FLIP_PERMUTATION, JOINT_NAMES
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 
 PEOPLE = next(c for c in shapes.Shapes.BUILDER_CONFIGS if c.name == 'people_small')
 
@@ -97,10 +97,10 @@ def test_cascade_refines_each_joint_within_its_window():
 
 def test_train_and_evaluate(tfds_dir, tmp_path):
   config = loader.load('configs/pose/deeppose_shapes.py:runlocal')
-  config.data.data_dir = tfds_dir
+  config.data.data_dir, config.data.eval_split = tfds_dir, EVAL_SPLIT
   state, metrics = train.train_and_evaluate(config, str(tmp_path))
   assert_first_step_trained(str(tmp_path))
-  assert int(state.step) == config.total_steps and metrics['num_people'] == 64
+  assert int(state.step) == config.total_steps and metrics['num_people'] == 16
   assert 0 <= metrics['pck@0.2'] <= 1 and 0 <= metrics['pcp'] <= 1
   assert set(metrics['per_joint_pck']) == set(JOINT_NAMES)
   assert os.path.exists(tmp_path / 'eval' / 'overlay_000.png')

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from tests.workdir_checks import EVAL_SPLIT
 from tools import sweep
 from training import loop
 
@@ -20,7 +21,8 @@ def _sweep_file(tmp_path, body: str) -> str:
 
 def _args(tfds_dir, sweep_file, workdir, *extra):
   return ['--config', CONFIG, '--sweep', sweep_file, '--workdir', workdir, '--set',
-          f'data.data_dir={tfds_dir}', 'eval_batch_size=8', 'num_overlays=0', *extra]
+          f'data.data_dir={tfds_dir}', f'data.eval_split={EVAL_SPLIT}', 'eval_batch_size=8',
+          'num_overlays=0', *extra]
 
 
 def _rows(workdir):

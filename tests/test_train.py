@@ -15,7 +15,7 @@ import pytest
 
 import train
 from configs import loader
-from tests.workdir_checks import assert_first_step_trained
+from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 from training import loop
 from training.checkpoint import INTEGRITY_FILE, Checkpointer, CorruptCheckpointError
 from training.errors import UserError
@@ -34,7 +34,7 @@ STEPS = 6
 
 def _config(tfds_dir):
   c = loader.load(os.path.join(REPO, SPEC))
-  c.data.data_dir = tfds_dir
+  c.data.data_dir, c.data.eval_split = tfds_dir, EVAL_SPLIT
   c.model.dropout_rate = 0.0  # Parity tests compare runs whose dropout masks differ per device.
   return c
 
@@ -107,6 +107,7 @@ def test_killed_run_resumes_to_identical_parameters(reference, tmp_path, tfds_di
   workdir = str(tmp_path / 'killed')
   cmd = [sys.executable, os.path.join(REPO, 'train.py'), f'--config={os.path.join(REPO, SPEC)}',
          f'--workdir={workdir}', f'--config.data.data_dir={tfds_dir}',
+         f'--config.data.eval_split={EVAL_SPLIT}',
          '--config.model.dropout_rate=0',
          f'--config.total_steps={steps}', '--config.checkpoint_every_steps=2',
          '--config.eval_batch_size=8', '--noprogress']
