@@ -59,7 +59,7 @@ def _matmul_over_positions(x, w, precision):
   runs without copying either. With the four-dimensional operand it copied the output gradient
   transposed first, fused with the elementwise ops before it: a 1x1 conv 128 -> 512 beside a
   256 -> 512 one at 100x168 (a bottleneck's last conv and its shortcut) took 674 ms forward and
-  backward against 277 ms.
+  backward against 277 ms (2026-12-06, loaded 2-core box).
   """
   return jnp.dot(x.reshape(-1, x.shape[-1]), w, precision=precision).reshape(*x.shape[:-1], -1)
 
