@@ -70,7 +70,7 @@ def _matmul_over_positions(x, w, precision):
 # at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. At 32 channels they tie and at 16 XLA
 # wins (86 / 216 for 16 -> 16 at 128x128 x16: the dots are too thin). Reading each offset's slice
 # without a transposed copy (below) took the 256 -> 256 P2 weight gradient from 1122-1372 to
-# 744-834 ms and Faster R-CNN R50-FPN's 800x1344 train step from 13.3-13.5 to 12.2-12.9 s.
+# 744-834 ms and Faster R-CNN R50-FPN's 800x1344 train step from 13.3-13.5 to 12.0-12.9 s.
 _DOT_WGRAD_MIN_CHANNELS = 64
 # On small maps the loop's nine dots lose (quiet, forward + both gradients, batch 32: 128 -> 128 at
 # 8x8 14.6 / 17.4 ms, 256 -> 256 at 4x4 14.4 / 17.4; a tie at 16x16, 1.4x at 14x14 x128 RoIs).
