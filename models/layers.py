@@ -109,9 +109,10 @@ def _shifted_dot_conv_bwd(strides, precision, residuals, g):
   # dynamic slice, if the output gradient is read with wq columns per row (zeros past wo; the
   # slice's extra columns meet those zeros). The output gradient is transposed once, so each
   # offset's dot is a plain [d, positions] x [positions, c] matmul: contracting both operands'
-  # leading axis made XLA:CPU copy every offset's slice transposed, a quarter of ResNet-50-FPN's
-  # train step at 800 px. The offsets run in a loop (lax.map), one slice alive at a time: the nine
-  # slices of a 3x3 kernel unrolled stayed alive together (+1.7 GiB for ResNet-50-FPN at 800 px).
+  # leading axis made XLA:CPU copy every offset's slice transposed (at least 1.6 of the 14.6 s
+  # summed over ResNet-50-FPN's 800 px train-step ops). The offsets run in a loop (lax.map), one
+  # slice alive at a time: the nine slices of a 3x3 kernel unrolled stayed alive together (+1.7
+  # GiB for ResNet-50-FPN at 800 px).
   hq, wq = -(-x.shape[1] // sh), -(-x.shape[2] // sw)
   x = jnp.pad(x, ((0, 0), (0, hq * sh - x.shape[1]), (0, wq * sw - x.shape[2]), (0, 0)))
   phases = x.reshape(n, hq, sh, wq, sw, c).transpose(2, 4, 0, 1, 3, 5).reshape(
