@@ -87,6 +87,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.task = 'segmentation'  # Key of tasks.TASKS.
   c.seed = 0  # Parameter init, dropout and data order all derive from it.
   c.batch_size = 16  # Global batch size, split over all devices and hosts.
+  # Sequential slices of each device's batch per step, gradients summed (training/step.py): the
+  # activation memory of batch_size / (devices * microbatches) images, the same gradient.
+  c.microbatches = 1
   c.total_steps = 1000
   c.parallel = 'jit'  # 'jit' (batch sharded over a device mesh) or 'pmap'.
   # XLA options for compiling the train step in 'jit' mode (jax.jit's compiler_options), e.g. the

@@ -45,7 +45,7 @@ from training.host_memory import release_freed_memory
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.state import example_batch, init_state
-from training.step import make_eval_step, make_train_step
+from training.step import compiled_train_step, make_eval_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,8 +135,7 @@ def prepare(config, hw=None) -> dict:
   tx = make_optimizer(config.optimizer, config.total_steps)
   batch = synthetic_batch(task, config.batch_size, hw=hw)
   state = init_state(task, model, tx, jax.random.PRNGKey(0), batch)
-  train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name),
-                                          config.get('xla_options'))
+  train_step = compiled_train_step(task, parallel, config)
   args = (parallel.put_state(state), parallel.put_batch(batch))
   return {'task': task, 'batch': batch, 'parallel': parallel,
           'train': (train_step, args, lambda out: (out[0], args[1])),

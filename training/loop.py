@@ -30,7 +30,7 @@ from training.parallel import DataParallel
 from training.prefetch import DevicePrefetch
 from training.recompiles import step_compiles_once
 from training.state import example_batch, init_state
-from training.step import make_train_step
+from training.step import compiled_train_step
 from training.writers import MetricWriter
 
 log = logging.getLogger('detseg')
@@ -212,8 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_iter = DevicePrefetch(train_iter, parallel.put_batch, config.data.get('device_prefetch', 2))
   with errors.user_input():  # XLA options it does not know: one line.
-    train_step = parallel.compile_train_step(make_train_step(task, parallel.axis_name),
-                                             config.get('xla_options'))
+    train_step = compiled_train_step(task, parallel, config)
   evaluator = Evaluator(task, config)
   state = parallel.put_state(state)
   first_step = int(parallel.get_state(state).step)

@@ -21,11 +21,13 @@ DIVERGED = 'training diverged'  # How the NaN stop's message starts (tools/sweep
 FORCE_FLAG = '--allow_config_change'
 
 # Fields (or groups of fields) a resumed run may change: how long it runs, how often it logs,
-# evaluates and saves, how much it draws, where the data lives, how fast it is read and how XLA
-# compiles the step. Everything else defines the run.
+# evaluates and saves, how much it draws, where the data lives, how fast it is read, how XLA
+# compiles the step and in how many slices it runs (the memory it needs). Everything else defines
+# the run.
 RESUMABLE = frozenset({
     'total_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
     'max_checkpoints', 'num_overlays', 'eval_batch_size', 'parallel', 'xla_options',
+    'microbatches',
     'data.data_dir', 'data.manual_dir', 'data.worker_count', 'data.read_threads',
     'data.prefetch_batches', 'data.device_prefetch',
 })

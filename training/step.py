@@ -20,7 +20,28 @@ def model_inputs(task, batch):
   return task.model_inputs(batch)
 
 
-def make_train_step(task, axis_name=None):
+def split_microbatches(batch, microbatches: int):
+  """[B, ...] leaves -> [microbatches, B / microbatches, ...]; microbatch i holds rows i, i + m,
+  i + 2m, ... so that each device's rows of a batch sharded over devices stay on that device."""
+  def split(x):
+    if x.shape[0] % microbatches:
+      raise ValueError(f'config.microbatches={microbatches} does not divide the per-device batch '
+                       f'of {x.shape[0]}; pick a divisor of it.')
+    x = x.reshape(x.shape[0] // microbatches, microbatches, *x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def make_train_step(task, axis_name=None, microbatches: int = 1):
+  """`microbatches` > 1: the batch runs through the model in that many sequential slices whose
+  gradients are summed (`lax.scan`), so activation memory is that of one slice (+ one gradient
+  buffer). The step's gradient is the mean of the slices' gradients: the whole batch's when its
+  loss is a mean over equal-sized parts (Faster R-CNN samples 256 anchors and 512 RoIs per image,
+  so its loss is). Metrics are the slices' means. Batch norms that use batch statistics see one
+  slice at a time and update their running averages once per slice."""
+  if microbatches < 1:
+    raise ValueError(f'config.microbatches must be at least 1 (got {microbatches}).')
+
   def train_step(state, batch):
     # One key per step: resuming at step k draws the same randomness as an uninterrupted run.
     rng = jax.random.fold_in(state.rng, state.step)
@@ -30,23 +51,45 @@ def make_train_step(task, axis_name=None):
       # keeps this device's rows. 'sample' draws (R-CNN RoI sampling, patch positions, caption
       # sampling) size themselves by the local batch, so each device gets its own key there.
       sample_rng = jax.random.fold_in(sample_rng, lax.axis_index(axis_name))
-    args, kwargs = model_inputs(task, batch)
 
-    def loss_fn(params):
-      variables = {**state.variables, 'params': params}
-      outputs, updates = state.apply_fn(
-          variables, *args, train=True, rngs={'dropout': dropout_rng, 'sample': sample_rng},
-          mutable=['batch_stats'], **kwargs)
-      loss, aux = task.loss(outputs, batch)
-      return loss, (aux, updates)
+    def grads_of(batch_stats, batch, rngs):
+      args, kwargs = model_inputs(task, batch)
 
-    (loss, (aux, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      def loss_fn(params):
+        variables = {**state.variables, 'params': params}
+        if batch_stats:
+          variables['batch_stats'] = batch_stats
+        outputs, updates = state.apply_fn(variables, *args, train=True, rngs=rngs,
+                                          mutable=['batch_stats'], **kwargs)
+        loss, aux = task.loss(outputs, batch)
+        return loss, (aux, updates.get('batch_stats', batch_stats))
+
+      (loss, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      return grads, batch_stats, loss, aux
+
+    rngs = {'dropout': dropout_rng, 'sample': sample_rng}
+    if microbatches == 1:
+      grads, batch_stats, loss, aux = grads_of(state.batch_stats, batch, rngs)
+    else:
+      def accumulate(carry, part):
+        grad_sum, batch_stats = carry
+        i, part = part
+        grads, batch_stats, loss, aux = grads_of(
+            batch_stats, part, {k: jax.random.fold_in(r, i) for k, r in rngs.items()})
+        return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), (loss, aux)
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (grads, batch_stats), (loss, aux) = lax.scan(
+          accumulate, (zeros, state.batch_stats),
+          (jnp.arange(microbatches), split_microbatches(batch, microbatches)))
+      grads = jax.tree.map(lambda g: g / microbatches, grads)
+      loss, aux = jax.tree.map(lambda x: jnp.mean(x, 0), (loss, aux))
     if axis_name is not None:
       grads, loss, aux = lax.pmean((grads, loss, aux), axis_name)
     param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
-        opt_state=opt_state, batch_stats=updates.get('batch_stats', state.batch_stats))
+        opt_state=opt_state, batch_stats=batch_stats)
     metrics = {
         'loss': loss, **aux,
         'grad_norm': optax.global_norm(grads),
@@ -56,6 +99,13 @@ def make_train_step(task, axis_name=None):
     return new_state, metrics
 
   return train_step
+
+
+def compiled_train_step(task, parallel, config):
+  """The train step of `config` (`microbatches`, `xla_options`) in `parallel`'s mode."""
+  return parallel.compile_train_step(
+      make_train_step(task, parallel.axis_name, config.get('microbatches', 1)),
+      config.get('xla_options'))
 
 
 def make_eval_step(task):
