@@ -6,6 +6,7 @@ Module names follow torchvision's state_dict with '.' before an index turned int
 (torchvision's), not 'SAME', so stride-2 layers see the same pixels as in PyTorch. Bottlenecks
 stride in the 3x3 conv (torchvision's "ResNet v1.5").
 """
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,25 @@ class _Block(nn.Module):
     if x.shape[-1] != y.shape[-1] or self.stride != 1:
       x = bn(name='downsample_1')(conv(y.shape[-1], 1, self.stride, 'downsample_0')(x))
     return nn.relu(x + y)
+
+
+def scan_blocks(module: nn.Module, block, names: Sequence[str], x, **kwargs):
+  """`block(name=n)` for each of `names` in turn, as one `lax.scan` over their variables (which
+  `module` holds under those names, so torchvision's layout stays); for blocks whose variables
+  the call does not change (frozen batch norm, or inference).
+
+  Each block's output is then materialised once. Unrolled, XLA:CPU's fusion copied every
+  block's elementwise tail (frozen BN, residual add, ReLU) into each consumer, which kept their
+  1x1 conv outputs alive until the backward pass: Faster R-CNN R50-FPN's 800x1344 train step
+  had 1.994 GB of temporaries against 1.792 GB scanned, peak RSS 3.32 against 3.15 GB, the step
+  10.6 s both ways (2026-12-07, quiet 2-core box). It was 35% slower before the convolutions'
+  input gradients took the HWIO form (`models.layers._input_grad`).
+  """
+  stacked = {col: jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                               *[module.variables[col][name] for name in names])
+             for col in module.variables if names[0] in module.variables[col]}
+  unbound = block(parent=None)
+  return jax.lax.scan(lambda y, v: (unbound.apply(v, y, **kwargs), None), x, stacked)[0]
 
 
 class ResNet(nn.Module):
@@ -106,15 +126,22 @@ class ResNet(nn.Module):
       stride, step, previous = 4 * 2**stage, 2 if stage > 0 else 1, dilation
       if stage > 0 and self.dilate[stage - 1]:
         dilation, step = dilation * 2, 1
-      for i in range(n):
-        if i == 0 and stage > 0:
-          pre_pool[stride] = x
-        x = _Block(64 * 2**stage, step if i == 0 else 1, self.bottleneck,
-                   self.dtype, self.bn_axis_name, self.frozen_bn, self.bn_epsilon,
-                   dilation=previous if i == 0 else dilation,
-                   name=f'layer{stage + 1}_{i}')(x, train=train, extent=extent,
-                                                 stride=resolution)
-        resolution *= step if i == 0 else 1
+      if stage > 0:
+        pre_pool[stride] = x
+      block = functools.partial(_Block, 64 * 2**stage, dtype=self.dtype,
+                                bottleneck=self.bottleneck, bn_axis_name=self.bn_axis_name,
+                                frozen_bn=self.frozen_bn, bn_epsilon=self.bn_epsilon)
+      x = block(step, dilation=previous, name=f'layer{stage + 1}_0')(
+          x, train=train, extent=extent, stride=resolution)
+      resolution *= step
+      repeated, kwargs = functools.partial(block, 1, dilation=dilation), dict(
+          train=train, extent=extent, stride=resolution)
+      names = [f'layer{stage + 1}_{i}' for i in range(1, n)]
+      if self.is_initializing() or (train and not self.frozen_bn) or len(names) < 2:
+        for name in names:
+          x = repeated(name=name)(x, **kwargs)
+      else:
+        x = scan_blocks(self, repeated, names, x, **kwargs)
       x = jax.lax.stop_gradient(x) if stage + 1 < frozen_stages else x
       features[stride] = x
     out = {'features': features, 'pre_pool': pre_pool}
