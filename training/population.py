@@ -107,7 +107,8 @@ def default_mode() -> str:
   return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
 
 
-def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str = 'vmap'):
+def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str = 'vmap',
+                         microbatches: int = 1):
   """`step(state, hparams, batch) -> (state, metrics)`, the trainer's step over all members.
 
   'vmap': per-member conv weights become grouped convolutions, fast on accelerators; on XLA:CPU a
@@ -115,10 +116,11 @@ def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str 
   'unroll': the members' steps side by side in one program, each with ordinary convolutions
   (1.48 s there). (`lax.map` over the members took 30.8 s: XLA:CPU is slow inside loops.)
   'loop': the step of one member; `compile_population_step` calls it for each.
+  `microbatches`: config.microbatches (training/step.py), the same for every member.
   """
   if mode not in MODES:
     raise ValueError(f'Unknown population mode {mode!r}; valid: {", ".join(MODES)}')
-  train_step = make_train_step(task)
+  train_step = make_train_step(task, microbatches=microbatches)
 
   def member_step(state, hparams, batch):
     opt_state = state.opt_state
@@ -140,7 +142,8 @@ def make_population_step(task, multiplier, *, per_member_batch: bool, mode: str 
   return unrolled
 
 
-def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: bool, mode: str):
+def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: bool, mode: str,
+                            microbatches: int = 1):
   """The population step on `mesh`'s 'pop' axis: `step(state, hparams, batch) -> (state, metrics)`.
 
   'vmap' and 'unroll' are one program, shard_mapped so that each device steps its own members
@@ -151,7 +154,7 @@ def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: b
   separate runs.
   """
   member_step = make_population_step(task, multiplier, per_member_batch=per_member_batch,
-                                     mode=mode)
+                                     mode=mode, microbatches=microbatches)
   if mode != 'loop':
     batch_spec = P('pop') if per_member_batch else P()
     return jax.jit(jax.shard_map(member_step, mesh=mesh, out_specs=(P('pop'), P('pop')),
@@ -282,7 +285,8 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
 
   step_fn = compile_population_step(task, lr_multiplier(config.optimizer, config.total_steps),
                                     mesh, per_member_batch=per_member_batch,
-                                    mode=mode or default_mode())
+                                    mode=mode or default_mode(),
+                                    microbatches=config.get('microbatches', 1))
   copy_fn = jax.jit(lambda s, src: _member(s, src).replace(rng=s.rng),
                     out_shardings=pop, donate_argnums=0)
   evaluator = Evaluator(task, config)
