@@ -30,13 +30,17 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
 
   (_, want), want_grads = jax.value_and_grad(
       lambda x, k: loss(lax.conv_general_dilated, x, k), (0, 1), has_aux=True)(x, kernel)
-  (_, got), got_grads = jax.value_and_grad(
-      lambda x, k: loss(layers.conv_general_dilated, x, k), (0, 1), has_aux=True)(x, kernel)
+  ours = jax.value_and_grad(lambda x, k: loss(layers.conv_general_dilated, x, k), (0, 1),
+                            has_aux=True)
+  (_, got), got_grads = ours(x, kernel)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   shifted_dots = 'custom_vjp' in str(jax.make_jaxpr(
       lambda x, k: loss(layers.conv_general_dilated, x, k))(x, kernel))
   assert shifted_dots == (min(channels) >= layers._DOT_WGRAD_MIN_CHANNELS)
-  for g, w in zip(got_grads, want_grads, strict=True):
+  with layers.convolutions_in_loop_body():  # The gradients of the microbatch scan's body.
+    (_, looped), looped_grads = ours(x, kernel)
+  np.testing.assert_allclose(looped, want, rtol=1e-5, atol=1e-5)
+  for g, w in zip(got_grads + looped_grads, want_grads * 2, strict=True):
     # float32 sums of terms up to ~1e4 (the loss weights): absolute error relative to the scale.
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(np.abs(w).max()))
 

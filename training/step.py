@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from models.layers import convolutions_in_loop_body
+
 
 def model_inputs(task, batch):
   """`task.model_inputs` of a batch whose image is the pipeline's uint8: the one place where it
@@ -74,8 +76,9 @@ def make_train_step(task, axis_name=None, microbatches: int = 1):
       def accumulate(carry, part):
         grad_sum, batch_stats = carry
         i, part = part
-        grads, batch_stats, loss, aux = grads_of(
-            batch_stats, part, {k: jax.random.fold_in(r, i) for k, r in rngs.items()})
+        with convolutions_in_loop_body():  # Gradients XLA:CPU runs fast in a loop body.
+          grads, batch_stats, loss, aux = grads_of(
+              batch_stats, part, {k: jax.random.fold_in(r, i) for k, r in rngs.items()})
         return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), (loss, aux)
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
