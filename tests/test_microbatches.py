@@ -90,9 +90,13 @@ def test_batch_norm_updates_its_running_mean_once_per_slice():
   np.testing.assert_allclose(state.batch_stats['BatchNorm_0']['mean'], expected, rtol=1e-5)
 
 
-def test_a_count_that_does_not_divide_the_batch_is_refused():
-  with pytest.raises(ValueError, match='config.microbatches=3 does not divide the per-device '
-                                       'batch of 8'):
+def test_a_count_that_does_not_divide_each_devices_batch_is_refused():
+  # train.py checks the config before anything is built (one line naming the field and the fix).
+  with pytest.raises(ValueError, match='config.microbatches=3 does not divide the 2 examples each '
+                                       'of the 4 devices gets per step; pick a divisor of 2'):
+    DataParallel('jit').check_batch_size(8, microbatches=3)
+  DataParallel('jit').check_batch_size(8, microbatches=2)
+  with pytest.raises(ValueError, match='3 microbatches do not divide a batch of 8'):
     _run(DataParallel('jit', jax.devices()[:1]), 3)
   with pytest.raises(ValueError, match='at least 1'):
     make_train_step(_Task(), microbatches=0)

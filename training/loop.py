@@ -183,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   with errors.user_input():  # Unknown names and bad sizes in the config: the user's mistakes.
     task = tasks.get_task(config)  # Unknown task/model/dataset names fail here, listing them.
     parallel = DataParallel(config.parallel, devices)
-    parallel.check_batch_size(config.batch_size)
+    parallel.check_batch_size(config.batch_size, config.get('microbatches', 1))
     tx = make_optimizer(config.optimizer, config.total_steps,
                         frozen=pretrained.frozen_modules(config))
   resume.prepare_workdir(config, workdir, allow_change=allow_config_change,

@@ -25,6 +25,19 @@ def initialize_distributed(coordinator_address: str | None = None,
   jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
+def check_batch_size(batch_size: int, num_devices: int, microbatches: int = 1):
+  """`config.batch_size` must split evenly over the devices, and each device's share into
+  `config.microbatches` slices (training/step.py)."""
+  if batch_size % num_devices:
+    raise ValueError(f'config.batch_size={batch_size} is not divisible by the {num_devices} '
+                     'devices; pick a multiple of the device count.')
+  per_device = batch_size // num_devices
+  if microbatches < 1 or per_device % microbatches:
+    raise ValueError(f'config.microbatches={microbatches} does not divide the {per_device} '
+                     f'examples each of the {num_devices} devices gets per step; pick a divisor '
+                     f'of {per_device}.')
+
+
 class DataParallel:
   """Places states and batches on devices and compiles the train step for one parallel mode."""
 
@@ -49,11 +62,8 @@ class DataParallel:
     """The collective axis name the step (and batch norm) must use, or None."""
     return PMAP_AXIS if self.mode == 'pmap' else None
 
-  def check_batch_size(self, global_batch_size: int):
-    if global_batch_size % self.num_devices:
-      raise ValueError(
-          f'config.batch_size={global_batch_size} is not divisible by the {self.num_devices} '
-          'devices; pick a multiple of the device count.')
+  def check_batch_size(self, global_batch_size: int, microbatches: int = 1):
+    check_batch_size(global_batch_size, self.num_devices, microbatches)
 
   def compile_train_step(self, train_step, xla_options=None):
     """`xla_options`: XLA compiler options (config.xla_options); 'jit' mode only. Options XLA

@@ -37,6 +37,7 @@ from training.checkpoint import Checkpointer
 from training.evaluate import Evaluator, scalar_metrics, write_metrics
 from training.loop import Run, run_loop
 from training.optim import lr_multiplier, make_optimizer
+from training.parallel import check_batch_size
 from training.state import example_batch, init_state
 from training.step import make_train_step
 from training.writers import MetricWriter
@@ -248,6 +249,7 @@ def train_population(configs, workdirs, popdir: str, *, pbt: PBT | None = None, 
   """
   _check_same_config(configs)
   config, size = configs[0], len(configs)
+  check_batch_size(config.batch_size, 1, config.get('microbatches', 1))  # A member's device.
   os.makedirs(popdir, exist_ok=True)
   _check_members(popdir, workdirs)
   for c, workdir in zip(configs, workdirs, strict=True):

@@ -26,9 +26,8 @@ def split_microbatches(batch, microbatches: int):
   """[B, ...] leaves -> [microbatches, B / microbatches, ...]; microbatch i holds rows i, i + m,
   i + 2m, ... so that each device's rows of a batch sharded over devices stay on that device."""
   def split(x):
-    if x.shape[0] % microbatches:
-      raise ValueError(f'config.microbatches={microbatches} does not divide the per-device batch '
-                       f'of {x.shape[0]}; pick a divisor of it.')
+    if x.shape[0] % microbatches:  # train.py checks the config first (DataParallel).
+      raise ValueError(f'{microbatches} microbatches do not divide a batch of {x.shape[0]}.')
     x = x.reshape(x.shape[0] // microbatches, microbatches, *x.shape[1:])
     return jnp.swapaxes(x, 0, 1)
   return jax.tree.map(split, batch)
