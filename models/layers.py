@@ -197,8 +197,10 @@ def _weight_grad(x, g, kernel_hw, strides, precision):
   """A VALID convolution's kernel gradient as a convolution of x's channels (the batch) with the
   output gradient (the kernel, dilated by the strides), contracting x's batch (the features)."""
   (kh, kw), xt, gt = kernel_hw, x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3)
+  # Sums over batch and space in float32 also when computing in bfloat16 (as the shifted dots).
   grad = lax.conv_general_dilated(xt, gt, (1, 1), 'VALID', rhs_dilation=strides,
-                                  dimension_numbers=_NHWC, precision=precision)
+                                  dimension_numbers=_NHWC, precision=precision,
+                                  preferred_element_type=jnp.float32)
   return grad[:, :kh, :kw].transpose(1, 2, 0, 3)  # [c, kh, kw, d] -> HWIO.
 
 
