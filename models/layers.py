@@ -31,6 +31,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
   forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when both channel
   counts are at least `_DOT_WGRAD_MIN_CHANNELS` and the output map has `_DOT_WGRAD_MIN_POSITIONS`.
+  The others take `_loop_body_conv`'s gradients when traced in `convolutions_in_loop_body()`.
   """
   ones = (1,) * (lhs.ndim - 2)
   simple = (lhs.ndim == 4 and dimension_numbers == _NHWC and feature_group_count == 1
