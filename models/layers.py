@@ -99,7 +99,8 @@ def _valid_conv(x, w, strides, precision):
                                   precision=precision)
 
 
-def _shifted_dot_conv_fwd(x, w, strides, precision):
+def _valid_conv_fwd(x, w, strides, precision):
+  """The forward of the custom-gradient convolutions below: the input and kernel as residuals."""
   return _valid_conv(x, w, strides, precision), (x, w)
 
 
@@ -152,7 +153,7 @@ def _input_grad(g, w, x_hw, strides, precision):
                                   dimension_numbers=_NHWC, precision=precision)
 
 
-_shifted_dot_conv.defvjp(_shifted_dot_conv_fwd, _shifted_dot_conv_bwd)
+_shifted_dot_conv.defvjp(_valid_conv_fwd, _shifted_dot_conv_bwd)
 
 # True while a loop body is traced (`convolutions_in_loop_body`).
 _IN_LOOP_BODY = contextvars.ContextVar('detseg_convolutions_in_loop_body', default=False)
@@ -184,10 +185,6 @@ def _loop_body_conv(x, w, strides, precision):
   return _valid_conv(x, w, strides, precision)
 
 
-def _loop_body_conv_fwd(x, w, strides, precision):
-  return _valid_conv(x, w, strides, precision), (x, w)
-
-
 def _loop_body_conv_bwd(strides, precision, residuals, g):
   x, w = residuals
   return (_input_grad(g, w, x.shape[1:3], strides, precision),
@@ -205,7 +202,7 @@ def _weight_grad(x, g, kernel_hw, strides, precision):
   return grad[:, :kh, :kw].transpose(1, 2, 0, 3)  # [c, kh, kw, d] -> HWIO.
 
 
-_loop_body_conv.defvjp(_loop_body_conv_fwd, _loop_body_conv_bwd)
+_loop_body_conv.defvjp(_valid_conv_fwd, _loop_body_conv_bwd)
 
 
 # `nn.Conv` (same parameters and names) with the matmul fast paths above.
