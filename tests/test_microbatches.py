@@ -98,5 +98,7 @@ def test_a_count_that_does_not_divide_each_devices_batch_is_refused():
   DataParallel('jit').check_batch_size(8, microbatches=2)
   with pytest.raises(ValueError, match='3 microbatches do not divide a batch of 8'):
     _run(DataParallel('jit', jax.devices()[:1]), 3)
-  with pytest.raises(ValueError, match='at least 1'):
-    make_train_step(_Task(), microbatches=0)
+  for check in (lambda: DataParallel('jit').check_batch_size(8, microbatches=0),
+                lambda: make_train_step(_Task(), microbatches=0)):
+    with pytest.raises(ValueError, match=r'config.microbatches must be at least 1 \(got 0\)'):
+      check()

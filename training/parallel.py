@@ -9,6 +9,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from training.step import check_microbatches
+
 PARALLEL_MODES = ('jit', 'pmap')
 PMAP_AXIS = 'batch'
 
@@ -32,7 +34,8 @@ def check_batch_size(batch_size: int, num_devices: int, microbatches: int = 1):
     raise ValueError(f'config.batch_size={batch_size} is not divisible by the {num_devices} '
                      'devices; pick a multiple of the device count.')
   per_device = batch_size // num_devices
-  if microbatches < 1 or per_device % microbatches:
+  check_microbatches(microbatches)
+  if per_device % microbatches:
     raise ValueError(f'config.microbatches={microbatches} does not divide the {per_device} '
                      f'examples each of the {num_devices} devices gets per step; pick a divisor '
                      f'of {per_device}.')

@@ -22,6 +22,11 @@ def model_inputs(task, batch):
   return task.model_inputs(batch)
 
 
+def check_microbatches(microbatches: int):
+  if microbatches < 1:
+    raise ValueError(f'config.microbatches must be at least 1 (got {microbatches}).')
+
+
 def split_microbatches(batch, microbatches: int):
   """[B, ...] leaves -> [microbatches, B / microbatches, ...]; microbatch i holds rows i, i + m,
   i + 2m, ... so that each device's rows of a batch sharded over devices stay on that device."""
@@ -40,8 +45,7 @@ def make_train_step(task, axis_name=None, microbatches: int = 1):
   loss is a mean over equal-sized parts (Faster R-CNN samples 256 anchors and 512 RoIs per image,
   so its loss is). Metrics are the slices' means. Batch norms that use batch statistics see one
   slice at a time and update their running averages once per slice."""
-  if microbatches < 1:
-    raise ValueError(f'config.microbatches must be at least 1 (got {microbatches}).')
+  check_microbatches(microbatches)
 
   def train_step(state, batch):
     # One key per step: resuming at step k draws the same randomness as an uninterrupted run.
