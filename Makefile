@@ -28,9 +28,9 @@ demo: $(STAMP)
 	@echo "metrics: $(DEMO_DIR)/eval/metrics.json   overlays: $(DEMO_DIR)/eval/*.png"
 
 # pytest-xdist: one worker per core plus one, at most 4 (each worker generates its own Shapes
-# data), none on a single core. The extra worker fills the time the others wait on train.py
-# subprocesses starting and on files: 2 cores, fresh compile cache, 3 workers 8:24 vs 2 workers
-# 9:41 (BENCHMARKS.md, eighth 2026-12-06 session). Whole files go to one worker, so module
+# data), none on a single core. The extra worker uses the time the others leave a core idle
+# (with 2 workers on 2 cores, 1.76 cores busy on average): fresh compile cache, 3 workers 8:24 vs
+# 2 workers 9:41 (BENCHMARKS.md, eighth 2026-12-06 session). Whole files go to one worker, so module
 # fixtures are built once; they go in collection order, slowest first (tests/conftest.py).
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -ge 2 ] && n=$$((n + 1)); \
 	[ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=0; echo $$n)
