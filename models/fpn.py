@@ -36,8 +36,7 @@ class FPN(nn.Module):
     for s in sorted(self.strides, reverse=True):
       x = Conv(self.width, (1, 1), dtype=self.dtype, name=f'lateral{s}')(features[s])
       if top is not None:
-        b, h, w, c = top.shape
-        top = jax.image.resize(top, (b, 2 * h, 2 * w, c), 'nearest')[:, :x.shape[1], :x.shape[2]]
+        top = upsample_2x(top, x.shape[1:3])
         x = x + top
       top = x
       out[s] = zero_beyond(Conv(self.width, (3, 3), dtype=self.dtype, name=f'output{s}')(
@@ -46,6 +45,16 @@ class FPN(nn.Module):
       coarsest = max(self.strides)
       out[2 * coarsest] = out[coarsest][:, ::2, ::2]
     return dict(sorted(out.items()))
+
+
+def upsample_2x(x, hw):
+  """Nearest-neighbour 2x upsampling of [B, H, W, C], cropped to `hw` (at most 2H x 2W).
+
+  `jax.image.resize(..., 'nearest')`'s numbers, as a broadcast: its gradient is a 2x2 sum where
+  resize's is a scatter-add, slow on CPU and a second P2-sized buffer at ResNet-50-FPN's train
+  step's peak memory (BENCHMARKS.md, ninth session).
+  """
+  return jnp.repeat(jnp.repeat(x, 2, 1), 2, 2)[:, :hw[0], :hw[1]]
 
 
 def assign_levels(rois, strides: Sequence[int], canonical_size: float = 224.0,

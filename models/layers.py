@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax import lax
 
@@ -57,6 +58,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
       precision=precision)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _matmul_over_positions(x, w, precision):
   """[n, h, w, c] x [c, d] as one [n * h * w, c] matmul.
 
@@ -64,9 +66,44 @@ def _matmul_over_positions(x, w, precision):
   runs without copying either. With the four-dimensional operand it copied the output gradient
   transposed first, fused with the elementwise ops before it: a 1x1 conv 128 -> 512 beside a
   256 -> 512 one at 100x168 (a bottleneck's last conv and its shortcut) took 674 ms forward and
-  backward against 277 ms (2026-12-06, loaded 2-core box).
+  backward against 277 ms (2026-12-06, loaded 2-core box). The custom gradient is autodiff's
+  with `_weight_grads_first`.
   """
   return jnp.dot(x.reshape(-1, x.shape[-1]), w, precision=precision).reshape(*x.shape[:-1], -1)
+
+
+def _matmul_over_positions_fwd(x, w, precision):
+  return _matmul_over_positions(x, w, precision), (x, w)
+
+
+def _matmul_over_positions_bwd(precision, residuals, g):
+  x, w = residuals
+  rows, g_rows = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+  input_grad = jnp.dot(g_rows, w.T, precision=precision).reshape(x.shape)
+  weight_grad = jnp.dot(rows.T, g_rows, precision=precision)
+  return _weight_grads_first(input_grad, g, weight_grad), weight_grad
+
+
+_matmul_over_positions.defvjp(_matmul_over_positions_fwd, _matmul_over_positions_bwd)
+
+
+def _weight_grads_first(input_grad, g, weight_grad):
+  """`input_grad`, made to depend on the layer's weight gradient and on its bias gradient (the sum
+  of its output gradient `g` over all but the channels: the same reduction as autodiff's, which
+  XLA's CSE then merges with it).
+
+  The backward pass then has the layer's input and output gradient free once its input gradient
+  moves on. Left alone, XLA:CPU's scheduler put the weight and bias gradients of ResNet-50-FPN's
+  RPN and FPN layers at the end of the backward pass, so every P2-sized input and gradient they
+  read stayed alive through it (Faster R-CNN 800x1344 batch 2, XLA's temporaries: 3.19 -> 3.10 GB
+  for the 3x3 weight gradients, then 3.05 -> 2.89 with their bias gradients and 2.89 -> 2.75 with
+  the 1x1 convolutions'; BENCHMARKS.md, ninth session). A data
+  dependency is the hint that survives: XLA drops optimization barriers before scheduling. The
+  zero product costs one scalar multiply-add per element, fused with the gradient's producer.
+  """
+  bias_grad = jnp.sum(g, tuple(range(g.ndim - 1)))
+  tie = weight_grad.reshape(-1)[0] + bias_grad[0]
+  return input_grad + 0.0 * tie.astype(input_grad.dtype)
 
 
 # Measured on the 2-core box (2026-12-06, loaded, ms, XLA / shifted dots): 3x3 weight gradients
@@ -135,7 +172,7 @@ def _shifted_dot_conv_bwd(strides, precision, residuals, g):
 
   weight_grad = lax.map(offset_grad, jnp.arange(kh * kw))  # [kh * kw, d, c]
   weight_grad = weight_grad.transpose(0, 2, 1).reshape(w.shape)
-  return input_grad, weight_grad.astype(w.dtype)
+  return _weight_grads_first(input_grad, g, weight_grad), weight_grad.astype(w.dtype)
 
 
 def _input_grad(g, w, x_hw, strides, precision):
@@ -207,6 +244,35 @@ _loop_body_conv.defvjp(_valid_conv_fwd, _loop_body_conv_bwd)
 
 # `nn.Conv` (same parameters and names) with the matmul fast paths above.
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+
+
+class ConvParams(nn.Module):
+  """The kernel and bias that `nn.Conv(features, kernel_size)` would create under this name, for
+  layers that use them differently (`sibling_1x1_convs`)."""
+  features: int
+  kernel_size: tuple[int, ...]
+  kernel_init: Any = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, in_features: int):
+    kernel = self.param('kernel', self.kernel_init, (*self.kernel_size, in_features,
+                                                     self.features))
+    return kernel, self.param('bias', nn.initializers.zeros, (self.features,))
+
+
+def sibling_1x1_convs(x, params, dtype=None):
+  """Several 1x1 `Conv`s of one input, params [(kernel [1, 1, C, n_i], bias [n_i])], as one
+  matmul -> [[..., n_i]].
+
+  Apart, each sibling's input gradient is a map the size of the input and their sum a third:
+  for the RPN's objectness and deltas convs on ResNet-50-FPN's P2 at 800x1344, batch 2, two
+  131 MiB buffers at the train step's peak memory (BENCHMARKS.md, ninth session).
+  """
+  kernel = jnp.concatenate([k[0, 0] for k, _ in params], -1)
+  bias = jnp.concatenate([b for _, b in params])
+  x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=dtype)
+  out = _matmul_over_positions(x, kernel, None) + bias
+  return jnp.split(out, np.cumsum([len(b) for _, b in params])[:-1], -1)
 
 
 class FrozenBatchNorm(nn.Module):

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from models.layers import Conv
+from models.layers import Conv, ConvParams, sibling_1x1_convs
 from ops import boxes as box_ops
-from ops.matching import match, sample_balanced_mask
+from ops.matching import match_boxes, sample_balanced_mask
 from ops.nms import batched_nms, nms
 
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # The paper's RPN parameterisation (no scaling).
@@ -32,10 +32,9 @@ class RPNHead(nn.Module):
   def __call__(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
     x = nn.relu(Conv(self.width, (3, 3), dtype=self.dtype, name='conv')(features))
     init = nn.initializers.normal(0.01)  # The paper's N(0, 0.01) for the new layers.
-    logits = Conv(self.num_anchors, (1, 1), kernel_init=init, dtype=self.dtype,
-                     name='objectness')(x)
-    deltas = Conv(self.num_anchors * 4, (1, 1), kernel_init=init, dtype=self.dtype,
-                     name='deltas')(x)
+    logits, deltas = sibling_1x1_convs(x, [
+        ConvParams(self.num_anchors, (1, 1), init, name='objectness')(x.shape[-1]),
+        ConvParams(self.num_anchors * 4, (1, 1), init, name='deltas')(x.shape[-1])], self.dtype)
     b = len(features)
     return (logits.reshape(b, -1).astype(jnp.float32),
             deltas.reshape(b, -1, 4).astype(jnp.float32))
@@ -48,8 +47,8 @@ def rpn_targets(anchors, gt_boxes, gt_valid, rng, *, pos_iou: float = 0.7, neg_i
   Returns 'positive' [N] and 'negative' [N] bool (the sampled minibatch; everything else does not
   enter the loss) and 'deltas' [N, 4] (meaningful where positive).
   """
-  matched, labels = match(box_ops.iou(anchors, gt_boxes), gt_valid, pos_iou, neg_iou,
-                          allow_low_quality=True)
+  matched, labels = match_boxes(anchors, gt_boxes, gt_valid, pos_iou, neg_iou,
+                                allow_low_quality=True)
   positive, negative = sample_balanced_mask(labels, batch_size, positive_fraction, rng)
   deltas = box_ops.encode(gt_boxes[matched], anchors, RPN_BOX_WEIGHTS)
   return {'positive': positive, 'negative': negative, 'deltas': deltas}

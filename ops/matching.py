@@ -1,6 +1,9 @@
 """Anchor-to-ground-truth matching and balanced sampling, with static shapes (jit and vmap safe)."""
 import jax
 import jax.numpy as jnp
+from jax import lax
+
+from ops import boxes as box_ops
 
 POSITIVE = 1
 NEGATIVE = 0
@@ -30,18 +33,66 @@ def match(iou_matrix, gt_valid, pos_thresh: float, neg_thresh: float,
   n, m = iou_matrix.shape
   if m == 0:
     return jnp.zeros((n,), jnp.int32), jnp.zeros((n,), jnp.int32)
+  quality = _quality(iou_matrix, gt_valid)
+  is_best = None
+  if allow_low_quality:
+    is_best = _attains(quality, jnp.max(quality, axis=0), gt_valid)
+  return _labels(jnp.max(quality, axis=1), jnp.argmax(quality, axis=1), is_best, gt_valid,
+                 pos_thresh, neg_thresh)
+
+
+def match_boxes(boxes, gt_boxes, gt_valid, pos_thresh: float, neg_thresh: float,
+                allow_low_quality: bool = False, *, chunk_size: int = 16384):
+  """`match(boxes.iou(boxes, gt_boxes), ...)` without the [N, M] IoU matrix: for N > chunk_size
+  the IoU is computed `chunk_size` boxes at a time (twice with allow_low_quality: once for each
+  box's and each ground truth's best, once for the boxes attaining the latter). The same result.
+
+  The RPN's anchors at 800x1344 (268,569 x 100 padded boxes per image) made a 205 MiB matrix per
+  image plus a copy, live at the batch-2 train step's peak memory (BENCHMARKS.md, ninth session).
+  """
+  if neg_thresh > pos_thresh:
+    raise ValueError(f"neg_thresh={neg_thresh} must be <= pos_thresh={pos_thresh}.")
+  n = boxes.shape[0]
+  if n <= chunk_size or gt_boxes.shape[0] == 0:
+    return match(box_ops.iou(boxes, gt_boxes), gt_valid, pos_thresh, neg_thresh,
+                 allow_low_quality)
+  # Zero boxes pad the last chunk: IoU 0, which neither raises a ground truth's best (>= 0 over
+  # the real boxes) nor attains a best that counts (> 0); they are cut off below.
+  chunks = jnp.pad(boxes, ((0, -n % chunk_size), (0, 0))).reshape(-1, chunk_size, 4)
+  quality = lambda b: _quality(box_ops.iou(b, gt_boxes), gt_valid)
+
+  def bests(b):
+    q = quality(b)
+    return jnp.max(q, axis=1), jnp.argmax(q, axis=1), jnp.max(q, axis=0)
+
+  matched_vals, matches, best_per_gt = lax.map(bests, chunks)
+  best_per_gt = jnp.max(best_per_gt, axis=0)
+  is_best = None
+  if allow_low_quality:
+    is_best = lax.map(lambda b: _attains(quality(b), best_per_gt, gt_valid), chunks)
+    is_best = is_best.reshape(-1)[:n]
+  return _labels(matched_vals.reshape(-1)[:n], matches.reshape(-1)[:n], is_best, gt_valid,
+                 pos_thresh, neg_thresh)
+
+
+def _quality(iou_matrix, gt_valid):
   # -1 is below every real IoU, so padding never wins the argmax and never reaches a threshold.
-  quality = jnp.where(gt_valid[None, :], iou_matrix, -1.0)
-  matched_vals = jnp.max(quality, axis=1)
-  matches = jnp.argmax(quality, axis=1).astype(jnp.int32)
+  return jnp.where(gt_valid[None, :], iou_matrix, -1.0)
+
+
+def _attains(quality, best_per_gt, gt_valid):
+  """[N] bool: the box has some valid ground truth's highest IoU (ties included; IoU 0 never)."""
+  best = best_per_gt[None, :]
+  return jnp.any((quality == best) & gt_valid[None, :] & (best > 0), axis=1)
+
+
+def _labels(matched_vals, matches, is_best, gt_valid, pos_thresh, neg_thresh):
   label = jnp.where(matched_vals >= pos_thresh, POSITIVE,
                     jnp.where(matched_vals >= neg_thresh, IGNORE, NEGATIVE)).astype(jnp.int32)
-  if allow_low_quality:
-    best_per_gt = jnp.max(quality, axis=0)
-    is_best = (quality == best_per_gt[None, :]) & gt_valid[None, :] & (best_per_gt[None, :] > 0)
-    label = jnp.where(jnp.any(is_best, axis=1), POSITIVE, label)
+  if is_best is not None:
+    label = jnp.where(is_best, POSITIVE, label)
   any_valid = jnp.any(gt_valid)
-  return jnp.where(any_valid, matches, 0), jnp.where(any_valid, label, NEGATIVE)
+  return jnp.where(any_valid, matches.astype(jnp.int32), 0), jnp.where(any_valid, label, NEGATIVE)
 
 
 def sample_balanced(labels, num_samples: int, positive_fraction: float, rng):

@@ -207,6 +207,10 @@ def _flat_taps(y_cells, x_cells):
           for a in range(iy.shape[-1]) for c in range(ix.shape[-1])]
 
 
+# The most bytes of scatter updates `_flat_align`'s backward pass builds at once.
+_SCATTER_CHUNK_BYTES = 64 * 2**20
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _flat_align(num_rows, table, y_cells, x_cells):
   del num_rows  # The backward pass's table size.
@@ -222,13 +226,27 @@ def _flat_align_fwd(num_rows, table, y_cells, x_cells):
 
 
 def _flat_align_bwd(num_rows, res, g):
-  # One scatter-add of every tap; no gradient for the RoI coordinates, as torchvision.
+  # Scatter-adds of every tap; no gradient for the RoI coordinates, as torchvision. The updates
+  # (one [C] row per tap: 16 taps x 49 bins x 256 channels = 0.8 MB per RoI) go in chunks of
+  # RoIs under a loop whose carry is the table's gradient: all at once they were the train
+  # step's peak (784 MiB of Faster R-CNN's 800x1344 batch-2 heap; BENCHMARKS.md, ninth session).
   y_cells, x_cells = res
-  taps = _flat_taps(y_cells, x_cells)
-  index = jnp.stack([i for i, _ in taps], -1)  # [K, oh, ow, T]
-  updates = jnp.stack([w for _, w in taps], -1)[..., None] * g[..., None, :]
-  grad = jnp.zeros((num_rows, g.shape[-1]), g.dtype).at[index.reshape(-1)].add(
-      updates.reshape(-1, g.shape[-1]).astype(g.dtype))
+  num_rois = g.shape[0]
+  taps_bytes = g[0].size * len(_flat_taps(y_cells, x_cells)) * g.dtype.itemsize
+  num_chunks = -(-num_rois * taps_bytes // _SCATTER_CHUNK_BYTES)
+  chunk = -(-num_rois // num_chunks)
+  pad = lambda x: jnp.pad(x, [(0, num_chunks * chunk - num_rois)] + [(0, 0)] * (x.ndim - 1))
+  split = lambda x: pad(x).reshape(num_chunks, chunk, *x.shape[1:])
+  chunks = jax.tree.map(split, (g, y_cells, x_cells))  # Padded RoIs have zero gradient.
+
+  def scatter_chunk(i, grad):
+    g_i, y_i, x_i = jax.tree.map(lambda x: x[i], chunks)
+    taps = _flat_taps(y_i, x_i)
+    index = jnp.stack([t for t, _ in taps], -1)  # [chunk, oh, ow, T]
+    updates = jnp.stack([w for _, w in taps], -1)[..., None] * g_i[..., None, :]
+    return grad.at[index.reshape(-1)].add(updates.reshape(-1, g.shape[-1]).astype(g.dtype))
+
+  grad = lax.fori_loop(0, num_chunks, scatter_chunk, jnp.zeros((num_rows, g.shape[-1]), g.dtype))
   zero = lambda x: (np.zeros(x.shape, jax.dtypes.float0) if jnp.issubdtype(x.dtype, jnp.integer)
                     else jnp.zeros_like(x))
   return grad, jax.tree.map(zero, y_cells), jax.tree.map(zero, x_cells)

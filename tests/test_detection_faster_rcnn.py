@@ -44,6 +44,16 @@ def test_anchors_are_centred_on_the_cells():
   assert anchors.shape == (2 * 2 * 2, 4)
 
 
+@pytest.mark.parametrize('hw, out', [((3, 4), (6, 8)), ((3, 4), (5, 7)), ((1, 2), (1, 3))])
+def test_fpn_upsample_is_nearest_resize_and_its_adjoint(hw, out):
+  x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
+  want = jax.image.resize(x, (2, 2 * hw[0], 2 * hw[1], 3), 'nearest')[:, :out[0], :out[1]]
+  np.testing.assert_array_equal(fpn.upsample_2x(x, out), want)
+  g = jax.random.normal(jax.random.key(1), want.shape)
+  grad = jax.grad(lambda x: jnp.sum(fpn.upsample_2x(x, out) * g))(x)
+  np.testing.assert_allclose(jnp.vdot(grad, x), jnp.vdot(g, want), rtol=1e-5)
+
+
 def test_fpn_levels_anchor_sizes_and_roi_assignment():
   features = {s: jnp.zeros((1, 64 // s, 64 // s, 8)) for s in (4, 8, 16, 32)}
   module = fpn.FPN(strides=(4, 8, 16, 32), width=16)

@@ -1,4 +1,6 @@
 """Fast paths of models.layers and ResNet equal the lax / flax operations they replace."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +36,7 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
                             has_aux=True)
   (_, got), got_grads = ours(x, kernel)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  shifted_dots = 'custom_vjp' in str(jax.make_jaxpr(
+  shifted_dots = 'name=_shifted_dot_conv' in str(jax.make_jaxpr(
       lambda x, k: loss(layers.conv_general_dilated, x, k))(x, kernel))
   assert shifted_dots == (min(channels) >= layers._DOT_WGRAD_MIN_CHANNELS)
   with layers.convolutions_in_loop_body():  # The gradients of the microbatch scan's body.
@@ -51,6 +53,30 @@ def test_conv_keeps_flax_parameters():
   params = theirs.init(jax.random.key(0), x)
   assert jax.tree.map(np.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(np.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_sibling_1x1_convs_are_the_convs_with_their_parameters():
+  class Siblings(nn.Module):
+    fused: bool
+
+    @nn.compact
+    def __call__(self, x):
+      if not self.fused:
+        return [nn.Conv(n, (1, 1), name=name)(x) for name, n in (('a', 2), ('b', 5))]
+      return layers.sibling_1x1_convs(x, [layers.ConvParams(n, (1, 1), name=name)(x.shape[-1])
+                                          for name, n in (('a', 2), ('b', 5))])
+
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4, 6))
+  params = Siblings(False).init(jax.random.key(1), x)
+  assert (jax.tree.map(np.shape, Siblings(True).init(jax.random.key(1), x))
+          == jax.tree.map(np.shape, params))
+  params = jax.tree.map(lambda p: p + 0.1, params)  # Nonzero biases.
+  loss = lambda fused, p: sum(jnp.sum(y * y) for y in Siblings(fused).apply(p, x))
+  np.testing.assert_allclose(loss(True, params), loss(False, params), rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(jax.grad(functools.partial(loss, True))(params)),
+                       jax.tree.leaves(jax.grad(functools.partial(loss, False))(params)),
+                       strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_resnet_stem_pool_matches_flax_max_pool():

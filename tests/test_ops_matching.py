@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ops import boxes as box_ops
 from ops import matching
 
 
@@ -38,6 +39,25 @@ def test_match_without_ground_truth_is_all_negative():
   idx, label = matching.match(jnp.full((5, 3), 0.9), jnp.zeros(3, bool), 0.7, 0.3, True)
   np.testing.assert_array_equal(label, 0)
   np.testing.assert_array_equal(idx, 0)
+
+
+@pytest.mark.parametrize("allow_low_quality", [False, True])
+def test_match_boxes_in_chunks_equals_match_of_the_iou_matrix(allow_low_quality):
+  # 1000 boxes (the last of 8 chunks of 128 padded), each box twice, so every ground truth's best
+  # IoU is tied across chunks; one ground truth overlaps nothing, one is padding.
+  rng = np.random.default_rng(0)
+  corners = rng.uniform(0, 100, (500, 2, 2))
+  boxes = np.concatenate([corners.min(1), corners.max(1)], -1).astype(np.float32)
+  boxes = np.concatenate([boxes, boxes[::-1]])
+  gt = np.array([[10, 10, 60, 50], [0, 0, 30, 30], [200, 200, 210, 210], [40, 40, 90, 95],
+                 [5, 5, 20, 20]], np.float32)
+  for valid in (np.array([True, True, True, True, False]), np.zeros(5, bool)):
+    want = matching.match(box_ops.iou(boxes, gt), valid, 0.7, 0.3, allow_low_quality)
+    got = jax.jit(lambda b, g, v: matching.match_boxes(
+        b, g, v, 0.7, 0.3, allow_low_quality, chunk_size=128))(boxes, gt, valid)
+    for g, w in zip(got, want, strict=True):
+      np.testing.assert_array_equal(g, w)
+    assert np.any(np.asarray(want[1]) == 1) == valid.any()
 
 
 @pytest.mark.parametrize("num_pos,num_neg", [(100, 1000), (3, 1000), (100, 10), (0, 0)])

@@ -213,3 +213,22 @@ def test_roi_align_levels_equals_roi_align_on_each_rois_level():
   grads = jax.jit(jax.grad(lambda f: jnp.sum(pool(f) * g)))(levels)
   np.testing.assert_allclose(sum(np.sum(a * b) for a, b in zip(grads, f2, strict=True)),
                              np.sum(np.asarray(pool(f2)) * g), rtol=1e-4)
+
+
+def test_roi_align_levels_backward_in_chunks_is_the_same(monkeypatch):
+  # The scatter-add backward in chunks of RoIs (7 chunks of 3, the last padded) against one chunk.
+  rng = np.random.default_rng(4)
+  levels = [rng.normal(size=(2, h, w, 3)).astype(np.float32) for h, w in [(12, 14), (6, 7)]]
+  rows = random_rois(rng, 20, 2, 12, 14, stride=2)
+  rois, level = rows[:, 1:].reshape(2, 10, 4), rng.integers(0, 2, (2, 10))
+  g = rng.normal(size=(2, 10, 2, 3, 3)).astype(np.float32)
+
+  def grads():
+    return jax.jit(jax.grad(lambda f: jnp.sum(
+        roi.roi_align_levels(f, rois, level, [0.5, 0.25], (2, 3), 2, False) * g)))(levels)
+
+  whole = grads()
+  monkeypatch.setattr(roi, '_SCATTER_CHUNK_BYTES', 3 * 16 * 6 * 3 * 4)  # 3 RoIs' updates.
+  for got, want in zip(grads(), whole, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
