@@ -47,6 +47,31 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(np.abs(w).max()))
 
 
+@pytest.mark.parametrize('shape', [(2, 7, 9, 5), (1, 4, 4, 3), (1, 12, 6, 8)])
+def test_winograd_conv3x3_matches_lax(shape):
+  kx, kk = jax.random.split(jax.random.key(2))
+  x = jax.random.normal(kx, shape)
+  kernel = jax.random.normal(kk, (3, 3, shape[-1], 6))
+  want = lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_allclose(jax.jit(layers.winograd_conv3x3)(x, kernel), want,
+                             rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+def test_inference_takes_winograd_and_training_xlas_convolution(monkeypatch):
+  monkeypatch.setattr(layers, '_WINOGRAD_MIN_POSITIONS', 1)
+  x = jax.random.normal(jax.random.key(0), (2, 10, 11, 64))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 64, 64))
+  dims = lax.conv_dimension_numbers(x.shape, kernel.shape, ('NHWC', 'HWIO', 'NHWC'))
+  conv = lambda x, k: layers.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=dims)
+  want = lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=dims)
+  hlo = jax.jit(conv).lower(x, kernel).as_text()
+  assert 'convolution' not in hlo and 'dot_general' in hlo  # Winograd's matmuls.
+  np.testing.assert_allclose(jax.jit(conv)(x, kernel), want, rtol=1e-4, atol=1e-4)
+  grad_hlo = jax.jit(jax.grad(lambda x: jnp.sum(conv(x, kernel)))).lower(x).as_text()
+  assert 'convolution' in grad_hlo
+
+
 def test_conv_keeps_flax_parameters():
   x = np.ones((1, 2, 2, 4), np.float32)
   ours, theirs = layers.Conv(8, (3, 3), name='c'), nn.Conv(8, (3, 3), name='c')
