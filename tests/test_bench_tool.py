@@ -1,12 +1,14 @@
 """tools/bench.py at real sizes: the synthetic batch follows --image-size (no model is built)."""
 import argparse
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import tasks
 from configs import loader
-from tools import bench
+from tools import bench, bench_profile
 
 
 def test_synthetic_batch_at_a_non_square_size():
@@ -27,3 +29,15 @@ def test_image_size_argument():
   assert bench.image_size('800x1344') == (800, 1344) and bench.image_size('520') == (520, 520)
   with pytest.raises(argparse.ArgumentTypeError, match='as HxW'):
     bench.image_size('800by1344')
+
+
+def test_live_at_peak_lists_the_values_the_heap_holds(tmp_path):
+  # A sort needs its [512, 512] input and output materialised: 1 MiB each, alive together.
+  step = jax.jit(lambda x: jnp.sort(jnp.sin(jnp.outer(x, x)), axis=1)[:, :3])
+  peak, alive = bench_profile.live_at_peak(
+      *bench_profile.dumped_module(step, (jnp.ones(512),), str(tmp_path)), top=5)
+  assert peak >= 2 * 2**20
+  assert [size for size, *_ in alive[:2]] == [2**20, 2**20]
+  assert all('f32[512,512]' in shape for *_, shape, _ in alive[:2])
+  assert 'sin' in alive[0][-1] + alive[1][-1]  # The op that made one of them.
+  assert '| MiB |' in bench_profile.live_report('step', peak, alive)

@@ -10,16 +10,25 @@ each with its HLO opcode and the jax op / module path it came from (the HLO's op
 time by opcode; XLA's memory analysis of the compiled step (arguments, outputs, temporaries) and
 the process's RSS high-water mark. Thunks may run concurrently on XLA's threads, so op times can
 add up to more than the wall time.
+
+  python -m tools.bench_profile --config configs/det/faster_rcnn_r50_fpn_coco.py \
+      --image-size 800x1344 --set batch_size=2 --only train --live-at-peak 30
+
+`--live-at-peak N` runs nothing: it compiles the steps with XLA's dumps and lists the N largest
+values alive where the heap peaks (from the scheduled module and its buffer live ranges): what
+to shrink, free earlier or chunk to lower the peak, where `temp` above only gives the total.
 """
 import argparse
 import collections
 import glob
 import gzip
 import json
+import math
 import os
 import re
 import resource
 import sys
+import tempfile
 import time
 
 import jax
@@ -62,6 +71,77 @@ def hlo_ops(hlo_text: str) -> dict:
     if not where and names[called]:
       ops[name] = (opcode, shape, names[called].most_common(1)[0][0])
   return ops
+
+
+_ELEMENT_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 'bf16': 2, 'f16': 2, 's16': 2, 'u16': 2, 'f32': 4,
+                  's32': 4, 'u32': 4, 'f64': 8, 's64': 8, 'u64': 8}
+_ARRAY = re.compile(r'\b(' + '|'.join(_ELEMENT_BYTES) + r')\[([\d,]*)\]')
+_LIVE_RANGE = re.compile(r'^\s+(\S+)\{([\d,]*)\}:(\d+)-(\d+)$')
+# Values that own no temporary buffer: inputs and constants live outside XLA's temporaries;
+# bitcasts, tuples and their elements alias the buffers they name.
+_NO_BUFFER = ('parameter', 'constant', 'bitcast', 'get-tuple-element', 'tuple')
+
+
+def live_at_peak(hlo_text: str, live_ranges: str, top: int = 30) -> tuple[int, list]:
+  """The largest values alive at the heap's peak, from a scheduled module's text and its buffer
+  live ranges (the `...-live-range.txt` of `--xla_dump_to`): (peak bytes, [(bytes, first, last,
+  name, shape, where)]). The peak is where the live values' bytes sum highest; XLA packs them
+  into its temporaries with some fragmentation, so `temp` is a little higher.
+  """
+  values = {}
+  for line in hlo_text.splitlines():
+    match = _INSTRUCTION.match(line)
+    if match and match[3] not in _NO_BUFFER:
+      shape = line.split(' = ', 1)[1].split(f' {match[3]}(', 1)[0]
+      sizes = [_ELEMENT_BYTES[t] * math.prod(int(d) for d in dims.split(',') if d)
+               for t, dims in _ARRAY.findall(shape)]
+      where = _OP_NAME.search(line)
+      values[match[1]] = (sizes, shape, _short(where[1]) if where else '')
+  ranges = []
+  for line in live_ranges.splitlines():
+    match = _LIVE_RANGE.match(line)
+    if match and match[1] in values:
+      sizes, shape, where = values[match[1]]
+      index = int(match[2].split(',')[0]) if match[2] else 0
+      if index < len(sizes):
+        ranges.append((sizes[index], int(match[3]), int(match[4]), match[1], shape, where))
+  if not ranges:
+    return 0, []
+  change = collections.Counter()
+  for size, first, last, *_ in ranges:
+    change[first] += size
+    change[last + 1] -= size
+  live, peak, at = 0, -1, 0
+  for point in sorted(change):
+    live += change[point]
+    if live > peak:
+      peak, at = live, point
+  alive = sorted((r for r in ranges if r[1] <= at <= r[2]), key=lambda r: -r[0])
+  return peak, alive[:top]
+
+
+def dumped_module(jitted, args, dump_dir: str) -> tuple[str, str]:
+  """Compiles `jitted` for `args` with XLA's dumps into `dump_dir`: (the scheduled module's text,
+  its buffer live ranges)."""
+  jitted.lower(*args).compile({'xla_dump_to': dump_dir, 'xla_dump_hlo_as_text': True})
+  paths = sorted(glob.glob(f'{dump_dir}/*after_optimizations-live-range.txt'),
+                 key=os.path.getmtime)
+  if not paths:
+    raise errors.UserError(f'XLA wrote no live ranges to {dump_dir}; this backend may not dump '
+                           'them (XLA:CPU does).')
+  with open(paths[-1]) as f:
+    live_ranges = f.read()
+  with open(paths[-1].replace('-live-range.txt', '.txt')) as f:
+    return f.read(), live_ranges
+
+
+def live_report(title: str, peak: int, alive: list) -> str:
+  lines = [f'### {title}: {peak / 2**30:.2f} GiB of values alive at the peak; the largest:', '',
+           '| MiB | live (schedule positions) | value | shape | from (op_name) |',
+           '|---|---|---|---|---|']
+  lines += [f'| {size / 2**20:.1f} | {first}-{last} | {name} | {shape[:48]} | {where[-80:]} |'
+            for size, first, last, name, shape, where in alive]
+  return '\n'.join(lines)
 
 
 def _short(op_name: str) -> str:
@@ -151,6 +231,8 @@ def main(argv=None):
   parser.add_argument('--only', choices=('train', 'infer'))
   parser.add_argument('--reuse-trace', action='store_true',
                       help='do not run: compile and summarise the trace already in --trace-dir')
+  parser.add_argument('--live-at-peak', type=int, metavar='N',
+                      help='do not run: list the N largest values alive at the heap peak')
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   config = bench.load_config(args.config, args.set)
@@ -158,6 +240,18 @@ def main(argv=None):
   jitted, train_args, rebind = run['train']
   print(f'# {args.config} {" ".join(args.set)}, batch {config.batch_size}, image '
         f'{run["batch"]["image"].shape[1:3]}, {jax.devices()[0].platform}, jax {jax.__version__}')
+  if args.live_at_peak:
+    steps = {'train step': (jitted, train_args)}
+    eval_step, batch = run['infer']
+    steps['inference step'] = (eval_step, (run['parallel'].get_state(train_args[0]).variables,
+                                           batch))
+    for title, (step, step_args) in steps.items():
+      if args.only in (None, title.split()[0]):
+        with tempfile.TemporaryDirectory() as dump_dir:
+          peak, alive = live_at_peak(*dumped_module(step, step_args, dump_dir),
+                                     args.live_at_peak)
+        print(live_report(title, peak, alive), flush=True)
+    return
   variables = None
   if args.only != 'infer':
     r = profile(jitted, train_args, args.steps, f'{args.trace_dir}/train', rebind,
