@@ -43,7 +43,7 @@ def match(iou_matrix, gt_valid, pos_thresh: float, neg_thresh: float,
 
 def match_boxes(boxes, gt_boxes, gt_valid, pos_thresh: float, neg_thresh: float,
                 allow_low_quality: bool = False, *, chunk_size: int = 16384):
-  """`match(boxes.iou(boxes, gt_boxes), ...)` without the [N, M] IoU matrix: for N > chunk_size
+  """`match(ops.boxes.iou(boxes, gt_boxes), ...)` without the [N, M] IoU matrix: for N > chunk_size
   the IoU is computed `chunk_size` boxes at a time (twice with allow_low_quality: once for each
   box's and each ground truth's best, once for the boxes attaining the latter). The same result.
 

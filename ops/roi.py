@@ -231,9 +231,8 @@ def _flat_align_bwd(num_rows, res, g):
   # RoIs under a loop whose carry is the table's gradient: all at once they were the train
   # step's peak (784 MiB of Faster R-CNN's 800x1344 batch-2 heap; BENCHMARKS.md, ninth session).
   y_cells, x_cells = res
-  num_rois = g.shape[0]
-  taps_bytes = g[0].size * len(_flat_taps(y_cells, x_cells)) * g.dtype.itemsize
-  num_chunks = -(-num_rois * taps_bytes // _SCATTER_CHUNK_BYTES)
+  num_rois, taps = g.shape[0], y_cells[0].shape[-1] * x_cells[0].shape[-1]
+  num_chunks = max(1, -(-num_rois * taps * g[0].size * g.dtype.itemsize // _SCATTER_CHUNK_BYTES))
   chunk = -(-num_rois // num_chunks)
   pad = lambda x: jnp.pad(x, [(0, num_chunks * chunk - num_rois)] + [(0, 0)] * (x.ndim - 1))
   split = lambda x: pad(x).reshape(num_chunks, chunk, *x.shape[1:])
