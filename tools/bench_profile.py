@@ -241,16 +241,14 @@ def main(argv=None):
   print(f'# {args.config} {" ".join(args.set)}, batch {config.batch_size}, image '
         f'{run["batch"]["image"].shape[1:3]}, {jax.devices()[0].platform}, jax {jax.__version__}')
   if args.live_at_peak:
-    steps = {'train step': (jitted, train_args)}
     eval_step, batch = run['infer']
-    steps['inference step'] = (eval_step, (run['parallel'].get_state(train_args[0]).variables,
-                                           batch))
-    for title, (step, step_args) in steps.items():
-      if args.only in (None, title.split()[0]):
-        with tempfile.TemporaryDirectory() as dump_dir:
-          peak, alive = live_at_peak(*dumped_module(step, step_args, dump_dir),
-                                     args.live_at_peak)
-        print(live_report(title, peak, alive), flush=True)
+    steps = {'train': ('train step', jitted, train_args),
+             'infer': ('inference step', eval_step,
+                       (run['parallel'].get_state(train_args[0]).variables, batch))}
+    for title, step, step_args in (v for k, v in steps.items() if args.only in (None, k)):
+      with tempfile.TemporaryDirectory() as dump_dir:
+        peak, alive = live_at_peak(*dumped_module(step, step_args, dump_dir), args.live_at_peak)
+      print(live_report(title, peak, alive), flush=True)
     return
   variables = None
   if args.only != 'infer':
