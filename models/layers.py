@@ -79,8 +79,8 @@ def _matmul_over_positions_fwd(x, w, precision):
 def _matmul_over_positions_bwd(precision, residuals, g):
   x, w = residuals
   rows, g_rows = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-  input_grad = jnp.dot(g_rows, w.T, precision=precision).reshape(x.shape)
-  weight_grad = jnp.dot(rows.T, g_rows, precision=precision)
+  input_grad = jnp.dot(g_rows, w.T, precision=precision).reshape(x.shape).astype(x.dtype)
+  weight_grad = jnp.dot(rows.T, g_rows, precision=precision).astype(w.dtype)
   return _weight_grads_first(input_grad, g, weight_grad), weight_grad
 
 
