@@ -28,8 +28,7 @@ def match(iou_matrix, gt_valid, pos_thresh: float, neg_thresh: float,
     matched_gt_index [N] int32 (argmax over valid ground truth; 0 when there is none) and
     label [N] int32 in {1 positive, 0 negative, -1 ignore}.
   """
-  if neg_thresh > pos_thresh:
-    raise ValueError(f"neg_thresh={neg_thresh} must be <= pos_thresh={pos_thresh}.")
+  _check_thresholds(pos_thresh, neg_thresh)
   n, m = iou_matrix.shape
   if m == 0:
     return jnp.zeros((n,), jnp.int32), jnp.zeros((n,), jnp.int32)
@@ -50,8 +49,7 @@ def match_boxes(boxes, gt_boxes, gt_valid, pos_thresh: float, neg_thresh: float,
   The RPN's anchors at 800x1344 (268,569 x 100 padded boxes per image) made a 205 MiB matrix per
   image plus a copy, live at the batch-2 train step's peak memory (BENCHMARKS.md, ninth session).
   """
-  if neg_thresh > pos_thresh:
-    raise ValueError(f"neg_thresh={neg_thresh} must be <= pos_thresh={pos_thresh}.")
+  _check_thresholds(pos_thresh, neg_thresh)
   n = boxes.shape[0]
   if n <= chunk_size or gt_boxes.shape[0] == 0:
     return match(box_ops.iou(boxes, gt_boxes), gt_valid, pos_thresh, neg_thresh,
@@ -73,6 +71,11 @@ def match_boxes(boxes, gt_boxes, gt_valid, pos_thresh: float, neg_thresh: float,
     is_best = is_best.reshape(-1)[:n]
   return _labels(matched_vals.reshape(-1)[:n], matches.reshape(-1)[:n], is_best, gt_valid,
                  pos_thresh, neg_thresh)
+
+
+def _check_thresholds(pos_thresh, neg_thresh):
+  if neg_thresh > pos_thresh:
+    raise ValueError(f"neg_thresh={neg_thresh} must be <= pos_thresh={pos_thresh}.")
 
 
 def _quality(iou_matrix, gt_valid):

@@ -154,10 +154,14 @@ def _gather_align_bwd(res, g):
   features, batch, wy, wx, y_cells, x_cells = res
   _, vjp = jax.vjp(lambda f: _einsum_align(f, batch, wy, wx), features)
   (grad,) = vjp(g)
-  no_grad = lambda tree: jax.tree.map(
-      lambda x: (np.zeros(x.shape, jax.dtypes.float0) if jnp.issubdtype(x.dtype, jnp.integer)
-                 else jnp.zeros_like(x)), tree)
-  return (grad, *no_grad((batch, wy, wx, y_cells, x_cells)))
+  return (grad, *_no_grad((batch, wy, wx, y_cells, x_cells)))
+
+
+def _no_grad(tree):
+  """Zero cotangents for a custom VJP's inputs that get none (float0 for the integer ones)."""
+  return jax.tree.map(lambda x: (np.zeros(x.shape, jax.dtypes.float0)
+                                 if jnp.issubdtype(x.dtype, jnp.integer) else jnp.zeros_like(x)),
+                      tree)
 
 
 _gather_align.defvjp(_gather_align_fwd, _gather_align_bwd)
@@ -231,8 +235,9 @@ def _flat_align_bwd(num_rows, res, g):
   # RoIs under a loop whose carry is the table's gradient: all at once they were the train
   # step's peak (784 MiB of Faster R-CNN's 800x1344 batch-2 heap; BENCHMARKS.md, ninth session).
   y_cells, x_cells = res
-  num_rois, taps = g.shape[0], y_cells[0].shape[-1] * x_cells[0].shape[-1]
-  num_chunks = max(1, -(-num_rois * taps * g[0].size * g.dtype.itemsize // _SCATTER_CHUNK_BYTES))
+  num_rois, num_taps = g.shape[0], y_cells[0].shape[-1] * x_cells[0].shape[-1]
+  num_chunks = max(1, -(-num_rois * num_taps * g[0].size * g.dtype.itemsize
+                        // _SCATTER_CHUNK_BYTES))
   chunk = -(-num_rois // num_chunks)
   pad = lambda x: jnp.pad(x, [(0, num_chunks * chunk - num_rois)] + [(0, 0)] * (x.ndim - 1))
   split = lambda x: pad(x).reshape(num_chunks, chunk, *x.shape[1:])
@@ -246,9 +251,7 @@ def _flat_align_bwd(num_rows, res, g):
     return grad.at[index.reshape(-1)].add(updates.reshape(-1, g.shape[-1]).astype(g.dtype))
 
   grad = lax.fori_loop(0, num_chunks, scatter_chunk, jnp.zeros((num_rows, g.shape[-1]), g.dtype))
-  zero = lambda x: (np.zeros(x.shape, jax.dtypes.float0) if jnp.issubdtype(x.dtype, jnp.integer)
-                    else jnp.zeros_like(x))
-  return grad, jax.tree.map(zero, y_cells), jax.tree.map(zero, x_cells)
+  return grad, *_no_grad((y_cells, x_cells))
 
 
 _flat_align.defvjp(_flat_align_fwd, _flat_align_bwd)
