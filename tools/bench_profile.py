@@ -235,6 +235,8 @@ def main(argv=None):
                       help='do not run: list the N largest values alive at the heap peak')
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
+  if args.live_at_peak is not None and args.live_at_peak < 1:
+    parser.error(f'--live-at-peak {args.live_at_peak}: give the number of values to list, >= 1')
   config = bench.load_config(args.config, args.set)
   run = bench.prepare(config, args.image_size)
   jitted, train_args, rebind = run['train']
