@@ -95,6 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
   # XLA options for compiling the train step in 'jit' mode (jax.jit's compiler_options), e.g. the
   # R50-FPN configs' memory-saving CPU scheduler. A backend ignores the other backends' options.
   c.xla_options = ml_collections.ConfigDict()
+  # The same for the eval step (evaluation, tools/predict.py, tools/bench.py), in every mode.
+  c.eval_xla_options = ml_collections.ConfigDict()
   c.log_every_steps = 50
   c.checkpoint_every_steps = 500
   c.max_checkpoints = 3  # Older checkpoints are deleted.

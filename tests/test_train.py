@@ -237,6 +237,12 @@ def test_xla_options_reach_the_compiler(config, tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+def test_eval_xla_options_reach_the_compiler(config, tmp_path):
+  config.eval_xla_options = {'xla_cpu_scheduler_type': 'NOT_A_SCHEDULER'}
+  with pytest.raises(UserError, match="config.eval_xla_options .*'NOT_A_SCHEDULER' is not a valid"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
 @pytest.mark.parametrize('field,value,valid', [
     ('task', 'segmentaton', 'segmentation'),
     ('model.name', 'fcn9s', 'fcn8s'),

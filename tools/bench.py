@@ -45,7 +45,7 @@ from training.host_memory import release_freed_memory
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.state import example_batch, init_state
-from training.step import compiled_train_step, make_eval_step
+from training.step import compiled_train_step, jitted_eval_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,7 +139,7 @@ def prepare(config, hw=None) -> dict:
   args = (parallel.put_state(state), parallel.put_batch(batch))
   return {'task': task, 'batch': batch, 'parallel': parallel,
           'train': (train_step, args, lambda out: (out[0], args[1])),
-          'infer': (jax.jit(make_eval_step(task)), batch)}
+          'infer': (jitted_eval_step(task), batch)}
 
 
 def bench_config(config, steps: int, *, with_state: bool = False, hw=None) -> dict:

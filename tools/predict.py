@@ -40,7 +40,7 @@ from metrics.coco_protocol import image_results
 from tasks import drawing
 from training import compile_cache, errors
 from training.evaluate import config_for, load_variables
-from training.step import make_eval_step
+from training.step import jitted_eval_step
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif')
 
@@ -169,7 +169,7 @@ def predict(task, variables, paths: list[str], out: str, *, score_threshold: flo
     os.makedirs(os.path.join(out, 'labels'), exist_ok=True)
   # Read when batched (and again for the overlay): memory stays a few batches, not the folder.
   images = _Images(paths, cache=2 * batch_size)
-  eval_step = jax.jit(make_eval_step(task))
+  eval_step = jitted_eval_step(task)
   ids = image_ids(paths, task.info.get('eval_annotations'))
   paste = getattr(task, 'mask_paste', None)  # Instance models: their own mask pasting.
   results, labels = [], {}

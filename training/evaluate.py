@@ -15,7 +15,7 @@ from training.checkpoint import Checkpointer, CorruptCheckpointError
 from training.errors import UserError
 from training.optim import make_optimizer
 from training.state import example_batch, init_state
-from training.step import make_eval_step
+from training.step import jitted_eval_step
 
 
 class Evaluator:
@@ -24,7 +24,7 @@ class Evaluator:
   def __init__(self, task, config):
     self.task = task
     self.config = config
-    self.eval_step = jax.jit(make_eval_step(task))
+    self.eval_step = jitted_eval_step(task)
 
   def run(self, variables, out_dir: str | None = None, *, num_overlays: int = 0,
           progress: bool = True) -> dict:

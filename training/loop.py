@@ -213,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train_iter = DevicePrefetch(train_iter, parallel.put_batch, config.data.get('device_prefetch', 2))
   with errors.user_input():  # XLA options it does not know: one line.
     train_step = compiled_train_step(task, parallel, config)
-  evaluator = Evaluator(task, config)
+    evaluator = Evaluator(task, config)
   state = parallel.put_state(state)
   first_step = int(parallel.get_state(state).step)
   writer = MetricWriter(workdir, resume_step=first_step)

@@ -9,7 +9,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from training.step import check_microbatches
+from training.step import check_microbatches, checked_xla_options
 
 PARALLEL_MODES = ('jit', 'pmap')
 PMAP_AXIS = 'batch'
@@ -73,13 +73,7 @@ class DataParallel:
     refuses raise ValueError here, not minutes later when the step compiles."""
     if self.mode == 'pmap':
       return jax.pmap(train_step, axis_name=PMAP_AXIS, devices=self.devices, donate_argnums=0)
-    options = dict(xla_options or {}) or None
-    if options:
-      try:  # A trivial program: milliseconds.
-        jax.jit(lambda: 0, compiler_options=options).lower().compile()
-      except jax.errors.JaxRuntimeError as e:
-        raise ValueError(f'config.xla_options {options}: XLA refused them ({e}); give names '
-                         "and values of XLA's DebugOptions") from e
+    options = checked_xla_options(xla_options, 'xla_options')
     return jax.jit(train_step, in_shardings=(self.replicated, self.data_sharding),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0,
                    compiler_options=options)

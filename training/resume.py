@@ -27,7 +27,7 @@ FORCE_FLAG = '--allow_config_change'
 RESUMABLE = frozenset({
     'total_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
     'max_checkpoints', 'num_overlays', 'eval_batch_size', 'parallel', 'xla_options',
-    'microbatches',
+    'eval_xla_options', 'microbatches',
     'data.data_dir', 'data.manual_dir', 'data.worker_count', 'data.read_threads',
     'data.prefetch_batches', 'data.device_prefetch',
 })

@@ -114,6 +114,25 @@ def compiled_train_step(task, parallel, config):
       config.get('xla_options'))
 
 
+def checked_xla_options(options, field: str) -> dict | None:
+  """`config.<field>` as jax.jit's compiler_options (None when empty). Options XLA refuses raise
+  ValueError here, not minutes later when the step compiles."""
+  options = dict(options or {}) or None
+  if options:
+    try:  # A trivial program: milliseconds.
+      jax.jit(lambda: 0, compiler_options=options).lower().compile()
+    except jax.errors.JaxRuntimeError as e:
+      raise ValueError(f'config.{field} {options}: XLA refused them ({e}); give names and '
+                       "values of XLA's DebugOptions") from e
+  return options
+
+
+def jitted_eval_step(task):
+  """`make_eval_step(task)` under jax.jit, compiled with `config.eval_xla_options`."""
+  return jax.jit(make_eval_step(task), compiler_options=checked_xla_options(
+      task.config.get('eval_xla_options'), 'eval_xla_options'))
+
+
 def make_eval_step(task):
   """`eval_step(variables, batch) -> predictions`: model in inference mode + task postprocess."""
   def eval_step(variables, batch):

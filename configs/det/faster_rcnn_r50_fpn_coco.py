@@ -86,5 +86,5 @@ def get_config(arg=None):
     c.model.roi.batch_size = 16
     c.model.roi.head_hidden = 32
   else:  # Real size (the torchvision and Mask / Keypoint R-CNN configs build on this one).
-    c = defaults.memory_saving_scheduler(c)
+    c = defaults.real_size_xla_options(c)
   return c
