@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from models.layers import Conv, batch_norm, zero_beyond
@@ -65,11 +66,31 @@ def scan_blocks(module: nn.Module, block, names: Sequence[str], x, **kwargs):
   10.6 s both ways (2026-12-07, quiet 2-core box). It was 35% slower before the convolutions'
   input gradients took the HWIO form (`models.layers._input_grad`).
   """
-  stacked = {col: jax.tree.map(lambda *leaves: jnp.stack(leaves),
-                               *[module.variables[col][name] for name in names])
-             for col in module.variables if names[0] in module.variables[col]}
+  per_block = [{col: module.variables[col][name] for col in module.variables
+                if names[0] in module.variables[col]} for name in names]
+  if kwargs.get('train') or len({leaf.dtype for leaf in jax.tree.leaves(per_block[0])}) > 1:
+    rows, unpack = jax.tree.map(lambda *leaves: jnp.stack(leaves), *per_block), lambda v: v
+  else:
+    rows, unpack = _flat_rows(per_block)
   unbound = block(parent=None)
-  return jax.lax.scan(lambda y, v: (unbound.apply(v, y, **kwargs), None), x, stacked)[0]
+  return jax.lax.scan(lambda y, v: (unbound.apply(unpack(v), y, **kwargs), None), x, rows)[0]
+
+
+def _flat_rows(trees):
+  """Trees of one structure and dtype -> ([len(trees), n] their leaves raveled and concatenated,
+  row -> the tree). At inference this stacks a stage's variables in one concatenate: a stack per leaf was
+  60 of the 384 kernels of Faster R-CNN R50-FPN's eval step, whose XLA compile went 3.9 -> 3.3 s
+  with the rows, the step unchanged. The train step compiled 1 s slower with them (gradients
+  through the concatenate; 2026-12-07, 2-core box)."""
+  leaves, treedef = jax.tree.flatten(trees[0])
+  ends = np.cumsum([leaf.size for leaf in leaves])
+  rows = jnp.stack([jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(t)])
+                    for t in trees])
+
+  def unpack(row):
+    return jax.tree.unflatten(treedef, [row[end - leaf.size:end].reshape(leaf.shape)
+                                        for end, leaf in zip(ends, leaves, strict=True)])
+  return rows, unpack
 
 
 class ResNet(nn.Module):
