@@ -78,10 +78,10 @@ def scan_blocks(module: nn.Module, block, names: Sequence[str], x, **kwargs):
 
 def _flat_rows(trees):
   """Trees of one structure and dtype -> ([len(trees), n] their leaves raveled and concatenated,
-  row -> the tree). At inference this stacks a stage's variables in one concatenate: a stack per leaf was
-  60 of the 384 kernels of Faster R-CNN R50-FPN's eval step, whose XLA compile went 3.9 -> 3.3 s
-  with the rows, the step unchanged. The train step compiled 1 s slower with them (gradients
-  through the concatenate; 2026-12-07, 2-core box)."""
+  row -> the tree). At inference this stacks a stage's variables in one concatenate: a stack per
+  leaf was 60 of the 384 kernels of Faster R-CNN R50-FPN's eval step, whose XLA compile went
+  3.9 -> 3.3 s with the rows, the step unchanged. The train step compiled 1 s slower with them
+  (gradients through the concatenate; 2026-12-07, 2-core box)."""
   leaves, treedef = jax.tree.flatten(trees[0])
   ends = np.cumsum([leaf.size for leaf in leaves])
   rows = jnp.stack([jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(t)])
