@@ -150,9 +150,11 @@ def _inference_conv(x, w, strides, precision):
 
 # Output positions over the batch (the matmuls' rows). Below that they are too short: ResNet-50's
 # last stage at 800x1344, batch 1 (25x42 positions, 512 channels) took 49 ms against 40 ms for
-# XLA's convolution (2026-12-07, 2-core box). Mask R-CNN's mask head (100 RoIs of 14x14, 256
+# XLA's convolution, and the 50x84 maps (layer3, P4) earned less than their transforms' compile:
+# at 4,000 Faster R-CNN's eval step compiled in 3.3-3.5 s against 3.0-3.1 s at 16,000, the step
+# 2.45-2.48 s both ways (2026-12-07, 2-core box). Mask R-CNN's mask head (100 RoIs of 14x14, 256
 # channels) qualifies: 0.147 -> 0.069 s per conv's matmuls, its inference 3.59 -> 3.46 s.
-_WINOGRAD_MIN_POSITIONS = 4000
+_WINOGRAD_MIN_POSITIONS = 16000
 # F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016):
 # output tile Y = A^T [(G g G^T) * (B^T d B)] A for each 4x4 input tile d and 3x3 kernel g.
 _WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
