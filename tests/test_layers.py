@@ -117,5 +117,6 @@ def test_resnet_stem_pool_matches_flax_max_pool():
 
   weights = jax.random.normal(jax.random.key(2), flax_pool(x).shape)
   np.testing.assert_array_equal(ours(x), flax_pool(x))
-  np.testing.assert_array_equal(jax.grad(lambda v: (ours(v) * weights).sum())(x),
-                                jax.grad(lambda v: (flax_pool(v) * weights).sum())(x))
+  # Where two windows pick one pixel their gradients add up, in either order.
+  np.testing.assert_allclose(jax.grad(lambda v: (ours(v) * weights).sum())(x),
+                             jax.grad(lambda v: (flax_pool(v) * weights).sum())(x), rtol=1e-6)

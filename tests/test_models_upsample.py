@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from jax import lax
 
 from models import upsample
 from models.upsample import ConvTranspose, Upsample
@@ -45,11 +46,24 @@ def test_max_pool_ties_pick_first_and_switches_broadcast():
   np.testing.assert_array_equal(out.sum(axis=(1, 2)), 6)  # One nail per window and channel.
 
 
-def test_overlapping_max_unpool_is_the_adjoint_of_max_pool():
-  x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
-  y, switches = upsample.max_pool_with_argmax(x, 3, 2)
-  (grad,) = jax.vjp(lambda v: upsample.max_pool_with_argmax(v, 3, 2)[0], x)[1](y)
-  np.testing.assert_allclose(upsample.max_unpool(y, switches, 3, 2), grad)
+@pytest.mark.parametrize('window,stride,size', [(3, 2, 7), (3, 2, 8), (2, 2, 7), (3, 1, 5)])
+def test_max_pool_gradient_is_xlas_and_max_unpool_its_adjoint(window, stride, size):
+  x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 3))
+  y, switches = upsample.max_pool_with_argmax(x, window, stride)
+  g = jax.random.normal(jax.random.key(1), y.shape)
+  (grad,) = jax.vjp(lambda v: upsample.max_pool_with_argmax(v, window, stride)[0], x)[1](g)
+  dims, strides = (1, window, window, 1), (1, stride, stride, 1)
+  xla_pool = lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, 'VALID')
+  np.testing.assert_array_equal(y, xla_pool(x))
+  np.testing.assert_allclose(grad, jax.vjp(xla_pool, x)[1](g)[0], rtol=1e-6)
+  unpooled = upsample.max_unpool(g, switches, window, stride)
+  np.testing.assert_allclose(grad[:, :unpooled.shape[1], :unpooled.shape[2]], unpooled)
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_on_ties():
+  (grad,) = jax.vjp(lambda v: upsample.max_pool_with_argmax(v, 2, 2)[0], jnp.ones((1, 4, 4, 1)))[
+      1](jnp.ones((1, 2, 2, 1)))
+  np.testing.assert_array_equal(grad[0, :, :, 0], [[1, 0, 1, 0], [0, 0, 0, 0]] * 2)
 
 
 def _transpose_conv_1d(a, kernel, stride, padding=0, output_padding=0):
