@@ -72,9 +72,12 @@ def _max_pool(x, window, stride):
 
 def _max_pool_fwd(x, window, stride):
   y, switches = _max_pool(x, window, stride)
-  # The backward's switches as a reduction (the same first maximum), which XLA keeps: the
-  # running maximum's it recomputed inside the backward, once per window offset and element.
-  kept = jnp.argmax(jnp.stack(window_slices(x, window, stride)), axis=0).astype(jnp.int8)
+  # The backward's switches as an argmax (the same first maximum): XLA keeps a reduction's
+  # result, but recomputed the running maximum's switches inside the backward, once per window
+  # offset and element.
+  small = window[0] * window[1] <= np.iinfo(np.int8).max
+  kept = jnp.argmax(jnp.stack(window_slices(x, window, stride)), axis=0).astype(
+      jnp.int8 if small else jnp.int32)
   return (y, switches), (kept, x.shape[1:3])
 
 

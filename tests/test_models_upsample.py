@@ -46,7 +46,7 @@ def test_max_pool_ties_pick_first_and_switches_broadcast():
   np.testing.assert_array_equal(out.sum(axis=(1, 2)), 6)  # One nail per window and channel.
 
 
-@pytest.mark.parametrize('window,stride,size', [(3, 2, 7), (3, 2, 8), (2, 2, 7), (3, 1, 5)])
+@pytest.mark.parametrize('window,stride,size', [(3, 2, 7), (3, 2, 8), (2, 2, 7), (3, 1, 5), (12, 1, 13)])
 def test_max_pool_gradient_is_xlas_and_max_unpool_its_adjoint(window, stride, size):
   x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 3))
   y, switches = upsample.max_pool_with_argmax(x, window, stride)
