@@ -52,6 +52,9 @@ def check_fields(config: ml_collections.ConfigDict, keys):
       if not isinstance(node, ml_collections.ConfigDict):
         raise KeyError(f'unknown config field {key!r}: {where} is a value, not a block')
       if name not in node:
+        if not node:  # An empty block (config.xla_options): flags cannot add fields to it.
+          raise KeyError(f'unknown config field {key!r}: {where} has no fields; set them in '
+                         'the config file')
         near = difflib.get_close_matches(name, list(node), n=1)
         hint = f'did you mean {near[0]!r}? ' if near else ''
         raise KeyError(f'unknown config field {key!r}: {hint}{where} has '
