@@ -44,7 +44,7 @@ from models.options import resolve_fields
 from models.roi_heads import RoIDetector, decode
 from models.rpn import RPNHead, propose, rpn_targets
 from ops.anchors import multilevel_anchors, torchvision_anchors, torchvision_image_anchors
-from ops.nms import select_batch_detections
+from ops.nms import map_images, select_batch_detections
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,12 +219,14 @@ class FasterRCNN(RoIDetector):
         pre_nms_topk=rpn.pre_nms_topk_train if train else rpn.pre_nms_topk_test,
         post_nms_topk=rpn.post_nms_topk_train if train else rpn.post_nms_topk_test)
     if anchor_valid is None:
-      proposals, proposal_valid = jax.vmap(functools.partial(select, anchors=anchors))(
-          rpn_logits, rpn_deltas, image_hw=clip_hw)
+      proposals, proposal_valid = map_images(
+          lambda logits, deltas, hw: select(logits, deltas, anchors, hw),
+          rpn_logits, rpn_deltas, clip_hw)
     else:  # Per-image anchors; the cells an image does not have never score.
-      proposals, proposal_valid = jax.vmap(select)(
-          jnp.where(anchor_valid, rpn_logits, -jnp.inf), rpn_deltas, image_hw=clip_hw,
-          anchors=anchors, anchor_valid=anchor_valid)
+      proposals, proposal_valid = map_images(
+          lambda logits, deltas, hw, a, ok: select(logits, deltas, a, hw, anchor_valid=ok),
+          jnp.where(anchor_valid, rpn_logits, -jnp.inf), rpn_deltas, clip_hw, anchors,
+          anchor_valid)
 
     # RoIAlign clamps samples past the last row (column) of its map to it; the map of an image
     # alone ends at its extent, so the cells beyond repeat the last ones inside.

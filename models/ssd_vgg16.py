@@ -34,7 +34,7 @@ from models.layers import Conv
 from models.upsample import max_pool_with_argmax
 from ops import boxes as box_ops
 from ops.box_coding import SSD_BOX_WEIGHTS
-from ops.nms import batched_nms
+from ops.nms import batched_nms, map_images
 
 MEAN = (0.48235, 0.45882, 0.40784)
 STD = (1.0 / 255.0,) * 3
@@ -194,7 +194,7 @@ def decode(outputs: dict, image_hw):
 def detect(outputs: dict, image_hw, **select_kwargs) -> dict:
   """A batch's detections, torchvision's post-processing (`select_detections`)."""
   boxes, scores = decode(outputs, image_hw)
-  return jax.vmap(functools.partial(select_detections, **select_kwargs))(boxes, scores)
+  return map_images(functools.partial(select_detections, **select_kwargs), boxes, scores)
 
 
 def detect_from_config(outputs: dict, image_hw, detect_config) -> dict:

@@ -137,6 +137,24 @@ def test_vmap_over_a_batch():
     _check((idx[i], valid[i]), ref_nms(boxes[i], scores[i], 0.6), 100)
 
 
+def test_batch_detections_one_image_at_a_time_on_one_device(monkeypatch):
+  # The suite simulates 4 devices: vmap. With one device the images go through lax.map.
+  rng = np.random.default_rng(7)
+  boxes = np.stack([_random_boxes(rng, 300, size=60.0, max_wh=30.0) for _ in range(3)])
+  scores = rng.uniform(size=(3, 300, 2)).astype(np.float32)
+  kw = dict(score_threshold=0.3, iou_threshold=0.2, pre_nms_topk=400, max_detections=300)
+
+  def select(b, s):
+    return nms_lib.select_batch_detections(b, s, (90.0, 100.0), **kw)
+
+  vmapped = jax.jit(select)(boxes, scores)
+  monkeypatch.setattr(jax, 'device_count', lambda: 1)
+  assert 'scan' in str(jax.make_jaxpr(lambda b, s: select(b, s))(boxes, scores))  # Not cached.
+  mapped = jax.jit(lambda b, s: select(b, s))(boxes, scores)
+  assert (np.asarray(mapped['valid']).sum(1) < 300).all() and mapped['valid'][:, 30].all()
+  jax.tree.map(np.testing.assert_array_equal, mapped, vmapped)
+
+
 def test_large_input_crowded():
   # 3000 boxes in a small area: long suppression chains within and across tiles.
   rng = np.random.default_rng(6)
