@@ -184,20 +184,23 @@ def roi_align_levels(levels, rois, level, spatial_scales, output_size, sampling_
   batch_size, num_rois = level.shape
   rows = jnp.concatenate([jnp.zeros_like(rois[..., :1]), rois], -1).reshape(-1, 5)
   rows = rows.astype(jnp.float32)
+  if len(spatial_scales) != len(levels):
+    raise ValueError(f'{len(levels)} levels but {len(spatial_scales)} spatial scales')
+  # Each RoI's own level's scale, size and offset in the flat table, then the arithmetic of
+  # `roi_align` once for all RoIs (elementwise, so the same numbers as with that level's Python
+  # scalars; per level and selected, it was 4x the small kernels to compile).
   level = level.reshape(-1)
+  sizes = np.array([f.shape[1:3] for f in levels], np.int32)
+  offsets = np.cumsum([0] + [batch_size * h * w for h, w in sizes[:-1]]).astype(np.int32)
+  scale = jnp.asarray(spatial_scales, jnp.float32)[level]
+  height, width = (jnp.asarray(sizes[:, axis])[level][:, None, None] for axis in (0, 1))
+  y1, x1, roi_h, roi_w = _align_geometry(rows, scale, aligned)
+  iy, vy = _align_cells(_align_samples(y1, _exact_div(roi_h, oh), oh, sampling_ratio, height))
+  ix, vx = _align_cells(_align_samples(x1, _exact_div(roi_w, ow), ow, sampling_ratio, width))
+  # Row part of the flat index (level offset, image, row); the column adds to it.
   image = jnp.repeat(jnp.arange(batch_size), num_rois)
-  y_cells, x_cells, offset = None, None, 0
-  for index, (fmap, scale) in enumerate(zip(levels, spatial_scales, strict=True)):
-    _, height, width, _ = fmap.shape
-    y1, x1, roi_h, roi_w = _align_geometry(rows, scale, aligned)
-    iy, vy = _align_cells(_align_samples(y1, _exact_div(roi_h, oh), oh, sampling_ratio, height))
-    ix, vx = _align_cells(_align_samples(x1, _exact_div(roi_w, ow), ow, sampling_ratio, width))
-    # Row part of the flat index (level offset, image, row); the column adds to it.
-    iy = offset + (image[:, None, None] * height + iy) * width
-    pick = functools.partial(jnp.where, (level == index)[:, None, None])  # This level's RoIs.
-    y_cells = (iy, vy) if y_cells is None else jax.tree.map(pick, (iy, vy), y_cells)
-    x_cells = (ix, vx) if x_cells is None else jax.tree.map(pick, (ix, vx), x_cells)
-    offset += batch_size * height * width
+  iy = jnp.asarray(offsets)[level][:, None, None] + (image[:, None, None] * height + iy) * width
+  y_cells, x_cells = (iy, vy), (ix, vx)
   table = jnp.concatenate([f.reshape(-1, f.shape[-1]) for f in levels])
   out = _flat_align(len(table), table, y_cells, x_cells)
   return out.reshape(batch_size, num_rois, oh, ow, table.shape[-1])
