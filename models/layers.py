@@ -30,8 +30,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   SSD's coarsest heads on 64x64 images): forward + backward of a 3x3 conv 512 -> 512 on a 2x2 map,
   batch 32, took 780 ms against 10 ms as an im2col matmul (a 1x1 output map: 33 vs 3 ms). From
   4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
-  forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when both channel
-  counts are at least `_DOT_WGRAD_MIN_CHANNELS` and the output map has `_DOT_WGRAD_MIN_POSITIONS`.
+  forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when the channel
+  counts are wide enough (`_DOT_WGRAD_MIN_CHANNELS`) and the output map has
+  `_DOT_WGRAD_MIN_POSITIONS`.
   The others take `_loop_body_conv`'s gradients when traced in `convolutions_in_loop_body()`.
   """
   ones = (1,) * (lhs.ndim - 2)
@@ -48,7 +49,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if max(ho, wo) <= 2:
       cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return _matmul_over_positions(cols, rhs.reshape(-1, rhs.shape[-1]), precision)
-    if min(rhs.shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS and ho * wo >= _DOT_WGRAD_MIN_POSITIONS:
+    if (min(rhs.shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS
+        and max(rhs.shape[2:]) >= 2 * _DOT_WGRAD_MIN_CHANNELS
+        and ho * wo >= _DOT_WGRAD_MIN_POSITIONS):
       return _shifted_dot_conv(x, rhs, (sh, sw), precision)
     if _IN_LOOP_BODY.get():
       return _loop_body_conv(x, rhs, (sh, sw), precision)
@@ -110,11 +113,15 @@ def _weight_grads_first(input_grad, g, weight_grad):
 # Measured on the 2-core box (2026-12-06, loaded, ms, XLA / shifted dots): 3x3 weight gradients
 # 256 -> 256 on ResNet-50-FPN's P2 map (200x336) 13832 / 3838, at batch 2 71154 / 12357 (XLA's
 # falls off a cliff); Mask R-CNN's mask head (128 RoIs, 14x14) 4080 / 1900; 128 -> 128 stride 2
-# at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. At 32 channels they tie and at 16 XLA
-# wins (86 / 216 for 16 -> 16 at 128x128 x16: the dots are too thin). Reading each offset's slice
-# without a transposed copy (below) took the 256 -> 256 P2 weight gradient from 1122-1372 to
-# 744-834 ms and Faster R-CNN R50-FPN's 800x1344 train step from 13.3-13.5 to 12.0-12.9 s.
-_DOT_WGRAD_MIN_CHANNELS = 64
+# at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. Reading each offset's slice without a
+# transposed copy (below) took the 256 -> 256 P2 weight gradient from 1122-1372 to 744-834 ms and
+# Faster R-CNN R50-FPN's 800x1344 train step from 13.3-13.5 to 12.0-12.9 s. Narrower, since then
+# (2026-12-07, quiet, weight gradient + forward, batch 16): 32 -> 32 at 64x64 100.6 / 32.6,
+# 16 -> 32 at 64x64 49.2 / 13.9, 32 -> 64 at 32x32 20.6 / 11.4, but 16 -> 16 at 128x128
+# 23.7 / 42.7 (the dots too thin). FCN-8s's VGG-small trained at 42.1-42.9 img/s in 5 of 7 runs
+# (36.4-37.1 in the other two) against 36.4-38.3 in 7 runs with 64 here; SSD's at 173 against 150.
+# So both channel counts at least `_DOT_WGRAD_MIN_CHANNELS` and one at least twice that.
+_DOT_WGRAD_MIN_CHANNELS = 16
 # On small maps the loop's nine dots lose (quiet, forward + both gradients, batch 32: 128 -> 128 at
 # 8x8 14.6 / 17.4 ms, 256 -> 256 at 4x4 14.4 / 17.4; a tie at 16x16, 1.4x at 14x14 x128 RoIs).
 _DOT_WGRAD_MIN_POSITIONS = 100
@@ -143,7 +150,8 @@ def _inference_conv(x, w, strides, precision):
   stride-1 3x3 float32 convolutions on CPU by Winograd's minimal filtering."""
   positions = x.shape[0] * (x.shape[1] - w.shape[0] + 1) * (x.shape[2] - w.shape[1] + 1)
   if (tuple(strides) == (1, 1) and w.shape[:2] == (3, 3) and x.dtype == jnp.float32
-      and positions >= _WINOGRAD_MIN_POSITIONS and jax.default_backend() == 'cpu'):
+      and positions >= _WINOGRAD_MIN_POSITIONS and min(w.shape[2:]) >= _WINOGRAD_MIN_CHANNELS
+      and jax.default_backend() == 'cpu'):
     return winograd_conv3x3(x, w, precision)
   return _valid_conv(x, w, strides, precision)
 
@@ -155,6 +163,10 @@ def _inference_conv(x, w, strides, precision):
 # 2.45-2.48 s both ways (2026-12-07, 2-core box). Mask R-CNN's mask head (100 RoIs of 14x14, 256
 # channels) qualifies: 0.147 -> 0.069 s per conv's matmuls, its inference 3.59 -> 3.46 s.
 _WINOGRAD_MIN_POSITIONS = 16000
+# Narrower convolutions gain too little: with FCN-8s's 16 -> 32, 32 -> 32 and 32 -> 64 layers (64x64
+# and 32x32 maps, batch 16) on Winograd its inference ran 164 against 162 img/s and compiled in
+# 1.5 against 0.9 s (2026-12-07, 2-core box).
+_WINOGRAD_MIN_CHANNELS = 64
 # F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016):
 # output tile Y = A^T [(G g G^T) * (B^T d B)] A for each 4x4 input tile d and 3x3 kernel g.
 _WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)

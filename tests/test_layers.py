@@ -18,7 +18,9 @@ from models.upsample import max_pool_with_argmax
     (9, 2, 'VALID', 1, (3, 5)), (7, 2, ((1, 0), (0, 1)), 1, (3, 5)),
     # Wide enough for the shifted-dot weight gradient (_DOT_WGRAD_MIN_CHANNELS).
     (10, 1, 'SAME', 3, (64, 72)), (20, 2, ((1, 0), (2, 1)), 3, (80, 64)),
-    (14, 1, 'VALID', 5, (64, 64)), (15, (2, 1), 'SAME', 3, (64, 64))])
+    (14, 1, 'VALID', 5, (64, 64)), (15, (2, 1), 'SAME', 3, (64, 64)),
+    (10, 1, 'SAME', 3, (16, 32)), (10, 1, 'SAME', 3, (32, 16)),
+    (10, 1, 'SAME', 3, (16, 16))])  # Too thin: XLA's.
 def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k, channels):
   kx, kk = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (2, size, size + 1, channels[0]))
@@ -38,7 +40,8 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   shifted_dots = 'name=_shifted_dot_conv' in str(jax.make_jaxpr(
       lambda x, k: loss(layers.conv_general_dilated, x, k))(x, kernel))
-  assert shifted_dots == (min(channels) >= layers._DOT_WGRAD_MIN_CHANNELS)
+  wide = layers._DOT_WGRAD_MIN_CHANNELS
+  assert shifted_dots == (min(channels) >= wide and max(channels) >= 2 * wide)
   with layers.convolutions_in_loop_body():  # The gradients of the microbatch scan's body.
     (_, looped), looped_grads = ours(x, kernel)
   np.testing.assert_allclose(looped, want, rtol=1e-5, atol=1e-5)
@@ -70,6 +73,8 @@ def test_inference_takes_winograd_and_training_xlas_convolution(monkeypatch):
   np.testing.assert_allclose(jax.jit(conv)(x, kernel), want, rtol=1e-4, atol=1e-4)
   grad_hlo = jax.jit(jax.grad(lambda x: jnp.sum(conv(x, kernel)))).lower(x).as_text()
   assert 'convolution' in grad_hlo
+  narrow = kernel[..., :layers._WINOGRAD_MIN_CHANNELS - 1]  # Too narrow to earn its transforms.
+  assert 'convolution' in jax.jit(conv).lower(x, narrow).as_text()
 
 
 def test_conv_keeps_flax_parameters():
