@@ -175,14 +175,15 @@ def select_detections(boxes, scores, *, score_threshold: float, iou_threshold: f
 def map_images(fn, *args):
   """`fn` over the images of a batch (the leading axis of every arg), for per-image NMS.
 
-  On one device, one image at a time (`lax.map`): vmap turns NMS's while loops into loops over
-  the whole batch that select every carried value at every step, and those took Faster R-CNN
-  R50-FPN's eval step (800x1344, batch 2: its proposals and detections) 0.4 s longer to trace
-  and compile (4.80 -> 4.36 s, 315 -> 284 kernels; the step 5.14 s both ways; 2026-12-07, 2-core
-  box). On several devices, vmap: XLA's partitioner gathers a scanned batch axis onto every
-  device, so each would run every image.
+  On one CPU device, one image at a time (`lax.map`): vmap turns NMS's while loops into loops
+  over the whole batch that select every carried value at every step, and those took Faster
+  R-CNN R50-FPN's eval step (800x1344, batch 2: its proposals and detections) 0.4 s longer to
+  trace and compile (4.80 -> 4.36 s, 315 -> 284 kernels; the step 5.14 s both ways; 2026-12-07,
+  2-core box). On several devices, vmap: XLA's partitioner gathers a scanned batch axis onto
+  every device, so each would run every image. On an accelerator, vmap too: there the batch's
+  loop steps run in parallel, image after image they would add up.
   """
-  if jax.device_count() == 1:
+  if jax.device_count() == 1 and jax.default_backend() == 'cpu':
     return lax.map(lambda per_image: fn(*per_image), args)
   return jax.vmap(fn)(*args)
 
