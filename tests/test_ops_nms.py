@@ -138,7 +138,7 @@ def test_vmap_over_a_batch():
 
 
 def test_batch_detections_one_image_at_a_time_on_one_device(monkeypatch):
-  # The suite simulates 4 devices: vmap. With one device the images go through lax.map.
+  # The suite simulates 4 devices: vmap. With one CPU device the images go through lax.map.
   rng = np.random.default_rng(7)
   boxes = np.stack([_random_boxes(rng, 300, size=60.0, max_wh=30.0) for _ in range(3)])
   scores = rng.uniform(size=(3, 300, 2)).astype(np.float32)
