@@ -158,7 +158,14 @@ class ResNet(nn.Module):
       repeated, kwargs = functools.partial(block, 1, dilation=dilation), dict(
           train=train, extent=extent, stride=resolution)
       names = [f'layer{stage + 1}_{i}' for i in range(1, n)]
-      if self.is_initializing() or (train and not self.frozen_bn) or len(names) < 2:
+      # Training scans only the stride-4 and -8 stages, where unrolled blocks cost memory (see
+      # `scan_blocks`). Elsewhere unrolled compiles faster: XLA:CPU compiles equal fusions once,
+      # so repeated blocks add few kernels, while a scan's stacking of variables, residuals and
+      # gradients adds its own. Faster R-CNN R50-FPN 800x1344 b1: 717 -> 598 kernels, XLA 15.1
+      # -> 13.7 s, peak RSS at b2 4.16 -> 4.22 GB (all stages unrolled: 541, 13.0 s, 4.40 GB;
+      # `tools.bench_profile --compile-phases`, BENCHMARKS.md twelfth session).
+      scan = not train or (self.frozen_bn and resolution <= 8)
+      if self.is_initializing() or not scan or len(names) < 2:
         for name in names:
           x = repeated(name=name)(x, **kwargs)
       else:

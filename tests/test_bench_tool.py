@@ -41,3 +41,16 @@ def test_live_at_peak_lists_the_values_the_heap_holds(tmp_path):
   assert all('f32[512,512]' in shape for *_, shape, _ in alive[:2])
   assert 'sin' in alive[0][-1] + alive[1][-1]  # The op that made one of them.
   assert '| MiB |' in bench_profile.live_report('step', peak, alive)
+
+
+def test_compile_phases_counts_equal_fusions_once(tmp_path):
+  # Two equal fusions (same shape and ops) compile as one kernel; a third of another shape adds
+  # one. The compiler's phases and per-kernel events come from the profiler's trace.
+  step = jax.jit(lambda a, b, c: (jnp.tanh(a) * 2 + 1, jnp.tanh(b) * 2 + 1, jnp.tanh(c) * 2 + 1))
+  r = bench_profile.compile_phases(step, (jnp.ones(64), jnp.zeros(64), jnp.ones(65)),
+                                   str(tmp_path))
+  assert sum(r['parts'].values()) == 2
+  assert r['wall_s'] > 0 and any(name.startswith('HLO passes') for name in r['phases'])
+  assert sum(len(times) for times in r['kernels'].values()) >= 2
+  report = bench_profile.compile_report('step', r)
+  assert '| model part |' in report and 'compiled kernels (of 2)' in report

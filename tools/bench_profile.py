@@ -17,6 +17,14 @@ add up to more than the wall time.
 `--live-at-peak N` runs nothing: it compiles the steps with XLA's dumps and lists the N largest
 values alive where the heap peaks (from the scheduled module and its buffer live ranges): what
 to shrink, free earlier or chunk to lower the peak, where `temp` above only gives the total.
+
+  python -m tools.bench_profile --config configs/det/faster_rcnn_r50_fpn_coco.py \
+      --image-size 800x1344 --set batch_size=1 --only train --compile-phases
+
+`--compile-phases` runs nothing either: it traces XLA's compile of each step and splits its wall
+time into phases (HLO passes, kernel emission, LLVM), with the kernels' count and CPU time (XLA:CPU
+emits and compiles one LLVM module per fusion, on its codegen threads) and the compiled kernels
+per model part (forward / grad): where a long compile comes from and what fewer kernels would buy.
 """
 import argparse
 import collections
@@ -153,15 +161,19 @@ def _short(op_name: str) -> str:
   return ('grad ' if grad else '') + op_name
 
 
-def op_times(trace_dir: str, names) -> collections.Counter:
-  """Microseconds per HLO op name in the newest perfetto trace under `trace_dir`."""
+def _trace_events(trace_dir: str) -> list:
+  """The events of the newest perfetto trace under `trace_dir`."""
   path = max(glob.glob(f'{trace_dir}/**/perfetto_trace.json.gz', recursive=True),
              key=os.path.getmtime)
   with gzip.open(path) as f:
     trace = json.load(f)
-  events = trace['traceEvents'] if isinstance(trace, dict) else trace
+  return trace['traceEvents'] if isinstance(trace, dict) else trace
+
+
+def op_times(trace_dir: str, names) -> collections.Counter:
+  """Microseconds per HLO op name in the newest perfetto trace under `trace_dir`."""
   times = collections.Counter()
-  for event in events:
+  for event in _trace_events(trace_dir):
     if event.get('ph') == 'X' and event['name'] in names:
       times[event['name']] += event['dur']
   return times
@@ -205,6 +217,93 @@ def profile(jitted, args, steps: int, trace_dir: str, rebind=None, top: int = 12
   }
 
 
+# XLA:CPU's compile events (jax 0.10's jaxlib): the compiler thread's phases, and per kernel
+# its MLIR emission and its LLVM optimisation + machine code, run on the codegen threads.
+_PHASES = ('HLO passes', 'ThunkEmitter::EmitEntryComputation', 'ThunkEmitter::ConsumeKernels',
+           'JitCompiler::Compile', 'CpuCompiler::RunBackend')
+_PER_KERNEL = {'FusionCompiler::Compile': 'emit (MLIR)',
+               'TaskDispatcher::dispatch': 'LLVM optimise + codegen'}
+_KERNEL_KIND = re.compile(r'kind=k(Loop|Input|Output)\b')
+_METADATA = re.compile(r', metadata=\{[^}]*\}')
+_NAME = re.compile(r'%[\w.\-]+')
+
+
+def compile_phases(jitted, args, trace_dir: str) -> dict:
+  """Compiles `jitted` under the profiler: wall seconds, the phases' and per-kernel events' times,
+  and the compiled kernels per model part."""
+  lowered = jitted.lower(*args)
+  options = jax.profiler.ProfileOptions()
+  options.host_tracer_level = 3  # XLA's compiler-internal events.
+  cache = jax.config.jax_enable_compilation_cache
+  jax.config.update('jax_enable_compilation_cache', False)  # Measure a compile, not a load.
+  try:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True, profiler_options=options):
+      start = time.perf_counter()
+      compiled = lowered.compile()
+      wall_s = time.perf_counter() - start
+  finally:
+    jax.config.update('jax_enable_compilation_cache', cache)
+  phases, kernels = collections.Counter(), collections.defaultdict(list)
+  for event in _trace_events(trace_dir):
+    name = event.get('name', '')
+    if event.get('ph') != 'X':
+      continue
+    if name in _PER_KERNEL:
+      kernels[_PER_KERNEL[name]].append(event['dur'] / 1e6)
+    elif name.startswith(_PHASES):
+      phases[name.split(' (')[0]] += event['dur'] / 1e6
+  return {'wall_s': wall_s, 'phases': phases, 'kernels': kernels,
+          'parts': kernels_by_part(compiled.as_text())}
+
+
+def kernels_by_part(hlo_text: str) -> collections.Counter:
+  """The compiled program's kernels (fusions it calls, equal ones once) per model part."""
+  bodies, calls, computation = collections.defaultdict(list), [], ''
+  for line in hlo_text.splitlines():
+    header = _COMPUTATION.match(line)
+    if header:
+      computation = header[1]
+    elif line.strip() and line.strip() != '}':
+      bodies[computation].append(_METADATA.sub('', line.split('=', 1)[-1]))
+      # Fusions nested in a fusion are part of its kernel.
+      if ('fused' not in computation and not computation.endswith('_computation')
+          and ' fusion(' in line and _KERNEL_KIND.search(line)):
+        calls.append((_CALLS.search(line)[1], _model_part(_OP_NAME.search(line))))
+  # XLA:CPU compiles equal fusions once: count each fused computation's text once.
+  seen, parts = set(), collections.Counter()
+  for called, part in calls:
+    body = _NAME.sub('%', '\n'.join(bodies[called]))
+    if body not in seen:
+      seen.add(body)
+      parts[part] += 1
+  return parts
+
+
+def _model_part(op_name) -> str:
+  """'grad backbone', 'rpn', ... : the flax submodule under the model a kernel came from (else
+  the jax op, e.g. the optimizer's)."""
+  short = _short(op_name[1]) if op_name else '(none)'
+  grad, path = short.startswith('grad '), short.removeprefix('grad ').split('/')
+  if len(path) > 1 and path[0][:1].isupper():  # The model's class name.
+    path = path[1:]
+  return ('grad ' if grad else '') + (path[0] or '(unnamed)')
+
+
+def compile_report(title: str, r: dict, top: int = 12) -> str:
+  lines = [f'### {title}: XLA compile {r["wall_s"]:.1f} s wall', '',
+           '| phase (compiler thread) | s |', '|---|---|']
+  lines += [f'| {name} | {s:.2f} |' for name, s in r['phases'].most_common()]
+  lines += ['', '| per kernel (codegen threads) | kernels | CPU s | ms each: median / max | '
+            'CPU s in kernels over 100 ms |', '|---|---|---|---|---|']
+  for name, times in r['kernels'].items():
+    times = sorted(times)
+    lines.append(f'| {name} | {len(times)} | {sum(times):.2f} | {times[len(times) // 2] * 1e3:.0f}'
+                 f' / {times[-1] * 1e3:.0f} | {sum(t for t in times if t > 0.1):.2f} |')
+  lines += ['', f'| model part | compiled kernels (of {sum(r["parts"].values())}) |', '|---|---|']
+  lines += [f'| {part} | {n} |' for part, n in r['parts'].most_common(top)]
+  return '\n'.join(lines)
+
+
 def report(title: str, r: dict) -> str:
   lines = [f'### {title}: {r["wall_s"]:.2f} s/call wall, {r["op_s"]:.2f} s summed over ops, '
            f'compile {r["compile_s"]:.1f} s',
@@ -233,6 +332,8 @@ def main(argv=None):
                       help='do not run: compile and summarise the trace already in --trace-dir')
   parser.add_argument('--live-at-peak', type=int, metavar='N',
                       help='do not run: list the N largest values alive at the heap peak')
+  parser.add_argument('--compile-phases', action='store_true',
+                      help='do not run: where each step\'s XLA compile time goes')
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if args.live_at_peak is not None and args.live_at_peak < 1:
@@ -242,12 +343,18 @@ def main(argv=None):
   jitted, train_args, rebind = run['train']
   print(f'# {args.config} {" ".join(args.set)}, batch {config.batch_size}, image '
         f'{run["batch"]["image"].shape[1:3]}, {jax.devices()[0].platform}, jax {jax.__version__}')
-  if args.live_at_peak:
+  if args.live_at_peak or args.compile_phases:
     eval_step, batch = run['infer']
     steps = {'train': ('train step', jitted, train_args),
              'infer': ('inference step', eval_step,
                        (run['parallel'].get_state(train_args[0]).variables, batch))}
-    for title, step, step_args in (v for k, v in steps.items() if args.only in (None, k)):
+    for key, (title, step, step_args) in steps.items():
+      if args.only not in (None, key):
+        continue
+      if args.compile_phases:
+        print(compile_report(title, compile_phases(step, step_args,
+                                                   f'{args.trace_dir}/compile_{key}')), flush=True)
+        continue
       with tempfile.TemporaryDirectory() as dump_dir:
         peak, alive = live_at_peak(*dumped_module(step, step_args, dump_dir), args.live_at_peak)
       print(live_report(title, peak, alive), flush=True)
