@@ -284,7 +284,7 @@ def _model_part(op_name) -> str:
   the jax op, e.g. the optimizer's)."""
   short = _short(op_name[1]) if op_name else '(none)'
   grad, path = short.startswith('grad '), short.removeprefix('grad ').split('/')
-  if len(path) > 1 and path[0][:1].isupper():  # The model's class name.
+  while len(path) > 1 and path[0][:1].isupper():  # The model's class and method names.
     path = path[1:]
   return ('grad ' if grad else '') + (path[0] or '(unnamed)')
 
