@@ -158,7 +158,8 @@ class ResNet(nn.Module):
       repeated, kwargs = functools.partial(block, 1, dilation=dilation), dict(
           train=train, extent=extent, stride=resolution)
       names = [f'layer{stage + 1}_{i}' for i in range(1, n)]
-      # Training scans only the stride-4 and -8 stages, where unrolled blocks cost memory (see
+      # Training scans only the stride-4 and -8 stages, and only with frozen batch norm (batch
+      # statistics are variables the call changes): there unrolled blocks cost memory (see
       # `scan_blocks`). Elsewhere unrolled compiles faster: XLA:CPU compiles equal fusions once,
       # so repeated blocks add few kernels, while a scan's stacking of variables, residuals and
       # gradients adds its own. Faster R-CNN R50-FPN 800x1344 b1: 717 -> 598 kernels, XLA 15.1
