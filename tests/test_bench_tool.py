@@ -54,3 +54,10 @@ def test_compile_phases_counts_equal_fusions_once(tmp_path):
   assert sum(len(times) for times in r['kernels'].values()) >= 2
   report = bench_profile.compile_report('step', r)
   assert '| model part |' in report and 'compiled kernels (of 2)' in report
+
+
+def test_profile_modes_exclude_each_other(capsys):
+  with pytest.raises(SystemExit):
+    bench_profile.main(['--config', 'configs/seg/fcn8s_shapes.py', '--compile-phases',
+                        '--live-at-peak', '5'])
+  assert 'not allowed with argument' in capsys.readouterr().err

@@ -245,9 +245,7 @@ def compile_phases(jitted, args, trace_dir: str) -> dict:
     jax.config.update('jax_enable_compilation_cache', cache)
   phases, kernels = collections.Counter(), collections.defaultdict(list)
   for event in _trace_events(trace_dir):
-    name = event.get('name', '')
-    if event.get('ph') != 'X':
-      continue
+    name = event.get('name', '') if event.get('ph') == 'X' else ''
     if name in _PER_KERNEL:
       kernels[_PER_KERNEL[name]].append(event['dur'] / 1e6)
     elif name.startswith(_PHASES):
@@ -291,7 +289,8 @@ def _model_part(op_name) -> str:
 
 def compile_report(title: str, r: dict, top: int = 12) -> str:
   lines = [f'### {title}: XLA compile {r["wall_s"]:.1f} s wall', '',
-           '| phase (compiler thread) | s |', '|---|---|']
+           '| phase (compiler thread; RunBackend holds the thunk emission and LLVM) | s |',
+           '|---|---|']
   lines += [f'| {name} | {s:.2f} |' for name, s in r['phases'].most_common()]
   lines += ['', '| per kernel (codegen threads) | kernels | CPU s | ms each: median / max | '
             'CPU s in kernels over 100 ms |', '|---|---|---|---|---|']
@@ -328,12 +327,13 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=1, help='profiled calls after a warm-up')
   parser.add_argument('--trace-dir', default='/tmp/detseg_profile')
   parser.add_argument('--only', choices=('train', 'infer'))
-  parser.add_argument('--reuse-trace', action='store_true',
-                      help='do not run: compile and summarise the trace already in --trace-dir')
-  parser.add_argument('--live-at-peak', type=int, metavar='N',
-                      help='do not run: list the N largest values alive at the heap peak')
-  parser.add_argument('--compile-phases', action='store_true',
-                      help='do not run: where each step\'s XLA compile time goes')
+  mode = parser.add_mutually_exclusive_group()  # Each replaces the profiled run.
+  mode.add_argument('--reuse-trace', action='store_true',
+                    help='do not run: compile and summarise the trace already in --trace-dir')
+  mode.add_argument('--live-at-peak', type=int, metavar='N',
+                    help='do not run: list the N largest values alive at the heap peak')
+  mode.add_argument('--compile-phases', action='store_true',
+                    help='do not run: where each step\'s XLA compile time goes')
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if args.live_at_peak is not None and args.live_at_peak < 1:
@@ -352,12 +352,12 @@ def main(argv=None):
       if args.only not in (None, key):
         continue
       if args.compile_phases:
-        print(compile_report(title, compile_phases(step, step_args,
-                                                   f'{args.trace_dir}/compile_{key}')), flush=True)
-        continue
-      with tempfile.TemporaryDirectory() as dump_dir:
-        peak, alive = live_at_peak(*dumped_module(step, step_args, dump_dir), args.live_at_peak)
-      print(live_report(title, peak, alive), flush=True)
+        trace_dir = f'{args.trace_dir}/compile_{key}'
+        print(compile_report(title, compile_phases(step, step_args, trace_dir)), flush=True)
+      else:
+        with tempfile.TemporaryDirectory() as dump_dir:
+          peak, alive = live_at_peak(*dumped_module(step, step_args, dump_dir), args.live_at_peak)
+        print(live_report(title, peak, alive), flush=True)
     return
   variables = None
   if args.only != 'infer':
