@@ -82,6 +82,17 @@ def data_config() -> ml_collections.ConfigDict:
   ))
 
 
+# XLA:CPU gives matmuls and reductions to YNNPACK but keeps convolutions on its own Eigen kernels
+# (by default YNNPACK takes those with more than 16 channels). On this project's 2-core AVX2 box
+# Eigen's were 1.5-2.5x faster (3x3, batch 16: 32 -> 64 at 32x32 3.7 vs 8.0 ms, 128 -> 128 at
+# 16x16 6.9 vs 13.1 ms; 256 -> 256 at 200x200, batch 1, 299 vs 351 ms). Train steps: ResNet-18
+# (64 px, batch 32) 83 -> 109 img/s, FCN-8s (128 px, batch 16) 34 -> 39, Faster R-CNN R50-FPN
+# (800x1344, batch 1) 8.95 -> 8.70 s (BENCHMARKS.md, thirteenth session). Without YNNPACK's
+# reductions, XLA fused ResNet's stem-pool gradient into each batch-norm reduction (60 ms each).
+CPU_XLA_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type':
+                   'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+
+
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = 'segmentation'  # Key of tasks.TASKS.
@@ -94,9 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.parallel = 'jit'  # 'jit' (batch sharded over a device mesh) or 'pmap'.
   # XLA options for compiling the train step in 'jit' mode (jax.jit's compiler_options), e.g. the
   # R50-FPN configs' memory-saving CPU scheduler. A backend ignores the other backends' options.
-  c.xla_options = ml_collections.ConfigDict()
+  c.xla_options = ml_collections.ConfigDict(CPU_XLA_OPTIONS)
   # The same for the eval step (evaluation, tools/predict.py, tools/bench.py), in every mode.
-  c.eval_xla_options = ml_collections.ConfigDict()
+  c.eval_xla_options = ml_collections.ConfigDict(CPU_XLA_OPTIONS)
   c.log_every_steps = 50
   c.checkpoint_every_steps = 500
   c.max_checkpoints = 3  # Older checkpoints are deleted.

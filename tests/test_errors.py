@@ -25,9 +25,11 @@ def test_misspelt_field_lists_that_nodes_fields():
                          "'learning_rate'? optimizer has b1, b2, grad_clip_norm")
   with pytest.raises(KeyError, match='config has .*optimizer'):
     loader.check_fields(common.base_config(), ['optimiser.name'])
+  config = common.base_config()
+  config.eval_xla_options = {}
   with pytest.raises(KeyError, match="'eval_xla_options.x': eval_xla_options has no fields; set "
                      'them in the config file'):
-    loader.check_fields(common.base_config(), ['eval_xla_options.x'])
+    loader.check_fields(config, ['eval_xla_options.x'])
 
 
 def test_check_config_args_reads_both_flag_forms():

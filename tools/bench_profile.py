@@ -171,11 +171,24 @@ def _trace_events(trace_dir: str) -> list:
 
 
 def op_times(trace_dir: str, names) -> collections.Counter:
-  """Microseconds per HLO op name in the newest perfetto trace under `trace_dir`."""
-  times = collections.Counter()
-  for event in _trace_events(trace_dir):
-    if event.get('ph') == 'X' and event['name'] in names:
-      times[event['name']] += event['dur']
+  """Microseconds per HLO op name in the newest perfetto trace under `trace_dir`, from each call's
+  start to its end.
+
+  XLA:CPU runs some ops asynchronously (its own convolutions on Eigen's thread pool, loops split
+  over threads): their event ends when the work is handed out, and an 'end: NAME' event marks
+  when it finished. Counting the first event alone left FCN-8s's Eigen convolutions at 0.05 ms
+  where they took 8-30 ms (2026-12-07). Async ops can overlap others, so the times may sum to
+  more than the step.
+  """
+  times, started = collections.Counter(), {}
+  for event in sorted((e for e in _trace_events(trace_dir) if e.get('ph') == 'X'),
+                      key=lambda e: e['ts']):
+    name = event['name']
+    if name in names:
+      times[name] += event['dur']
+      started[name] = event['ts'] + event['dur']
+    elif name.startswith('end: ') and name[5:] in started:
+      times[name[5:]] += event['ts'] + event['dur'] - started.pop(name[5:])
   return times
 
 
