@@ -84,11 +84,12 @@ def data_config() -> ml_collections.ConfigDict:
 
 # XLA:CPU gives matmuls and reductions to YNNPACK but keeps convolutions on its own Eigen kernels
 # (by default YNNPACK takes those with more than 16 channels). On this project's 2-core AVX2 box
-# Eigen's were 1.5-2.5x faster (3x3, batch 16: 32 -> 64 at 32x32 3.7 vs 8.0 ms, 128 -> 128 at
-# 16x16 6.9 vs 13.1 ms; 256 -> 256 at 200x200, batch 1, 299 vs 351 ms). Train steps: ResNet-18
-# (64 px, batch 32) 83 -> 109 img/s, FCN-8s (128 px, batch 16) 34 -> 39, Faster R-CNN R50-FPN
-# (800x1344, batch 1) 8.95 -> 8.70 s (BENCHMARKS.md, thirteenth session). Without YNNPACK's
-# reductions, XLA fused ResNet's stem-pool gradient into each batch-norm reduction (60 ms each).
+# Eigen's were 1.1-3.5x faster (3x3, batch 16: 32 -> 64 at 32x32 3.7 vs 8.0 ms, 128 -> 128 at
+# 16x16 6.9 vs 13.1 ms; 256 -> 256 at 200x200, batch 1, 299 vs 351 ms). Train steps, one run
+# each: ResNet-18 (64 px, batch 32) 83 -> 109 img/s, FCN-8s (128 px, batch 16) 34 -> 39, Faster
+# R-CNN R50-FPN (800x1344, batch 1) 8.95 -> 8.70 s (BENCHMARKS.md, thirteenth session, with the
+# interleaved A/B). Without YNNPACK's reductions, XLA fused ResNet's stem-pool gradient into each
+# of bn1's backward reductions (58-61 ms each).
 CPU_XLA_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type':
                    'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
 
