@@ -30,9 +30,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   SSD's coarsest heads on 64x64 images): forward + backward of a 3x3 conv 512 -> 512 on a 2x2 map,
   batch 32, took 780 ms against 10 ms as an im2col matmul (a 1x1 output map: 33 vs 3 ms). From
   4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
-  forward and data gradient; they take `_shifted_dot_conv`'s gradients (shifted dots for one
-  image, `_DOT_WGRAD_MAX_BATCH`) and its inference forward when the channel counts are wide
-  enough (`_DOT_WGRAD_MIN_CHANNELS`) and the output map has `_DOT_WGRAD_MIN_POSITIONS`.
+  forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when the channel
+  counts are wide enough (`_DOT_WGRAD_MIN_CHANNELS`) and the output map has
+  `_DOT_WGRAD_MIN_POSITIONS`.
   The others take `_loop_body_conv`'s gradients when traced in `convolutions_in_loop_body()`.
   """
   ones = (1,) * (lhs.ndim - 2)
@@ -125,19 +125,11 @@ _DOT_WGRAD_MIN_CHANNELS = 16
 # On small maps the loop's nine dots lose (quiet, forward + both gradients, batch 32: 128 -> 128 at
 # 8x8 14.6 / 17.4 ms, 256 -> 256 at 4x4 14.4 / 17.4; a tie at 16x16, 1.4x at 14x14 x128 RoIs).
 _DOT_WGRAD_MIN_POSITIONS = 100
-# Since XLA:CPU's convolutions run on Eigen (configs/common.py's CPU_XLA_OPTIONS), its own weight
-# gradient beats the shifted dots on batches (data + weight gradient, 3x3, 2026-12-07, 2-core box,
-# ms shifted dots / XLA): FCN-8s's 32 -> 32 at 64x64 x16 62.6 / 21.7, 64 -> 64 at 32x32 x16
-# 37.0 / 20.0, 128 -> 128 at 16x16 x16 21.4 / 17.0; Mask R-CNN's mask head (14x14 x128 RoIs,
-# 256 -> 256) 525 / 387; ResNet-50-FPN at batch 2: 128 -> 128 at 100x168 171 / 160, 256 -> 256 at
-# 200x336 2316 / 2171. For one image they still win: 128 -> 128 at 100x168 90 / 106, stride 2 at
-# 200x336 211 / 285, 256 -> 256 at 50x84 69 / 89 and at 25x42 18 / 22 (at 200x336 1198 / 1213).
-_DOT_WGRAD_MAX_BATCH = 1
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _shifted_dot_conv(x, w, strides, precision):
-  """A VALID NHWC / HWIO convolution whose weight gradient, for one image, is kh * kw matmuls.
+  """A VALID NHWC / HWIO convolution whose weight gradient is kh * kw matmuls.
 
   XLA:CPU computes a weight gradient as a convolution contracting batch and space, which is
   2-5x slower than the matmul it is once the channels are wide. Kernel offset (i, j)'s gradient
@@ -225,10 +217,6 @@ def _valid_conv_fwd(x, w, strides, precision):
 
 def _shifted_dot_conv_bwd(strides, precision, residuals, g):
   x, w = residuals
-  if x.shape[0] > _DOT_WGRAD_MAX_BATCH:  # XLA's own gradients win on a batch.
-    if _IN_LOOP_BODY.get():
-      return _loop_body_conv_bwd(strides, precision, residuals, g)
-    return jax.vjp(lambda x, w: _valid_conv(x, w, strides, precision), x, w)[1](g)
   input_grad = _input_grad(g, w, x.shape[1:3], strides, precision)
   (kh, kw), (sh, sw) = w.shape[:2], strides
   n, ho, wo, d = g.shape
