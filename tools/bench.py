@@ -45,7 +45,7 @@ from training.host_memory import release_freed_memory
 from training.optim import make_optimizer
 from training.parallel import DataParallel
 from training.state import example_batch, init_state
-from training.step import checked_xla_options, compiled_train_step, jitted_eval_step
+from training.step import compiled_train_step, config_xla_options, jitted_eval_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -187,8 +187,7 @@ def worker(config, args) -> dict:
     # The model alone (no decoding, NMS): what the PyTorch side times.
     model_args, kwargs = task.model_inputs(batch)
     forward = jax.jit(lambda v, a, k: task.model.apply(v, *a, train=False, **k),
-                      compiler_options=checked_xla_options(config.get('eval_xla_options'),
-                                                           'eval_xla_options'))
+                      compiler_options=config_xla_options(config, 'eval_xla_options'))
     _, forward_s, _ = _time_calls(forward, (variables, model_args, kwargs), args.steps)
     ours['forward_images_per_s'] = config.batch_size / forward_s
   if args.compare_torch:

@@ -39,7 +39,7 @@ from training.loop import Run, run_loop
 from training.optim import lr_multiplier, make_optimizer
 from training.parallel import check_batch_size
 from training.state import example_batch, init_state
-from training.step import checked_xla_options, make_train_step
+from training.step import config_xla_options, make_train_step
 from training.writers import MetricWriter
 
 # Config fields a population can vary; every other field must be equal across members.
@@ -156,7 +156,7 @@ def compile_population_step(task, multiplier, mesh: Mesh, *, per_member_batch: b
   """
   member_step = make_population_step(task, multiplier, per_member_batch=per_member_batch,
                                      mode=mode, microbatches=microbatches)
-  options = checked_xla_options(task.config.get('xla_options'), 'xla_options')
+  options = config_xla_options(task.config, 'xla_options')
   if mode != 'loop':
     batch_spec = P('pop') if per_member_batch else P()
     return jax.jit(jax.shard_map(member_step, mesh=mesh, out_specs=(P('pop'), P('pop')),

@@ -127,10 +127,15 @@ def checked_xla_options(options, field: str) -> dict | None:
   return options
 
 
+def config_xla_options(config, field: str) -> dict | None:
+  """`config.<field>` ('xla_options', 'eval_xla_options') checked as jax.jit's compiler_options."""
+  return checked_xla_options(config.get(field), field)
+
+
 def jitted_eval_step(task):
   """`make_eval_step(task)` under jax.jit, compiled with `config.eval_xla_options`."""
-  return jax.jit(make_eval_step(task), compiler_options=checked_xla_options(
-      task.config.get('eval_xla_options'), 'eval_xla_options'))
+  return jax.jit(make_eval_step(task),
+                 compiler_options=config_xla_options(task.config, 'eval_xla_options'))
 
 
 def make_eval_step(task):
