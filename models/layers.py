@@ -30,10 +30,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   SSD's coarsest heads on 64x64 images): forward + backward of a 3x3 conv 512 -> 512 on a 2x2 map,
   batch 32, took 780 ms against 10 ms as an im2col matmul (a 1x1 output map: 33 vs 3 ms). From
   4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
-  forward and data gradient; their weight gradient is `_shifted_dot_conv`'s when the channel
-  counts are wide enough (`_DOT_WGRAD_MIN_CHANNELS`) and the output map has
-  `_DOT_WGRAD_MIN_POSITIONS`.
-  The others take `_loop_body_conv`'s gradients when traced in `convolutions_in_loop_body()`.
+  forward and data gradient; `conv_gradients` picks how their gradients are computed.
   """
   ones = (1,) * (lhs.ndim - 2)
   simple = (lhs.ndim == 4 and dimension_numbers == _NHWC and feature_group_count == 1
@@ -49,12 +46,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if max(ho, wo) <= 2:
       cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return _matmul_over_positions(cols, rhs.reshape(-1, rhs.shape[-1]), precision)
-    if (min(rhs.shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS
-        and max(rhs.shape[2:]) >= 2 * _DOT_WGRAD_MIN_CHANNELS
-        and ho * wo >= _DOT_WGRAD_MIN_POSITIONS):
-      return _shifted_dot_conv(x, rhs, (sh, sw), precision)
-    if _IN_LOOP_BODY.get():
-      return _loop_body_conv(x, rhs, (sh, sw), precision)
+    gradients = conv_gradients(x.shape[0], rhs.shape, ho * wo, _IN_LOOP_BODY.get())
+    if gradients is not None:
+      return _custom_grad_conv(x, rhs, (sh, sw), precision, gradients)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
@@ -110,32 +104,65 @@ def _weight_grads_first(input_grad, g, weight_grad):
   return input_grad + 0.0 * tie.astype(input_grad.dtype)
 
 
-# Measured on the 2-core box (2026-12-06, loaded, ms, XLA / shifted dots): 3x3 weight gradients
-# 256 -> 256 on ResNet-50-FPN's P2 map (200x336) 13832 / 3838, at batch 2 71154 / 12357 (XLA's
-# falls off a cliff); Mask R-CNN's mask head (128 RoIs, 14x14) 4080 / 1900; 128 -> 128 stride 2
-# at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. Reading each offset's slice without a
+# Measured on the 2-core box (2026-12-06, loaded, ms, XLA / shifted dots; XLA's convolutions then on
+# YNNPACK, jax 0.10.2's default that configs/common.py's CPU_XLA_OPTIONS turns off): 3x3 weight
+# gradients 256 -> 256 on ResNet-50-FPN's P2 map (200x336) 13832 / 3838, at batch 2 71154 / 12357
+# (XLA's falls off a cliff); Mask R-CNN's mask head (128 RoIs, 14x14) 4080 / 1900; 128 -> 128 stride
+# 2 at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. Reading each offset's slice without a
 # transposed copy (below) took the 256 -> 256 P2 weight gradient from 1122-1372 to 744-834 ms and
 # Faster R-CNN R50-FPN's 800x1344 train step from 13.3-13.5 to 12.0-12.9 s. Narrower, since then
-# (2026-12-07, quiet, weight gradient + forward, batch 16): 32 -> 32 at 64x64 100.6 / 32.6,
-# 16 -> 32 at 64x64 49.2 / 13.9, 32 -> 64 at 32x32 20.6 / 11.4, but 16 -> 16 at 128x128
-# 23.7 / 42.7 (the dots too thin). FCN-8s's VGG-small trained at 42.1-42.9 img/s in 5 of 7 runs
-# (36.4-37.1 in the other two) against 36.4-38.3 in 7 runs with 64 here; SSD's at 173 against 150.
-# So both channel counts at least `_DOT_WGRAD_MIN_CHANNELS` and one at least twice that.
+# (2026-12-07, quiet, weight gradient + forward, batch 16): 32 -> 32 at 64x64 100.6 / 32.6, 16 -> 32
+# at 64x64 49.2 / 13.9, 32 -> 64 at 32x32 20.6 / 11.4, but 16 -> 16 at 128x128 23.7 / 42.7 (the dots
+# too thin). FCN-8s's VGG-small trained at 42.1-42.9 img/s in 5 of 7 runs (36.4-37.1 in the other
+# two) against 36.4-38.3 in 7 runs with 64 here; SSD's at 173 against 150. So both channel counts at
+# least `_DOT_WGRAD_MIN_CHANNELS` and one at least twice that.
 _DOT_WGRAD_MIN_CHANNELS = 16
 # On small maps the loop's nine dots lose (quiet, forward + both gradients, batch 32: 128 -> 128 at
 # 8x8 14.6 / 17.4 ms, 256 -> 256 at 4x4 14.4 / 17.4; a tie at 16x16, 1.4x at 14x14 x128 RoIs).
 _DOT_WGRAD_MIN_POSITIONS = 100
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _shifted_dot_conv(x, w, strides, precision):
-  """A VALID NHWC / HWIO convolution whose weight gradient is kh * kw matmuls.
+# XLA:CPU's own gradients on a batch outside loops: with convolutions on Eigen (configs/common.py's
+# CPU_XLA_OPTIONS) they beat the shifted dots at every batched shape measured (2026-12-07, 2-core
+# box, data + weight gradient, ms shifted dots / XLA): FCN-8s's 16 -> 32 at 64x64 x16 29.1 / 12.9,
+# 32 -> 32 at 64x64 x16 50.9 / 20.0, 64 -> 64 at 32x32 x16 29.7 / 17.6, 128 -> 128 at 16x16 x16
+# 19.3 / 15.2; ResNet-18's 64 -> 64 at 16x16 x32 15.1 / 8.9; ResNet-50-FPN's 128 -> 128 at
+# 100x168 x4 351 / 297, 256 -> 256 at 50x84 x2 144 / 135 and at 200x336 x2 2316 / 2171; the
+# mask head's 256 -> 256 at 14x14 x128 RoIs 525 / 387. For one image the dots win (128 -> 128 at
+# 100x168 90 / 106, stride 2 at 200x336 211 / 285, 256 -> 256 at 50x84 69 / 89). Inside a loop
+# or branch body XLA's lose their fast kernels (Faster R-CNN R50-FPN b2, whose stride-4 / 8
+# stages are a scan: 56 s a step against 18.7 s; Mask R-CNN b1, its heads in a switch: 27.5
+# against 9.8 s), so there the dots stay.
+_XLA_WGRAD_MIN_BATCH = 2
 
-  XLA:CPU computes a weight gradient as a convolution contracting batch and space, which is
-  2-5x slower than the matmul it is once the channels are wide. Kernel offset (i, j)'s gradient
-  is the input's (i, j)-shifted strided slice contracted with the output gradient over batch and
-  space: one dot each. Forward and data gradient stay XLA's convolution; without a gradient
-  (inference), `_inference_conv`.
+
+def conv_gradients(batch: int, kernel_shape, positions: int, in_loop_body: bool) -> str | None:
+  """How `_custom_grad_conv` computes the gradients of a VALID convolution of `batch` images with
+  an HWIO kernel of `kernel_shape` and `positions` output positions per image; None: jax's own
+  (`lax.conv_general_dilated` itself).
+
+  'shifted_dots': the weight gradient as kh * kw matmuls, where the channels are wide enough
+  (`_DOT_WGRAD_MIN_CHANNELS`) and the map large enough (`_DOT_WGRAD_MIN_POSITIONS`), for one
+  image or inside a loop; 'xla': XLA's gradient convolutions, for the same convolutions on a
+  batch outside loops (`_XLA_WGRAD_MIN_BATCH`); 'loop_body': the others inside a loop.
+  """
+  wide = (min(kernel_shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS
+          and max(kernel_shape[2:]) >= 2 * _DOT_WGRAD_MIN_CHANNELS
+          and positions >= _DOT_WGRAD_MIN_POSITIONS)
+  if wide:
+    return 'shifted_dots' if in_loop_body or batch < _XLA_WGRAD_MIN_BATCH else 'xla'
+  return 'loop_body' if in_loop_body else None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _custom_grad_conv(x, w, strides, precision, gradients):
+  """A VALID NHWC / HWIO convolution whose gradients are `gradients`' (`conv_gradients`).
+
+  Its forward is XLA's convolution when a gradient is taken; without one (inference)
+  `_inference_conv`. 'shifted_dots': XLA:CPU computes a weight gradient as a convolution
+  contracting batch and space, which for one image is slower than the matmuls it is once the
+  channels are wide. Kernel offset (i, j)'s gradient is the input's (i, j)-shifted strided slice
+  contracted with the output gradient over batch and space: one dot each.
   """
   return _inference_conv(x, w, strides, precision)
 
@@ -210,15 +237,25 @@ def winograd_conv3x3(x, w, precision=None):
   return y[:, :ho, :wo]
 
 
-def _valid_conv_fwd(x, w, strides, precision):
-  """The forward of the custom-gradient convolutions below: the input and kernel as residuals."""
+def _custom_grad_conv_fwd(x, w, strides, precision, gradients):
+  del gradients  # Only the backward differs.
   return _valid_conv(x, w, strides, precision), (x, w)
 
 
-def _shifted_dot_conv_bwd(strides, precision, residuals, g):
+def _custom_grad_conv_bwd(strides, precision, gradients, residuals, g):
   x, w = residuals
+  if gradients == 'xla':
+    return jax.vjp(lambda x, w: _valid_conv(x, w, strides, precision), x, w)[1](g)
   input_grad = _input_grad(g, w, x.shape[1:3], strides, precision)
-  (kh, kw), (sh, sw) = w.shape[:2], strides
+  if gradients == 'loop_body':
+    return input_grad, _weight_grad(x, g, w.shape[:2], strides, precision).astype(w.dtype)
+  weight_grad = _shifted_dot_weight_grad(x, g, w.shape[:2], strides, precision)
+  return _weight_grads_first(input_grad, g, weight_grad), weight_grad.astype(w.dtype)
+
+
+def _shifted_dot_weight_grad(x, g, kernel_hw, strides, precision):
+  """The HWIO weight gradient of a VALID convolution as one matmul per kernel offset."""
+  (kh, kw), (sh, sw) = kernel_hw, strides
   n, ho, wo, d = g.shape
   c = x.shape[-1]
   # The input split into its sh x sw stride phases, each flattened over space: offset (i, j)'s
@@ -245,8 +282,7 @@ def _shifted_dot_conv_bwd(strides, precision, residuals, g):
     return jnp.dot(g_rows, part, precision=precision, preferred_element_type=jnp.float32)
 
   weight_grad = lax.map(offset_grad, jnp.arange(kh * kw))  # [kh * kw, d, c]
-  weight_grad = weight_grad.transpose(0, 2, 1).reshape(w.shape)
-  return _weight_grads_first(input_grad, g, weight_grad), weight_grad.astype(w.dtype)
+  return weight_grad.transpose(0, 2, 1).reshape(kh, kw, c, d)
 
 
 def _input_grad(g, w, x_hw, strides, precision):
@@ -264,16 +300,15 @@ def _input_grad(g, w, x_hw, strides, precision):
                                   dimension_numbers=_NHWC, precision=precision)
 
 
-_shifted_dot_conv.defvjp(_valid_conv_fwd, _shifted_dot_conv_bwd)
-
-# True while a loop body is traced (`convolutions_in_loop_body`).
+# True while a loop or branch body is traced (`convolutions_in_loop_body`).
 _IN_LOOP_BODY = contextvars.ContextVar('detseg_convolutions_in_loop_body', default=False)
 
 
 @contextlib.contextmanager
 def convolutions_in_loop_body():
-  """The convolutions traced inside (a `lax.scan` body: training/step.py's microbatches) that
-  would take jax's gradients take `_loop_body_conv`'s instead."""
+  """The convolutions traced inside are in a loop or branch body (a `lax.scan` or `lax.switch`:
+  training/step.py's microbatches, models/resnet.py's scanned stages, Mask R-CNN's head
+  buckets) and take the gradients that XLA:CPU runs fast there (`conv_gradients`)."""
   token = _IN_LOOP_BODY.set(True)
   try:
     yield
@@ -281,30 +316,26 @@ def convolutions_in_loop_body():
     _IN_LOOP_BODY.reset(token)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _loop_body_conv(x, w, strides, precision):
-  """A VALID NHWC / HWIO convolution whose gradients are convolutions in XLA's canonical layout.
-
-  Inside a while body XLA:CPU ran jax's gradient convolutions (their layouts in the dimension
-  numbers) without its fast kernels: FCN-8s (128 px, batch 16) trained at 3.1-3.2 img/s in 2
-  microbatches against 27.3-27.7 unsliced; with these forms 23.0-24.0 against 25.9. Written out
-  in NHWC / HWIO (`_input_grad`, `_weight_grad`), the weight gradient of a 3x3 32 -> 32 conv at
-  64x64, batch 8, took 94 ms for two slices in a scan against 1036 ms; at top level XLA's own is
-  as fast or faster (41 vs 54 ms there), so only loop bodies use them (2026-12-07, 2-core box,
-  nothing else running).
-  """
-  return _valid_conv(x, w, strides, precision)
-
-
-def _loop_body_conv_bwd(strides, precision, residuals, g):
-  x, w = residuals
-  return (_input_grad(g, w, x.shape[1:3], strides, precision),
-          _weight_grad(x, g, w.shape[:2], strides, precision).astype(w.dtype))
+def in_loop_body(fn):
+  """`fn`, traced in `convolutions_in_loop_body()`: for the body of a loop or branch."""
+  @functools.wraps(fn)
+  def traced(*args, **kwargs):
+    with convolutions_in_loop_body():
+      return fn(*args, **kwargs)
+  return traced
 
 
 def _weight_grad(x, g, kernel_hw, strides, precision):
   """A VALID convolution's kernel gradient as a convolution of x's channels (the batch) with the
-  output gradient (the kernel, dilated by the strides), contracting x's batch (the features)."""
+  output gradient (the kernel, dilated by the strides), contracting x's batch (the features).
+
+  'loop_body' gradients (with `_input_grad`): inside a while body XLA:CPU ran jax's gradient
+  convolutions (their layouts in the dimension numbers) without its fast kernels: FCN-8s (128
+  px, batch 16) trained at 3.1-3.2 img/s in 2 microbatches against 27.3-27.7 unsliced; with
+  these forms 23.0-24.0 against 25.9. Written out in NHWC / HWIO, the weight gradient of a 3x3
+  32 -> 32 conv at 64x64, batch 8, took 94 ms for two slices in a scan against 1036 ms
+  (2026-12-07, 2-core box, nothing else running).
+  """
   (kh, kw), xt, gt = kernel_hw, x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3)
   # Sums over batch and space in float32 also when computing in bfloat16 (as the shifted dots).
   grad = lax.conv_general_dilated(xt, gt, (1, 1), 'VALID', rhs_dilation=strides,
@@ -313,7 +344,7 @@ def _weight_grad(x, g, kernel_hw, strides, precision):
   return grad[:, :kh, :kw].transpose(1, 2, 0, 3)  # [c, kh, kw, d] -> HWIO.
 
 
-_loop_body_conv.defvjp(_valid_conv_fwd, _loop_body_conv_bwd)
+_custom_grad_conv.defvjp(_custom_grad_conv_fwd, _custom_grad_conv_bwd)
 
 
 # `nn.Conv` (same parameters and names) with the matmul fast paths above.

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from models.faster_rcnn import FasterRCNNWithHeads
-from models.layers import Conv
+from models.layers import Conv, in_loop_body
 from models.options import resolve_fields
 from models.roi_heads import GROUND_TRUTH
 from models.upsample import ConvTranspose
@@ -225,7 +225,8 @@ class MaskRCNN(FasterRCNNWithHeads):
         out.update(branches[0](self))
       else:
         most = jnp.max(jnp.sum(foreground, axis=1))
-        out.update(nn.switch(jnp.searchsorted(jnp.asarray(sizes), most), branches, self))
+        out.update(nn.switch(jnp.searchsorted(jnp.asarray(sizes), most),
+                             [in_loop_body(branch) for branch in branches], self))
       return out
 
     boxes = rois['boxes']  # Detections carry dataset labels; the heads' channels are the head's.

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from models.layers import Conv, batch_norm, zero_beyond
+from models.layers import Conv, batch_norm, in_loop_body, zero_beyond
 from models.upsample import max_pool_with_argmax
 
 
@@ -73,7 +73,8 @@ def scan_blocks(module: nn.Module, block, names: Sequence[str], x, **kwargs):
   else:
     rows, unpack = _flat_rows(per_block)
   unbound = block(parent=None)
-  return jax.lax.scan(lambda y, v: (unbound.apply(unpack(v), y, **kwargs), None), x, rows)[0]
+  body = in_loop_body(lambda y, v: (unbound.apply(unpack(v), y, **kwargs), None))
+  return jax.lax.scan(body, x, rows)[0]
 
 
 def _flat_rows(trees):

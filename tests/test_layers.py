@@ -1,4 +1,5 @@
 """Fast paths of models.layers and ResNet equal the lax / flax operations they replace."""
+import contextlib
 import functools
 
 import jax
@@ -8,7 +9,7 @@ import pytest
 from flax import linen as nn
 from jax import lax
 
-from models import layers
+from models import layers, resnet
 from models.upsample import max_pool_with_argmax
 
 
@@ -32,22 +33,51 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
              dimension_numbers=dims)
     return (y * np.arange(y.size, dtype=np.float32).reshape(y.shape)).sum(), y
 
-  (_, want), want_grads = jax.value_and_grad(
-      lambda x, k: loss(lax.conv_general_dilated, x, k), (0, 1), has_aux=True)(x, kernel)
-  ours = jax.value_and_grad(lambda x, k: loss(layers.conv_general_dilated, x, k), (0, 1),
-                            has_aux=True)
-  (_, got), got_grads = ours(x, kernel)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  shifted_dots = 'name=_shifted_dot_conv' in str(jax.make_jaxpr(
-      lambda x, k: loss(layers.conv_general_dilated, x, k))(x, kernel))
-  wide = layers._DOT_WGRAD_MIN_CHANNELS
-  assert shifted_dots == (min(channels) >= wide and max(channels) >= 2 * wide)
-  with layers.convolutions_in_loop_body():  # The gradients of the microbatch scan's body.
-    (_, looped), looped_grads = ours(x, kernel)
-  np.testing.assert_allclose(looped, want, rtol=1e-5, atol=1e-5)
-  for g, w in zip(got_grads + looped_grads, want_grads * 2, strict=True):
-    # float32 sums of terms up to ~1e4 (the loss weights): absolute error relative to the scale.
-    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(np.abs(w).max()))
+  def lax_and_ours(x):
+    want = jax.value_and_grad(lambda x, k: loss(lax.conv_general_dilated, x, k), (0, 1),
+                              has_aux=True)(x, kernel)
+    got = jax.value_and_grad(lambda x, k: loss(layers.conv_general_dilated, x, k), (0, 1),
+                             has_aux=True)(x, kernel)
+    return want, got
+
+  # A batch at top level (XLA's gradients where wide), one image (the shifted dots where wide),
+  # a batch in a loop body (the microbatch scan's: the shifted dots or the loop-body forms).
+  for images, in_loop in ((2, False), (1, False), (2, True)):
+    with layers.convolutions_in_loop_body() if in_loop else contextlib.nullcontext():
+      ((_, want), want_grads), ((_, got), got_grads) = lax_and_ours(x[:images])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+      # float32 sums of terms up to ~1e4 (the loss weights): absolute error relative to the scale.
+      np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(np.abs(w).max()))
+
+
+def test_conv_gradients_rule():
+  wide, narrow, positions = (3, 3, 16, 32), (3, 3, 16, 16), layers._DOT_WGRAD_MIN_POSITIONS
+  assert layers.conv_gradients(1, wide, positions, False) == 'shifted_dots'
+  assert layers.conv_gradients(layers._XLA_WGRAD_MIN_BATCH, wide, positions, False) == 'xla'
+  assert layers.conv_gradients(16, wide, positions, True) == 'shifted_dots'
+  assert layers.conv_gradients(16, wide, positions - 1, False) is None  # Too few positions.
+  assert layers.conv_gradients(1, narrow, positions, False) is None
+  assert layers.conv_gradients(1, narrow, positions, True) == 'loop_body'
+
+
+def test_scanned_resnet_stages_trace_in_loop_body(monkeypatch):
+  """The scanned stages mark their body: XLA:CPU's gradient convolutions inside a loop lose
+  their fast kernels (`layers.conv_gradients`)."""
+  seen = []
+  rule = layers.conv_gradients
+  monkeypatch.setattr(layers, 'conv_gradients',
+                      lambda *args: seen.append((args[1], args[-1])) or rule(*args))
+  model = resnet.ResNet(stage_sizes=(3, 3, 1, 1), frozen_bn=True)
+  x = jnp.ones((2, 64, 64, 3))
+  variables = jax.eval_shape(functools.partial(model.init, train=True), jax.random.key(0), x)
+  seen.clear()
+  jax.eval_shape(lambda v: jax.grad(lambda v: model.apply(v, x, train=True)['features'][32].sum())(
+      v), variables)
+  # layer1 and layer2 (strides 4 and 8): one unrolled block, then two scanned, whose body (two
+  # 3x3 convolutions) the scan traces once.
+  assert sum(in_loop for _, in_loop in seen) == 2 * 2, seen
+  assert {kernel[2] for kernel, in_loop in seen if in_loop} == {64, 128}
 
 
 @pytest.mark.parametrize('shape', [(2, 7, 9, 5), (1, 4, 4, 3), (1, 12, 6, 8)])
