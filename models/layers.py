@@ -29,8 +29,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   fast or faster; 2026-12-06, loaded 2-core box, interleaved). Small maps (ResNet's last stage and
   SSD's coarsest heads on 64x64 images): forward + backward of a 3x3 conv 512 -> 512 on a 2x2 map,
   batch 32, took 780 ms against 10 ms as an im2col matmul (a 1x1 output map: 33 vs 3 ms). From
-  4x4 outputs up XLA's convolution is as fast or faster for larger kernels, so they keep their
-  forward and data gradient; `conv_gradients` picks how their gradients are computed.
+  4x4 outputs up XLA's convolution is as fast or faster for larger kernels: the others are XLA's,
+  but `_custom_grad_conv` where its inference takes Winograd or inside a loop body.
   """
   ones = (1,) * (lhs.ndim - 2)
   simple = (lhs.ndim == 4 and dimension_numbers == _NHWC and feature_group_count == 1
@@ -46,9 +46,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if max(ho, wo) <= 2:
       cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return _matmul_over_positions(cols, rhs.reshape(-1, rhs.shape[-1]), precision)
-    gradients = conv_gradients(x.shape[0], rhs.shape, ho * wo, _IN_LOOP_BODY.get())
-    if gradients is not None:
-      return _custom_grad_conv(x, rhs, (sh, sw), precision, gradients)
+    if _IN_LOOP_BODY.get() or takes_winograd(x.shape, rhs.shape, (sh, sw)):
+      return _custom_grad_conv(x, rhs, (sh, sw), precision, _IN_LOOP_BODY.get())
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
@@ -104,65 +103,23 @@ def _weight_grads_first(input_grad, g, weight_grad):
   return input_grad + 0.0 * tie.astype(input_grad.dtype)
 
 
-# Measured on the 2-core box (2026-12-06, loaded, ms, XLA / shifted dots; XLA's convolutions then on
-# YNNPACK, jax 0.10.2's default that configs/common.py's CPU_XLA_OPTIONS turns off): 3x3 weight
-# gradients 256 -> 256 on ResNet-50-FPN's P2 map (200x336) 13832 / 3838, at batch 2 71154 / 12357
-# (XLA's falls off a cliff); Mask R-CNN's mask head (128 RoIs, 14x14) 4080 / 1900; 128 -> 128 stride
-# 2 at 200x336 766 / 324; 64 -> 64 at 32x32 x16 329 / 72. Reading each offset's slice without a
-# transposed copy (below) took the 256 -> 256 P2 weight gradient from 1122-1372 to 744-834 ms and
-# Faster R-CNN R50-FPN's 800x1344 train step from 13.3-13.5 to 12.0-12.9 s. Narrower, since then
-# (2026-12-07, quiet, weight gradient + forward, batch 16): 32 -> 32 at 64x64 100.6 / 32.6, 16 -> 32
-# at 64x64 49.2 / 13.9, 32 -> 64 at 32x32 20.6 / 11.4, but 16 -> 16 at 128x128 23.7 / 42.7 (the dots
-# too thin). FCN-8s's VGG-small trained at 42.1-42.9 img/s in 5 of 7 runs (36.4-37.1 in the other
-# two) against 36.4-38.3 in 7 runs with 64 here; SSD's at 173 against 150. So both channel counts at
-# least `_DOT_WGRAD_MIN_CHANNELS` and one at least twice that.
-_DOT_WGRAD_MIN_CHANNELS = 16
-# On small maps the loop's nine dots lose (quiet, forward + both gradients, batch 32: 128 -> 128 at
-# 8x8 14.6 / 17.4 ms, 256 -> 256 at 4x4 14.4 / 17.4; a tie at 16x16, 1.4x at 14x14 x128 RoIs).
-_DOT_WGRAD_MIN_POSITIONS = 100
-
-
-# XLA:CPU's own gradients on a batch outside loops: with convolutions on Eigen (configs/common.py's
-# CPU_XLA_OPTIONS) they beat the shifted dots at every batched shape measured (2026-12-07, 2-core
-# box, data + weight gradient, ms shifted dots / XLA): FCN-8s's 16 -> 32 at 64x64 x16 29.1 / 12.9,
-# 32 -> 32 at 64x64 x16 50.9 / 20.0, 64 -> 64 at 32x32 x16 29.7 / 17.6, 128 -> 128 at 16x16 x16
-# 19.3 / 15.2; ResNet-18's 64 -> 64 at 16x16 x32 15.1 / 8.9; ResNet-50-FPN's 128 -> 128 at
-# 100x168 x4 351 / 297, 256 -> 256 at 50x84 x2 144 / 135 and at 200x336 x2 2316 / 2171; the
-# mask head's 256 -> 256 at 14x14 x128 RoIs 525 / 387. For one image the dots win (128 -> 128 at
-# 100x168 90 / 106, stride 2 at 200x336 211 / 285, 256 -> 256 at 50x84 69 / 89). Inside a loop
-# or branch body XLA's lose their fast kernels (Faster R-CNN R50-FPN b2, whose stride-4 / 8
-# stages are a scan: 56 s a step against 18.7 s; Mask R-CNN b1, its heads in a switch: 27.5
-# against 9.8 s), so there the dots stay.
-_XLA_WGRAD_MIN_BATCH = 2
-
-
-def conv_gradients(batch: int, kernel_shape, positions: int, in_loop_body: bool) -> str | None:
-  """How `_custom_grad_conv` computes the gradients of a VALID convolution of `batch` images with
-  an HWIO kernel of `kernel_shape` and `positions` output positions per image; None: jax's own
-  (`lax.conv_general_dilated` itself).
-
-  'shifted_dots': the weight gradient as kh * kw matmuls, where the channels are wide enough
-  (`_DOT_WGRAD_MIN_CHANNELS`) and the map large enough (`_DOT_WGRAD_MIN_POSITIONS`), for one
-  image or inside a loop; 'xla': XLA's gradient convolutions, for the same convolutions on a
-  batch outside loops (`_XLA_WGRAD_MIN_BATCH`); 'loop_body': the others inside a loop.
-  """
-  wide = (min(kernel_shape[2:]) >= _DOT_WGRAD_MIN_CHANNELS
-          and max(kernel_shape[2:]) >= 2 * _DOT_WGRAD_MIN_CHANNELS
-          and positions >= _DOT_WGRAD_MIN_POSITIONS)
-  if wide:
-    return 'shifted_dots' if in_loop_body or batch < _XLA_WGRAD_MIN_BATCH else 'xla'
-  return 'loop_body' if in_loop_body else None
+# Weight gradients. Until 2026-12-07 those of convolutions with 16-32 channels and up were kh * kw
+# matmuls of shifted input slices: XLA:CPU's gradient convolutions then ran on YNNPACK and were
+# 2-5x slower (FCN-8s's 32 -> 32 at 64x64 x16 100.6 / 32.6 ms). With convolutions on Eigen
+# (configs/common.py's CPU_XLA_OPTIONS) XLA's own won at every batched shape (data + weight
+# gradient, ms matmuls / XLA: that layer 50.9 / 20.0, 64 -> 64 at 32x32 x16 29.7 / 17.6; ResNet-18's
+# 64 -> 64 at 16x16 x32 15.1 / 8.9; ResNet-50-FPN's 256 -> 256 at 200x336 x2 2316 / 2171) and tied
+# end to end at one image (Faster R-CNN R50-FPN 800x1344 b1 train step 9.04 s both ways, its
+# compile 18.5 -> 15.4 s with fewer kernels); in loop bodies `_weight_grad`'s form took 8.91 s and
+# 14.8 s. FCN-8s trained at 45.0-51.1 img/s against 36.9-44.7 (2026-12-07, 2-core box).
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _custom_grad_conv(x, w, strides, precision, gradients):
-  """A VALID NHWC / HWIO convolution whose gradients are `gradients`' (`conv_gradients`).
-
-  Its forward is XLA's convolution when a gradient is taken; without one (inference)
-  `_inference_conv`. 'shifted_dots': XLA:CPU computes a weight gradient as a convolution
-  contracting batch and space, which for one image is slower than the matmuls it is once the
-  channels are wide. Kernel offset (i, j)'s gradient is the input's (i, j)-shifted strided slice
-  contracted with the output gradient over batch and space: one dot each.
+def _custom_grad_conv(x, w, strides, precision, in_loop_body):
+  """A VALID NHWC / HWIO convolution: `_inference_conv` where no gradient is taken (inference),
+  XLA's convolution where one is. Its gradients are jax's, or in a loop body
+  (`convolutions_in_loop_body`) `_input_grad`'s and `_weight_grad`'s, each tied by
+  `_weight_grads_first`.
   """
   return _inference_conv(x, w, strides, precision)
 
@@ -173,14 +130,20 @@ def _valid_conv(x, w, strides, precision):
 
 
 def _inference_conv(x, w, strides, precision):
-  """`_valid_conv` where no gradient is taken (the custom-gradient convolutions' primal): large
-  stride-1 3x3 float32 convolutions on CPU by Winograd's minimal filtering."""
-  positions = x.shape[0] * (x.shape[1] - w.shape[0] + 1) * (x.shape[2] - w.shape[1] + 1)
-  if (tuple(strides) == (1, 1) and w.shape[:2] == (3, 3) and x.dtype == jnp.float32
-      and positions >= _WINOGRAD_MIN_POSITIONS and min(w.shape[2:]) >= _WINOGRAD_MIN_CHANNELS
-      and jax.default_backend() == 'cpu'):
+  """`_valid_conv` where no gradient is taken (the custom-gradient convolution's primal): by
+  Winograd's minimal filtering where `takes_winograd`."""
+  if takes_winograd(x.shape, w.shape, strides, x.dtype):
     return winograd_conv3x3(x, w, precision)
   return _valid_conv(x, w, strides, precision)
+
+
+def takes_winograd(x_shape, w_shape, strides, dtype=jnp.float32) -> bool:
+  """Whether a VALID convolution of an NHWC input with an HWIO kernel runs by Winograd at
+  inference: large stride-1 3x3 float32 convolutions on CPU."""
+  positions = x_shape[0] * (x_shape[1] - w_shape[0] + 1) * (x_shape[2] - w_shape[1] + 1)
+  return (tuple(strides) == (1, 1) and tuple(w_shape[:2]) == (3, 3) and dtype == jnp.float32
+          and positions >= _WINOGRAD_MIN_POSITIONS and min(w_shape[2:]) >= _WINOGRAD_MIN_CHANNELS
+          and jax.default_backend() == 'cpu')
 
 
 # Output positions over the batch (the matmuls' rows). Below that they are too short: ResNet-50's
@@ -237,52 +200,20 @@ def winograd_conv3x3(x, w, precision=None):
   return y[:, :ho, :wo]
 
 
-def _custom_grad_conv_fwd(x, w, strides, precision, gradients):
-  del gradients  # Only the backward differs.
+def _custom_grad_conv_fwd(x, w, strides, precision, in_loop_body):
+  del in_loop_body  # Only the backward differs.
   return _valid_conv(x, w, strides, precision), (x, w)
 
 
-def _custom_grad_conv_bwd(strides, precision, gradients, residuals, g):
+def _custom_grad_conv_bwd(strides, precision, in_loop_body, residuals, g):
   x, w = residuals
-  if gradients == 'xla':
-    return jax.vjp(lambda x, w: _valid_conv(x, w, strides, precision), x, w)[1](g)
-  input_grad = _input_grad(g, w, x.shape[1:3], strides, precision)
-  if gradients == 'loop_body':
-    return input_grad, _weight_grad(x, g, w.shape[:2], strides, precision).astype(w.dtype)
-  weight_grad = _shifted_dot_weight_grad(x, g, w.shape[:2], strides, precision)
+  if in_loop_body:
+    input_grad = _input_grad(g, w, x.shape[1:3], strides, precision)
+    weight_grad = _weight_grad(x, g, w.shape[:2], strides, precision)
+  else:
+    conv = functools.partial(_valid_conv, strides=strides, precision=precision)
+    input_grad, weight_grad = jax.vjp(conv, x, w)[1](g)
   return _weight_grads_first(input_grad, g, weight_grad), weight_grad.astype(w.dtype)
-
-
-def _shifted_dot_weight_grad(x, g, kernel_hw, strides, precision):
-  """The HWIO weight gradient of a VALID convolution as one matmul per kernel offset."""
-  (kh, kw), (sh, sw) = kernel_hw, strides
-  n, ho, wo, d = g.shape
-  c = x.shape[-1]
-  # The input split into its sh x sw stride phases, each flattened over space: offset (i, j)'s
-  # strided slice is then rows (i // sh) * wq + j // sw onwards of a phase, one contiguous
-  # dynamic slice, if the output gradient is read with wq columns per row (zeros past wo; the
-  # slice's extra columns meet those zeros). The output gradient is transposed once, so each
-  # offset's dot is a plain [d, positions] x [positions, c] matmul: contracting both operands'
-  # leading axis made XLA:CPU copy every offset's slice transposed (at least 1.6 of the 14.6 s
-  # summed over ResNet-50-FPN's 800 px train-step ops). The offsets run in a loop (lax.map), one
-  # slice alive at a time: the nine slices of a 3x3 kernel unrolled stayed alive together (+1.7
-  # GiB for ResNet-50-FPN at 800 px).
-  hq, wq = -(-x.shape[1] // sh), -(-x.shape[2] // sw)
-  x = jnp.pad(x, ((0, 0), (0, hq * sh - x.shape[1]), (0, wq * sw - x.shape[2]), (0, 0)))
-  phases = x.reshape(n, hq, sh, wq, sw, c).transpose(2, 4, 0, 1, 3, 5).reshape(
-      sh, sw, n, hq * wq, c)
-  phases = jnp.pad(phases, ((0, 0), (0, 0), (0, 0), (0, (kw - 1) // sw), (0, 0)))
-  g_rows = jnp.pad(g, ((0, 0), (0, 0), (0, wq - wo), (0, 0))).reshape(n * ho * wq, d).T
-
-  def offset_grad(k):
-    i, j = k // kw, k % kw
-    part = lax.dynamic_slice(phases, (i % sh, j % sw, 0, (i // sh) * wq + j // sw, 0),
-                             (1, 1, n, ho * wq, c)).reshape(n * ho * wq, c)
-    # Sums over batch and space in float32 also when computing in bfloat16.
-    return jnp.dot(g_rows, part, precision=precision, preferred_element_type=jnp.float32)
-
-  weight_grad = lax.map(offset_grad, jnp.arange(kh * kw))  # [kh * kw, d, c]
-  return weight_grad.transpose(0, 2, 1).reshape(kh, kw, c, d)
 
 
 def _input_grad(g, w, x_hw, strides, precision):
@@ -308,7 +239,7 @@ _IN_LOOP_BODY = contextvars.ContextVar('detseg_convolutions_in_loop_body', defau
 def convolutions_in_loop_body():
   """The convolutions traced inside are in a loop or branch body (a `lax.scan` or `lax.switch`:
   training/step.py's microbatches, models/resnet.py's scanned stages, Mask R-CNN's head
-  buckets) and take the gradients that XLA:CPU runs fast there (`conv_gradients`)."""
+  buckets) and take the gradients that XLA:CPU runs fast there (`_custom_grad_conv`)."""
   token = _IN_LOOP_BODY.set(True)
   try:
     yield
@@ -329,7 +260,7 @@ def _weight_grad(x, g, kernel_hw, strides, precision):
   """A VALID convolution's kernel gradient as a convolution of x's channels (the batch) with the
   output gradient (the kernel, dilated by the strides), contracting x's batch (the features).
 
-  'loop_body' gradients (with `_input_grad`): inside a while body XLA:CPU ran jax's gradient
+  In loop bodies (with `_input_grad`): inside a while body XLA:CPU ran jax's gradient
   convolutions (their layouts in the dimension numbers) without its fast kernels: FCN-8s (128
   px, batch 16) trained at 3.1-3.2 img/s in 2 microbatches against 27.3-27.7 unsliced; with
   these forms 23.0-24.0 against 25.9. Written out in NHWC / HWIO, the weight gradient of a 3x3
@@ -337,7 +268,7 @@ def _weight_grad(x, g, kernel_hw, strides, precision):
   (2026-12-07, 2-core box, nothing else running).
   """
   (kh, kw), xt, gt = kernel_hw, x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3)
-  # Sums over batch and space in float32 also when computing in bfloat16 (as the shifted dots).
+  # Sums over batch and space in float32 also when computing in bfloat16.
   grad = lax.conv_general_dilated(xt, gt, (1, 1), 'VALID', rhs_dilation=strides,
                                   dimension_numbers=_NHWC, precision=precision,
                                   preferred_element_type=jnp.float32)

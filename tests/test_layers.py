@@ -17,12 +17,12 @@ from models.upsample import max_pool_with_argmax
     (2, 1, 'SAME', 3, (3, 5)), (1, 1, 'SAME', 3, (3, 5)), (4, 2, ((1, 1), (1, 1)), 3, (3, 5)),
     (3, 1, 'VALID', 3, (3, 5)), (5, 2, 'SAME', 3, (3, 5)), (9, 1, 'SAME', 1, (3, 5)),
     (9, 2, 'VALID', 1, (3, 5)), (7, 2, ((1, 0), (0, 1)), 1, (3, 5)),
-    # Wide enough for the shifted-dot weight gradient (_DOT_WGRAD_MIN_CHANNELS).
     (10, 1, 'SAME', 3, (64, 72)), (20, 2, ((1, 0), (2, 1)), 3, (80, 64)),
     (14, 1, 'VALID', 5, (64, 64)), (15, (2, 1), 'SAME', 3, (64, 64)),
     (10, 1, 'SAME', 3, (16, 32)), (10, 1, 'SAME', 3, (32, 16)),
-    (10, 1, 'SAME', 3, (16, 16))])  # Too thin: XLA's.
-def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k, channels):
+    (10, 1, 'SAME', 3, (16, 16))])
+def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k, channels,
+                                                       monkeypatch):
   kx, kk = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (2, size, size + 1, channels[0]))
   kernel = jax.random.normal(kk, (k, k, *channels))
@@ -40,43 +40,37 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
                              has_aux=True)(x, kernel)
     return want, got
 
-  # A batch at top level (XLA's gradients where wide), one image (the shifted dots where wide),
-  # a batch in a loop body (the microbatch scan's: the shifted dots or the loop-body forms).
-  for images, in_loop in ((2, False), (1, False), (2, True)):
+  # At top level: XLA's convolutions, or `_custom_grad_conv` with jax's gradients where inference
+  # takes Winograd (from the smallest map on: the 3x3 stride-1 cases of 64 channels and up); in a
+  # loop body (the microbatch scan's): `_custom_grad_conv` with its HWIO gradient forms.
+  for winograd_from, in_loop in ((None, False), (1, False), (None, True)):
+    if winograd_from:
+      monkeypatch.setattr(layers, '_WINOGRAD_MIN_POSITIONS', winograd_from)
     with layers.convolutions_in_loop_body() if in_loop else contextlib.nullcontext():
-      ((_, want), want_grads), ((_, got), got_grads) = lax_and_ours(x[:images])
+      ((_, want), want_grads), ((_, got), got_grads) = lax_and_ours(x)
+    monkeypatch.undo()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     for g, w in zip(got_grads, want_grads, strict=True):
       # float32 sums of terms up to ~1e4 (the loss weights): absolute error relative to the scale.
       np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(np.abs(w).max()))
 
 
-def test_conv_gradients_rule():
-  wide, narrow, positions = (3, 3, 16, 32), (3, 3, 16, 16), layers._DOT_WGRAD_MIN_POSITIONS
-  assert layers.conv_gradients(1, wide, positions, False) == 'shifted_dots'
-  assert layers.conv_gradients(layers._XLA_WGRAD_MIN_BATCH, wide, positions, False) == 'xla'
-  assert layers.conv_gradients(16, wide, positions, True) == 'shifted_dots'
-  assert layers.conv_gradients(16, wide, positions - 1, False) is None  # Too few positions.
-  assert layers.conv_gradients(1, narrow, positions, False) is None
-  assert layers.conv_gradients(1, narrow, positions, True) == 'loop_body'
-
-
 def test_scanned_resnet_stages_trace_in_loop_body(monkeypatch):
   """The scanned stages mark their body: XLA:CPU's gradient convolutions inside a loop lose
-  their fast kernels (`layers.conv_gradients`)."""
+  their fast kernels (`layers._weight_grad`)."""
   seen = []
-  rule = layers.conv_gradients
-  monkeypatch.setattr(layers, 'conv_gradients',
-                      lambda *args: seen.append((args[1], args[-1])) or rule(*args))
+  conv = layers._custom_grad_conv
+  monkeypatch.setattr(layers, '_custom_grad_conv',
+                      lambda *args: seen.append((args[1].shape, args[-1])) or conv(*args))
   model = resnet.ResNet(stage_sizes=(3, 3, 1, 1), frozen_bn=True)
   x = jnp.ones((2, 64, 64, 3))
   variables = jax.eval_shape(functools.partial(model.init, train=True), jax.random.key(0), x)
   seen.clear()
   jax.eval_shape(lambda v: jax.grad(lambda v: model.apply(v, x, train=True)['features'][32].sum())(
       v), variables)
-  # layer1 and layer2 (strides 4 and 8): one unrolled block, then two scanned, whose body (two
-  # 3x3 convolutions) the scan traces once.
-  assert sum(in_loop for _, in_loop in seen) == 2 * 2, seen
+  # layer1 and layer2 (strides 4 and 8): one unrolled block (XLA's convolutions: no Winograd at
+  # this size), then two scanned, whose body (two 3x3 convolutions) the scan traces once.
+  assert len(seen) == 2 * 2 and all(in_loop for _, in_loop in seen), seen
   assert {kernel[2] for kernel, in_loop in seen if in_loop} == {64, 128}
 
 
