@@ -110,8 +110,9 @@ def _weight_grads_first(input_grad, g, weight_grad):
 # gradient, ms matmuls / XLA: that layer 50.9 / 20.0, 64 -> 64 at 32x32 x16 29.7 / 17.6; ResNet-18's
 # 64 -> 64 at 16x16 x32 15.1 / 8.9; ResNet-50-FPN's 256 -> 256 at 200x336 x2 2316 / 2171) and tied
 # end to end at one image (Faster R-CNN R50-FPN 800x1344 b1 train step 9.04 s both ways, its
-# compile 18.5 -> 15.4 s with fewer kernels); in loop bodies `_weight_grad`'s form took 8.91 s and
-# 14.8 s. FCN-8s trained at 45.0-51.1 img/s against 36.9-44.7 (2026-12-07, 2-core box).
+# compile 18.5 -> 15.4 s with fewer kernels; with `_weight_grad`'s form also in the scanned
+# stages' loop, 8.91 s and 14.8 s). FCN-8s trained at 45.0-51.1 img/s against 36.9-44.7
+# (2026-12-07, 2-core box; BENCHMARKS.md, fourteenth session).
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
