@@ -15,6 +15,7 @@ import pytest
 
 import train
 from configs import loader
+from configs.common import CPU_XLA_OPTIONS
 from tests.workdir_checks import EVAL_SPLIT, assert_first_step_trained
 from training import loop
 from training.checkpoint import INTEGRITY_FILE, Checkpointer, CorruptCheckpointError
@@ -235,6 +236,22 @@ def test_xla_options_reach_the_compiler(config, tmp_path):
   config.xla_options = {'xla_cpu_scheduler_type': 'NOT_A_SCHEDULER'}
   with pytest.raises(UserError, match="config.xla_options .*'NOT_A_SCHEDULER' is not a valid enum"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_pmap_train_step_compiles_with_the_options():
+  """jax.pmap takes no compiler options: `PmapWithOptions` compiles its executables with them
+  (by default convolutions stay off YNNPACK, as under jit)."""
+  conv = lambda s, b: (s, jax.lax.conv_general_dilated(b, s, (1, 1), 'SAME',
+                                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+  images = jnp.ones((1, 2, 8, 8, 32))
+  kernel = lambda: jnp.ones((1, 3, 3, 32, 32))  # The step donates it.
+  for options, on_ynnpack in ((None, True), (CPU_XLA_OPTIONS, False)):
+    step = DataParallel('pmap', jax.devices()[:1]).compile_train_step(conv, options)
+    out = step(kernel(), images)[1]
+    assert out.shape == images.shape and float(out[0, 0, 3, 3, 0]) == 9 * 32
+    (executable,) = step._executables.values()
+    assert ('ynn' in executable.as_text()) == on_ynnpack
+    assert ('ynn' in step.lower(kernel(), images).compile().as_text()) == on_ynnpack
 
 
 def test_eval_xla_options_reach_the_compiler(config, tmp_path):
