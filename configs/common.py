@@ -104,8 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.microbatches = 1
   c.total_steps = 1000
   c.parallel = 'jit'  # 'jit' (batch sharded over a device mesh) or 'pmap'.
-  # XLA options for compiling the train step in 'jit' mode (jax.jit's compiler_options), e.g. the
-  # R50-FPN configs' memory-saving CPU scheduler. A backend ignores the other backends' options.
+  # XLA options for compiling the train step (jax.jit's compiler_options; under pmap
+  # training/parallel.py:PmapWithOptions), e.g. the R50-FPN configs' memory-saving CPU scheduler.
+  # A backend ignores the other backends' options.
   c.xla_options = ml_collections.ConfigDict(CPU_XLA_OPTIONS)
   # The same for the eval step (evaluation, tools/predict.py, tools/bench.py), in every mode.
   c.eval_xla_options = ml_collections.ConfigDict(CPU_XLA_OPTIONS)

@@ -46,8 +46,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if max(ho, wo) <= 2:
       cols = jnp.concatenate(window_slices(x, (kh, kw), (sh, sw)), -1)
       return _matmul_over_positions(cols, rhs.reshape(-1, rhs.shape[-1]), precision)
-    if _IN_LOOP_BODY.get() or takes_winograd(x.shape, rhs.shape, (sh, sw)):
-      return _custom_grad_conv(x, rhs, (sh, sw), precision, _IN_LOOP_BODY.get())
+    in_loop_body = _IN_LOOP_BODY.get()
+    if in_loop_body or takes_winograd(x.shape, rhs.shape, (sh, sw), x.dtype):
+      return _custom_grad_conv(x, rhs, (sh, sw), precision, in_loop_body)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
@@ -138,7 +139,7 @@ def _inference_conv(x, w, strides, precision):
   return _valid_conv(x, w, strides, precision)
 
 
-def takes_winograd(x_shape, w_shape, strides, dtype=jnp.float32) -> bool:
+def takes_winograd(x_shape, w_shape, strides, dtype) -> bool:
   """Whether a VALID convolution of an NHWC input with an HWIO kernel runs by Winograd at
   inference: large stride-1 3x3 float32 convolutions on CPU."""
   positions = x_shape[0] * (x_shape[1] - w_shape[0] + 1) * (x_shape[2] - w_shape[1] + 1)
