@@ -157,8 +157,12 @@ def takes_winograd(x_shape, w_shape, strides, dtype) -> bool:
 _WINOGRAD_MIN_POSITIONS = 16000
 # Narrower convolutions gain too little: with FCN-8s's 16 -> 32, 32 -> 32 and 32 -> 64 layers (64x64
 # and 32x32 maps, batch 16) on Winograd its inference ran 164 against 162 img/s and compiled in
-# 1.5 against 0.9 s (2026-12-07, 2-core box).
-_WINOGRAD_MIN_CHANNELS = 64
+# 1.5 against 0.9 s. Since XLA's convolutions run on Eigen (configs/common.py), 64 channels gain
+# nothing either: ResNet-50's layer1 3x3s (200x336) without Winograd, Faster R-CNN 800x1344
+# inference in one process, interleaved, took 2.879 against 2.880 s a step at batch 1 and 5.44
+# against 5.40 s at batch 2; FCN-8s's conv3_2 0.083 against 0.082 s, its compile 0.76 against
+# 0.90 s (2026-12-07, 2-core box; BENCHMARKS.md, fifteenth session).
+_WINOGRAD_MIN_CHANNELS = 128
 # F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016):
 # output tile Y = A^T [(G g G^T) * (B^T d B)] A for each 4x4 input tile d and 3x3 kernel g.
 _WINOGRAD_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)

@@ -17,7 +17,7 @@ from models.upsample import max_pool_with_argmax
     (2, 1, 'SAME', 3, (3, 5)), (1, 1, 'SAME', 3, (3, 5)), (4, 2, ((1, 1), (1, 1)), 3, (3, 5)),
     (3, 1, 'VALID', 3, (3, 5)), (5, 2, 'SAME', 3, (3, 5)), (9, 1, 'SAME', 1, (3, 5)),
     (9, 2, 'VALID', 1, (3, 5)), (7, 2, ((1, 0), (0, 1)), 1, (3, 5)),
-    (10, 1, 'SAME', 3, (64, 72)), (20, 2, ((1, 0), (2, 1)), 3, (80, 64)),
+    (10, 1, 'SAME', 3, (128, 136)), (20, 2, ((1, 0), (2, 1)), 3, (80, 64)),
     (14, 1, 'VALID', 5, (64, 64)), (15, (2, 1), 'SAME', 3, (64, 64)),
     (10, 1, 'SAME', 3, (16, 32)), (10, 1, 'SAME', 3, (32, 16)),
     (10, 1, 'SAME', 3, (16, 16))])
@@ -41,7 +41,7 @@ def test_matmul_conv_matches_lax_forward_and_gradients(size, stride, padding, k,
     return want, got
 
   # At top level: XLA's convolutions, or `_custom_grad_conv` with jax's gradients where inference
-  # takes Winograd (from the smallest map on: the 3x3 stride-1 cases of 64 channels and up); in a
+  # takes Winograd (from the smallest map on: the 3x3 stride-1 case of 128 channels); in a
   # loop body (the microbatch scan's): `_custom_grad_conv` with its HWIO gradient forms.
   for winograd_from, in_loop in ((None, False), (1, False), (None, True)):
     if winograd_from:
@@ -87,8 +87,8 @@ def test_winograd_conv3x3_matches_lax(shape):
 
 def test_inference_takes_winograd_and_training_xlas_convolution(monkeypatch):
   monkeypatch.setattr(layers, '_WINOGRAD_MIN_POSITIONS', 1)
-  x = jax.random.normal(jax.random.key(0), (2, 10, 11, 64))
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, 64, 64))
+  x = jax.random.normal(jax.random.key(0), (2, 10, 11, 128))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 128, 128))
   dims = lax.conv_dimension_numbers(x.shape, kernel.shape, ('NHWC', 'HWIO', 'NHWC'))
   conv = lambda x, k: layers.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=dims)
   want = lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=dims)
