@@ -218,7 +218,14 @@ def _custom_grad_conv_bwd(strides, precision, in_loop_body, residuals, g):
     weight_grad = _weight_grad(x, g, w.shape[:2], strides, precision)
   else:
     conv = functools.partial(_valid_conv, strides=strides, precision=precision)
-    input_grad, weight_grad = jax.vjp(conv, x, w)[1](g)
+    input_grad = jax.vjp(lambda x: conv(x, w), x)[1](g)[0]
+    # The weight gradient of each half of the batch apart: XLA:CPU copies x and g transposed for
+    # it, and on P2 at batch 2 the two copies (265 MiB, with the RPN conv's data gradient and
+    # ReLU mask) were the train step's memory peak. Halved: Faster R-CNN 800x1344 batch 2, XLA's
+    # temporaries 3.007 -> 2.931 GB, the step 19.05 -> 18.72 s (in one process, interleaved;
+    # 2026-12-07, 2-core box).
+    halves = [slice(0, len(x) // 2), slice(len(x) // 2, None)] if len(x) > 1 else [slice(None)]
+    weight_grad = sum(jax.vjp(lambda w, h=h: conv(x[h], w), w)[1](g[h])[0] for h in halves)
   return _weight_grads_first(input_grad, g, weight_grad), weight_grad.astype(w.dtype)
 
 
