@@ -19,11 +19,12 @@ inside the model, as in detectron2), and the task pastes each 28x28 mask back in
 """
 import dataclasses
 import functools
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from jax import lax
 
 from models.faster_rcnn import FasterRCNNWithHeads
 from models.layers import Conv, in_loop_body
@@ -114,57 +115,106 @@ class KeypointOptions:
   decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas's).
 
 
-def head_slot_sizes(slots: int, buckets: int) -> tuple[int, ...]:
-  """The slot counts the training heads may run on: slots, slots / 2, ... (`buckets` of them,
-  at least 1 slot each), smallest first."""
-  return tuple(sorted({max(slots >> k, 1) for k in range(buckets)}))
+def _train_heads(mdl, *, rois, pool, gt_boxes, gt_instance_crops, gt_keypoints):
+  """The heads' training outputs and targets on the F foreground slots of `rois`.
 
-
-def _pad_slots(tree, slots: int):
-  """Zero-pads axis 1 (the RoI slots) of every array in `tree` to `slots` (bools pad False)."""
-  return jax.tree.map(
-      lambda x: jnp.pad(x, [(0, 0), (0, slots - x.shape[1])] + [(0, 0)] * (x.ndim - 2)), tree)
-
-
-def _train_heads(mdl, *, size: int, pool, rois, gt_boxes, gt_instance_crops, gt_keypoints):
-  """The heads' training outputs on the first `size` foreground slots, zero-padded back to all F.
-
-  The foreground RoIs come first (`label_and_sample`), so when at most `size` are foreground
-  per image the slots cut off hold only background, which the heads' losses ignore."""
-  slots = rois['boxes'].shape[1]
-  rois = jax.tree.map(lambda x: x[:, :size], rois)
+  The heads run over the slots in chunks of `mdl.head_chunk` and skip the chunks past every
+  image's last foreground RoI (those come first, `label_and_sample`), whose outputs are zeros
+  that the losses ignore."""
   boxes, classes = rois['boxes'], rois['classes']
   foreground = rois['valid'] & (classes > 0)
-  out = {}
+  pooled = {}
   if mdl.mask.enabled:
-    logits = _mask_logits(mdl, pool, boxes)
-    out['mask_logits'] = _own_class(logits, classes)
-    targets = jax.vmap(functools.partial(crop_targets, size=logits.shape[-2]))(
+    pooled['mask'] = pool(boxes, mdl.mask.pool_size)
+  if mdl.keypoint.num_keypoints:
+    pooled['keypoint'] = pool(boxes, mdl.keypoint.pool_size)
+  out = _chunked_heads(mdl, pooled, classes, jnp.max(jnp.sum(foreground, axis=1)))
+  if mdl.keypoint.num_keypoints:
+    heatmaps = out.pop('heatmaps')
+    out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
+  if mdl.mask.enabled:
+    targets = jax.vmap(functools.partial(crop_targets, size=out['mask_logits'].shape[-1]))(
         gt_instance_crops, gt_boxes, boxes, rois['matched'])
     out['mask_targets'] = {'masks': targets, 'valid': foreground}
   if mdl.keypoint.num_keypoints:
-    heatmaps = _heatmaps(mdl, pool, boxes)
     keypoints = jnp.take_along_axis(gt_keypoints, rois['matched'][..., None, None], axis=1)
     index, valid = jax.vmap(functools.partial(heatmap_targets, size=heatmaps.shape[-1]))(
         keypoints, boxes)
-    out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
     out['keypoint_targets'] = {'index': index, 'valid': valid & foreground[..., None]}
-  return _pad_slots(out, slots)
+  return out
 
 
-def _mask_logits(mdl, pool, boxes):
-  """The mask head of Mask R-CNN `mdl` on `boxes` [B, N, 4] -> [B, N, 28, 28, classes]."""
-  mask = mdl.mask
-  return MaskHead(mdl.head_num_classes - 1, mask.convs, mask.width, mdl.dtype,
-                  name='mask_head')(pool(boxes, mask.pool_size))
+def _chunked_heads(mdl, pooled, classes, num_foreground):
+  """`_head_logits` over [B, F] slots in chunks of `mdl.head_chunk` slots (a lax.scan), each run
+  only where it holds slots below `num_foreground` (a lax.cond; zeros past it).
+
+  As torchvision and detectron2 run the heads on the positives only, the heads' cost follows
+  the number of foreground RoIs instead of F (R50-FPN: 128 slots per image; COCO averages ~7
+  objects). The former `lax.switch` over F, F/2, ... slots kept under autodiff the activations
+  of every size, their sum, and compiled the heads once per size: Mask R-CNN 800x1344 batch 1,
+  XLA's temporaries 2.26 -> 1.64 GB, Keypoint R-CNN 3.36 -> 1.73 GB, their train compile ~4 and
+  ~9 s shorter, the step no slower (2026-12-07, 2-core box; BENCHMARKS.md, sixteenth session).
+  """
+  size, slots = mdl.head_chunk, classes.shape[1]
+  if mdl.is_initializing() or not 0 < size < slots:  # Init creates the heads' parameters.
+    return _head_logits(mdl, pooled, classes)
+  params = {k: v for k, v in mdl.variables['params'].items() if k in _HEADS}
+  heads = functools.partial(
+      _Heads(mdl.mask, mdl.keypoint, mdl.head_num_classes, mdl.dtype).apply, {'params': params})
+  chunks = -(-slots // size)
+  inputs = jax.tree.map(  # [B, F, ...] -> [chunks, B, size, ...], zero-padded.
+      lambda x: jnp.swapaxes(jnp.pad(x, [(0, 0), (0, chunks * size - slots)] + [(0, 0)] * (
+          x.ndim - 2)).reshape(x.shape[0], chunks, size, *x.shape[2:]), 0, 1), (pooled, classes))
+  shapes = jax.eval_shape(heads, *jax.tree.map(lambda x: x[0], inputs))
+  zeros = lambda x, c: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+
+  # Rematerialised: the backward pass runs each active chunk's forward again. Kept activations
+  # would leave the lax.cond as outputs, stacked over the chunks, with the heads' weights.
+  @jax.checkpoint
+  def run(active, x, c):
+    return lax.cond(active, in_loop_body(heads), zeros, x, c)
+
+  def chunk(_, xs):
+    i, (x, c) = xs
+    return None, run(i * size < num_foreground, x, c)
+
+  _, out = lax.scan(chunk, None, (jnp.arange(chunks), inputs))
+  return jax.tree.map(
+      lambda x: jnp.swapaxes(x, 0, 1).reshape(x.shape[1], -1, *x.shape[3:])[:, :slots], out)
 
 
-def _heatmaps(mdl, pool, boxes):
-  """The keypoint head of Mask R-CNN `mdl` on `boxes` [B, N, 4] -> [B, N, J, 56, 56]."""
-  kp = mdl.keypoint
-  heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, mdl.dtype,
-                          name='keypoint_head')(pool(boxes, kp.pool_size))
-  return jnp.moveaxis(heatmaps, -1, -3)
+def _head_logits(m, pooled, classes):
+  """The heads of `m` (Mask R-CNN or `_Heads`) on pooled RoIs {'mask', 'keypoint'}: [B, N, s, s,
+  C] -> 'mask_logits' [B, N, 28, 28] (the channel of head class `classes` [B, N]) and
+  'heatmaps' [B, N, J, 56, 56]."""
+  out = {}
+  if m.mask.enabled:
+    mask = m.mask
+    logits = MaskHead(m.head_num_classes - 1, mask.convs, mask.width, m.dtype,
+                      name='mask_head')(pooled['mask'])
+    out['mask_logits'] = _own_class(logits, classes)
+  if m.keypoint.num_keypoints:
+    kp = m.keypoint
+    heatmaps = KeypointHead(kp.num_keypoints, kp.convs, kp.width, m.dtype,
+                            name='keypoint_head')(pooled['keypoint'])
+    out['heatmaps'] = jnp.moveaxis(heatmaps, -1, -3)
+  return out
+
+
+class _Heads(nn.Module):
+  """Mask R-CNN's heads alone, named as in the model: `_chunked_heads` applies them to the
+  model's parameters inside its loop."""
+  mask: MaskOptions
+  keypoint: KeypointOptions
+  head_num_classes: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, pooled, classes):
+    return _head_logits(self, pooled, classes)
+
+
+_HEADS = ('mask_head', 'keypoint_head')  # `_head_logits`'s submodules.
 
 
 def _own_class(logits, classes):
@@ -192,19 +242,17 @@ class MaskRCNN(FasterRCNNWithHeads):
 
   mask: MaskOptions = MaskOptions()
   keypoint: KeypointOptions = KeypointOptions()
-  # Training runs the heads on the fewest of F, F/2, ... F/2^(head_buckets-1) slots that hold
-  # every image's foreground RoIs (a lax.switch; each size compiles once, at the first step), as
-  # torchvision and detectron2 run them on the positives only: the mask head's cost follows the
-  # number of positives instead of F. 1: always all F slots (one compile). Under vmap (the
-  # population's) a batched switch runs every size.
-  head_buckets: int = 1
+  # Training runs the heads over the F foreground slots in chunks of this many slots and skips
+  # those past every image's foreground RoIs (`_chunked_heads`). 0: all F slots in one go, always.
+  # Under vmap (the population's) a batched lax.cond runs every chunk.
+  head_chunk: int = 0
 
   def __post_init__(self):
     resolve_fields(self, mask=MaskOptions, keypoint=KeypointOptions)
-    if self.head_buckets < 1:
-      raise ValueError(f'model.head_buckets={self.head_buckets}: give 1 (the heads always run on '
-                       'all slots) or more (the R50-FPN configs use 4)')
     super().__post_init__()
+    if self.head_chunk < 0:
+      raise ValueError(f'model.head_chunk={self.head_chunk}: give the slots per chunk of the '
+                       'heads in training (16 in the R50-FPN configs), 0 for all at once')
 
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_crops=None,
@@ -216,28 +264,21 @@ class MaskRCNN(FasterRCNNWithHeads):
       if self.mask.enabled and gt_instance_crops is None:
         raise ValueError('training the mask head needs the batch key instance_crops (the '
                          'train pipeline adds it for the instance_segmentation task)')
-      foreground = rois['valid'] & (rois['classes'] > 0)
-      sizes = head_slot_sizes(foreground.shape[1], self.head_buckets)
-      branches = [functools.partial(_train_heads, size=size, pool=pool, rois=rois,
-                                    gt_boxes=gt_boxes, gt_instance_crops=gt_instance_crops,
-                                    gt_keypoints=gt_keypoints) for size in sizes]
-      if len(branches) == 1:
-        out.update(branches[0](self))
-      else:
-        most = jnp.max(jnp.sum(foreground, axis=1))
-        out.update(nn.switch(jnp.searchsorted(jnp.asarray(sizes), most),
-                             [in_loop_body(branch) for branch in branches], self))
+      out.update(_train_heads(self, rois=rois, pool=pool, gt_boxes=gt_boxes,
+                              gt_instance_crops=gt_instance_crops, gt_keypoints=gt_keypoints))
       return out
 
     boxes = rois['boxes']  # Detections carry dataset labels; the heads' channels are the head's.
     classes = jnp.where(rois['classes'] > 0, self.to_head_labels(rois['classes']), 0)
-    if self.mask.enabled:
-      out['detections']['masks'] = jax.nn.sigmoid(_own_class(_mask_logits(self, pool, boxes),
-                                                              classes))
-
     kp = self.keypoint
+    pooled = {'mask': pool(boxes, self.mask.pool_size)} if self.mask.enabled else {}
     if kp.num_keypoints:
-      heatmaps = _heatmaps(self, pool, boxes)
+      pooled['keypoint'] = pool(boxes, kp.pool_size)
+    logits = _head_logits(self, pooled, classes)
+    if self.mask.enabled:
+      out['detections']['masks'] = jax.nn.sigmoid(logits['mask_logits'])
+    if kp.num_keypoints:
+      heatmaps = logits['heatmaps']
       if kp.decode == 'torchvision':
         size = kp.decode_size or tuple(images.shape[1:3])  # Boxes lie inside the canvas.
         # The whole batch in one call: under vmap each detection would pay for the largest grid.

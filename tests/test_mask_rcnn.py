@@ -1,4 +1,5 @@
 """Mask R-CNN: its targets and outputs, losses, mask / keypoint AP, and training end to end."""
+import functools
 import json
 import os
 
@@ -142,7 +143,7 @@ def test_mask_and_keypoint_losses_by_hand():
 @pytest.fixture(scope='module')
 def mask_task():
   config = loader.load('configs/inst/mask_rcnn_shapes.py:runlocal')
-  config.model.head_buckets = 3  # The heads run on 4, 8 or all 16 foreground slots.
+  config.model.head_chunk = 6  # The heads run on chunks of 6 of the 16 foreground slots.
   return tasks.get_task(config)
 
 
@@ -166,20 +167,33 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
     valid = np.asarray(targets['valid'][b])
     np.testing.assert_array_equal(np.asarray(targets['masks'][b])[valid], np.asarray(want)[valid])
 
-  # The heads ran on the fewest slots holding every foreground RoI: the same outputs as on all.
-  assert np.asarray(targets['valid']).sum(1).max() <= fg // 4
+  # The heads skipped the chunks past every foreground RoI: the same outputs and mask head
+  # gradients as on all slots at once.
+  assert np.asarray(targets['valid']).sum(1).max() <= 6
   config = mask_task.config.copy_and_resolve_references()
-  config.model.head_buckets = 1
-  on_all = jax.jit(lambda v, a, k: tasks.get_task(config).model.apply(
-      v, *a, train=True, rngs={'sample': jax.random.PRNGKey(1)}, mutable=['batch_stats'],
-      **k)[0])(variables, args, kwargs)
-  np.testing.assert_allclose(np.where(targets['valid'][..., None, None], out['mask_logits'], 0),
-                             np.where(targets['valid'][..., None, None], on_all['mask_logits'], 0),
-                             atol=1e-6)
-  np.testing.assert_array_equal(on_all['mask_targets']['valid'], targets['valid'])
+  config.model.head_chunk = 0
 
-  config.model.head_buckets = 0
-  with pytest.raises(ValueError, match=r'model.head_buckets=0: give 1'):
+  def head_grads(model):
+    def masked_logits(head):
+      params = {**variables['params'], 'mask_head': head}
+      out = model.apply({**variables, 'params': params}, *args, train=True,
+                        rngs={'sample': jax.random.PRNGKey(1)}, mutable=['batch_stats'],
+                        **kwargs)[0]
+      logits = jnp.where(out['mask_targets']['valid'][..., None, None], out['mask_logits'], 0)
+      return jnp.sum(logits * out['mask_targets']['masks']), (out, logits)
+    return jax.jit(jax.grad(masked_logits, has_aux=True))(variables['params']['mask_head'])
+
+  on_all_grads, (on_all, on_all_logits) = head_grads(tasks.get_task(config).model)
+  np.testing.assert_allclose(np.where(targets['valid'][..., None, None], out['mask_logits'], 0),
+                             on_all_logits, atol=1e-6)
+  np.testing.assert_array_equal(on_all['mask_targets']['valid'], targets['valid'])
+  chunked_grads, _ = head_grads(model)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6),
+               chunked_grads, on_all_grads)
+  assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(on_all_grads)) > 0
+
+  config.model.head_chunk = -1
+  with pytest.raises(ValueError, match=r'model.head_chunk=-1: give the slots per chunk'):
     tasks.get_task(config)
 
   predictions = jax.device_get(jax.jit(make_eval_step(mask_task))(variables, batch))

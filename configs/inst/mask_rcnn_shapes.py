@@ -23,6 +23,6 @@ def get_config(arg=None):
   c = defaults.mask_rcnn(c, masks=True,
                          head_convs=1 if args.runlocal else 4,
                          head_width=8 if args.runlocal else 32,
-                         head_buckets=1)  # Small heads on 16 slots: one compile is worth more.
+                         head_chunk=0)  # Small heads on 16 slots: one go.
   c.detect.max_detections = 20  # The heads run on these; Shapes scenes have at most 6 objects.
   return c
