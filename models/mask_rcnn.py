@@ -152,8 +152,9 @@ def _chunked_heads(mdl, pooled, classes, num_foreground):
   the number of foreground RoIs instead of F (R50-FPN: 128 slots per image; COCO averages ~7
   objects). The former `lax.switch` over F, F/2, ... slots kept under autodiff the activations
   of every size, their sum, and compiled the heads once per size: Mask R-CNN 800x1344 batch 1,
-  XLA's temporaries 2.26 -> 1.64 GB, Keypoint R-CNN 3.36 -> 1.73 GB, their train compile ~4 and
-  ~9 s shorter, the step no slower (2026-12-07, 2-core box; BENCHMARKS.md, sixteenth session).
+  XLA's temporaries 2.26 -> 1.64 GB (peak RSS 1.34x -> 1.14x torchvision's), its train compile
+  21.7 -> 15.0 s; Keypoint R-CNN 3.36 -> 1.73 GB; the steps no slower (2026-12-07, 2-core box;
+  BENCHMARKS.md, sixteenth session).
   """
   size, slots = mdl.head_chunk, classes.shape[1]
   if mdl.is_initializing() or not 0 < size < slots:  # Init creates the heads' parameters.
