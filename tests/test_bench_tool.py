@@ -32,6 +32,15 @@ def test_image_size_argument():
     bench.image_size('800by1344')
 
 
+def test_detections_note_needs_both_sides_counts():
+  ours = {'detections_per_image': 100.0, 'detection_slots': 100}
+  theirs = {'detections_per_image': 12.5, 'model': 'keypointrcnn_resnet50_fpn'}
+  assert bench.detections_note('kp', ours, theirs) == (
+      '# kp: inference kept 100.0 detections per image (of 100 slots) here, 12.5 in '
+      'keypointrcnn_resnet50_fpn')
+  assert bench.detections_note('kp', ours, {'model': 'twin (fcn8s)'}) is None
+
+
 def test_live_at_peak_lists_the_values_the_heap_holds(tmp_path):
   # A sort needs its [512, 512] input and output materialised: 1 MiB each, alive together.
   step = jax.jit(lambda x: jnp.sort(jnp.sin(jnp.outer(x, x)), axis=1)[:, :3])

@@ -148,13 +148,17 @@ def bench_config(config, steps: int, *, with_state: bool = False, hw=None) -> di
   train_compile, train_s, (state, _) = _time_calls(jitted, args, steps, rebind=rebind)
   variables = run['parallel'].get_state(state).variables
   eval_step, batch = run['infer']
-  infer_compile, infer_s, _ = _time_calls(eval_step, (variables, batch), steps)
+  infer_compile, infer_s, predictions = _time_calls(eval_step, (variables, batch), steps)
   n = config.batch_size
   result = {
       'train_compile_s': train_compile, 'train_step_ms': 1e3 * train_s,
       'train_images_per_s': n / train_s, 'infer_compile_s': infer_compile,
       'infer_step_ms': 1e3 * infer_s, 'infer_images_per_s': n / infer_s,
   }
+  valid = predictions.get('valid') if isinstance(predictions, dict) else None
+  if valid is not None and valid.ndim == 2:  # Detections [B, D]: how many of the D are kept.
+    result['detections_per_image'] = float(np.mean(np.sum(valid, axis=1)))
+    result['detection_slots'] = valid.shape[1]
   if with_state:
     result.update(task=run['task'], batch=batch, variables=variables)
   return result
@@ -266,6 +270,16 @@ def compare_rows(name: str, config, ours: dict, theirs: dict) -> str:
   return '\n'.join(rows)
 
 
+def detections_note(name: str, ours: dict, theirs: dict) -> str | None:
+  """A line on how many detections each side's inference kept per image, where both report it:
+  ours always runs its heads (Mask / Keypoint R-CNN) on all D slots, torchvision's on the kept."""
+  if 'detections_per_image' not in ours or 'detections_per_image' not in theirs:
+    return None
+  return (f'# {name}: inference kept {ours["detections_per_image"]:.1f} detections per image '
+          f'(of {ours["detection_slots"]} slots) here, {theirs["detections_per_image"]:.1f} in '
+          f'{theirs["model"]}')
+
+
 def image_size(text: str) -> tuple[int, int]:
   """argparse type of --image-size: 'HxW' (e.g. 800x1344) or one number for a square."""
   try:
@@ -328,6 +342,7 @@ def main(argv=None):
         f'{", torch under " + args.torch_python if args.compare_torch else ""}; each side in its '
         'own process', flush=True)
   print(COMPARE_HEADER if args.compare_torch else HEADER, flush=True)
+  notes = []
   for spec, config in configs:
     name = f'{spec} {" ".join(args.set)}'.strip()
     r, theirs = bench_spec(spec, args)
@@ -337,11 +352,14 @@ def main(argv=None):
                             'ours': r, 'torch': theirs}) + '\n')
     if theirs:
       print(compare_rows(name, config, r, theirs), flush=True)
+      notes.append(detections_note(name, r, theirs))
       continue
     print(f'| {name} | {config.batch_size} | {r["image"]} | {r["train_images_per_s"]:.2f} | '
           f'{r["train_step_ms"]:.1f} | {r["train_compile_s"]:.1f} | '
           f'{r["infer_images_per_s"]:.2f} | {r["infer_step_ms"]:.1f} | '
           f'{r["infer_compile_s"]:.1f} | {r["peak_rss_gb"]:.2f} |', flush=True)
+  for note in filter(None, notes):
+    print(note)
 
 
 if __name__ == '__main__':

@@ -294,9 +294,19 @@ def bench(module: nn.Module, inputs: tuple, loss_fn, config, steps: int) -> dict
   module.train()
   train_s = _median_seconds(train_step, steps)
   module.eval()
+  detections = []  # torchvision's detectors in eval mode return a list of per-image dicts.
+
+  def infer():
+    out = module(*inputs)
+    if isinstance(out, list):
+      detections[:] = [len(image['boxes']) for image in out]
+
   with torch.inference_mode():
-    infer_s = _median_seconds(lambda: module(*inputs), steps)
-  return {'train_s': train_s, 'infer_s': infer_s}
+    infer_s = _median_seconds(infer, steps)
+  result = {'train_s': train_s, 'infer_s': infer_s}
+  if detections:
+    result['detections_per_image'] = float(np.mean(detections))
+  return result
 
 
 class _Config(dict):
