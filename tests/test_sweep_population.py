@@ -47,6 +47,11 @@ def _assert_trees_close(a, b, **tol):
     np.testing.assert_allclose(x, y, **tol)
 
 
+def _max_difference(a, b) -> float:
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
 def _configs(config, overrides):
   return [loader.override(copy.deepcopy(config), o) for o in overrides]
 
@@ -63,12 +68,24 @@ def test_population_of_four_learning_rates_and_decays_matches_four_separate_runs
                                       devices=jax.devices()[:2], mode=mode)
     assert all(len(x.sharding.device_set) == 2 for x in jax.tree.leaves(state.params))
     assert [r['status'] for r in results] == ['done'] * 4
-    # Tolerance: vmap's grouped convolutions sum in another order (~3e-5 after 5 steps at 1e-2).
     for i, single in enumerate(singles):
-      _assert_trees_close(_member(state.params, i), jax.device_get(single.params),
-                          rtol=1e-3, atol=1e-4, err_msg=f'{mode} (lr, wd)={MEMBERS[i]}')
+      params, single_params = _member(state.params, i), jax.device_get(single.params)
+      if mode == 'vmap':
+        # vmap's grouped convolutions sum in another order and 5 training steps amplify it: up
+        # to 3.4e-4 at lr 1e-2 on a Zen 4 CPU (3e-5 on Zen 3; unroll and loop stay within 3e-6).
+        # Each member must still be 10x closer to its own run than to the nearest other
+        # member's (the two decays at lr 1e-3 end 1.9e-3 apart).
+        own = _max_difference(params, single_params)
+        nearest = min(_max_difference(single_params, jax.device_get(other.params))
+                      for other in singles if other is not single)
+        assert own < 0.1 * nearest, (MEMBERS[i], own, nearest)
+        bn_tolerance = {'rtol': 1e-2, 'atol': 2e-3}  # 8.3e-4 on Zen 4.
+      else:
+        _assert_trees_close(params, single_params, rtol=1e-3, atol=1e-4,
+                            err_msg=f'{mode} (lr, wd)={MEMBERS[i]}')
+        bn_tolerance = {'rtol': 1e-3, 'atol': 1e-4}
       _assert_trees_close(_member(state.batch_stats, i), jax.device_get(single.batch_stats),
-                          rtol=1e-3, atol=1e-4)
+                          **bn_tolerance)
       eval_metrics = json.load(open(os.path.join(dirs[i], 'eval', 'metrics.json')))
       assert eval_metrics['step'] == config.total_steps
       logged = [json.loads(x) for x in open(os.path.join(dirs[i], 'metrics.jsonl'))]
