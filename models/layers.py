@@ -250,9 +250,9 @@ _IN_LOOP_BODY = contextvars.ContextVar('detseg_convolutions_in_loop_body', defau
 
 @contextlib.contextmanager
 def convolutions_in_loop_body():
-  """The convolutions traced inside are in a loop or branch body (a `lax.scan` or `lax.switch`:
+  """The convolutions traced inside are in a loop or branch body (a `lax.scan` or `lax.cond`:
   training/step.py's microbatches, models/resnet.py's scanned stages, Mask R-CNN's head
-  buckets) and take the gradients that XLA:CPU runs fast there (`_custom_grad_conv`)."""
+  chunks) and take the gradients that XLA:CPU runs fast there (`_custom_grad_conv`)."""
   token = _IN_LOOP_BODY.set(True)
   try:
     yield

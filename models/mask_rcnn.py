@@ -123,12 +123,8 @@ def _train_heads(mdl, *, rois, pool, gt_boxes, gt_instance_crops, gt_keypoints):
   that the losses ignore."""
   boxes, classes = rois['boxes'], rois['classes']
   foreground = rois['valid'] & (classes > 0)
-  pooled = {}
-  if mdl.mask.enabled:
-    pooled['mask'] = pool(boxes, mdl.mask.pool_size)
-  if mdl.keypoint.num_keypoints:
-    pooled['keypoint'] = pool(boxes, mdl.keypoint.pool_size)
-  out = _chunked_heads(mdl, pooled, classes, jnp.max(jnp.sum(foreground, axis=1)))
+  out = _chunked_heads(mdl, _pooled(mdl, pool, boxes), classes,
+                       jnp.max(jnp.sum(foreground, axis=1)))
   if mdl.keypoint.num_keypoints:
     heatmaps = out.pop('heatmaps')
     out['keypoint_logits'] = heatmaps.reshape(*heatmaps.shape[:3], -1)
@@ -182,6 +178,16 @@ def _chunked_heads(mdl, pooled, classes, num_foreground):
   _, out = lax.scan(chunk, None, (jnp.arange(chunks), inputs))
   return jax.tree.map(
       lambda x: jnp.swapaxes(x, 0, 1).reshape(x.shape[1], -1, *x.shape[3:])[:, :slots], out)
+
+
+def _pooled(m, pool, boxes):
+  """The RoIAlign features [B, N, s, s, C] of `boxes` [B, N, 4] for each head of `m`."""
+  pooled = {}
+  if m.mask.enabled:
+    pooled['mask'] = pool(boxes, m.mask.pool_size)
+  if m.keypoint.num_keypoints:
+    pooled['keypoint'] = pool(boxes, m.keypoint.pool_size)
+  return pooled
 
 
 def _head_logits(m, pooled, classes):
@@ -272,10 +278,7 @@ class MaskRCNN(FasterRCNNWithHeads):
     boxes = rois['boxes']  # Detections carry dataset labels; the heads' channels are the head's.
     classes = jnp.where(rois['classes'] > 0, self.to_head_labels(rois['classes']), 0)
     kp = self.keypoint
-    pooled = {'mask': pool(boxes, self.mask.pool_size)} if self.mask.enabled else {}
-    if kp.num_keypoints:
-      pooled['keypoint'] = pool(boxes, kp.pool_size)
-    logits = _head_logits(self, pooled, classes)
+    logits = _head_logits(self, _pooled(self, pool, boxes), classes)
     if self.mask.enabled:
       out['detections']['masks'] = jax.nn.sigmoid(logits['mask_logits'])
     if kp.num_keypoints:
