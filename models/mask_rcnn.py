@@ -155,9 +155,9 @@ def _chunked_heads(mdl, pooled, classes, num_foreground):
   size, slots = mdl.head_chunk, classes.shape[1]
   if mdl.is_initializing() or not 0 < size < slots:  # Init creates the heads' parameters.
     return _head_logits(mdl, pooled, classes)
-  params = {k: v for k, v in mdl.variables['params'].items() if k in _HEADS}
-  heads = functools.partial(
-      _Heads(mdl.mask, mdl.keypoint, mdl.head_num_classes, mdl.dtype).apply, {'params': params})
+  heads = functools.partial(  # The model's parameters: `_Heads` reads its heads' among them.
+      _Heads(mdl.mask, mdl.keypoint, mdl.head_num_classes, mdl.dtype).apply,
+      {'params': mdl.variables['params']})
   chunks = -(-slots // size)
   inputs = jax.tree.map(  # [B, F, ...] -> [chunks, B, size, ...], zero-padded.
       lambda x: jnp.swapaxes(jnp.pad(x, [(0, 0), (0, chunks * size - slots)] + [(0, 0)] * (
@@ -220,8 +220,6 @@ class _Heads(nn.Module):
   def __call__(self, pooled, classes):
     return _head_logits(self, pooled, classes)
 
-
-_HEADS = ('mask_head', 'keypoint_head')  # `_head_logits`'s submodules.
 
 
 def _own_class(logits, classes):
