@@ -73,19 +73,25 @@ def assign_levels(rois, strides: Sequence[int], canonical_size: float = 224.0,
                     axis=0).reshape(rois.shape[:-1])
 
 
-def pool_pyramid(pyramid: dict[int, jax.Array], rois, strides: Sequence[int], *,
-                 output_size: int, method: str, **pool_kwargs):
-  """Pools each RoI [B, R, 4] from its assigned level of `pyramid` -> [B, R, s, s, C].
+def pool_pyramid(pyramid: dict[int, jax.Array], requests, strides: Sequence[int], *,
+                 method: str, **pool_kwargs) -> list[jax.Array]:
+  """Pools each RoI from its assigned level of `pyramid`: requests [(rois [B, R, 4], output size
+  s), ...] -> [[B, R, s, s, C], ...].
 
-  RoIAlign reads each RoI at its own level only (`ops.roi.roi_align_levels`). RoI max pooling
-  (static shapes) pools every RoI at every level and a one-hot of the assignment picks one.
-  `pool_kwargs`: RoIAlign's `aligned` and `sampling_ratio` (`pool_rois`).
+  RoIAlign reads each RoI at its own level only, all requests in one `ops.roi.roi_align_levels`
+  call (one table gradient in the backward pass). RoI max pooling (static shapes) pools every RoI
+  at every level and a one-hot of the assignment picks one. `pool_kwargs`: RoIAlign's `aligned`
+  and `sampling_ratio` (`pool_rois`).
   """
-  level = assign_levels(rois, strides)
+  levels = [(rois, assign_levels(rois, strides), size) for rois, size in requests]
   if method == 'align':
-    return roi_align_levels([pyramid[s] for s in strides], rois, level,
-                            [1.0 / s for s in strides], (output_size, output_size), **pool_kwargs)
-  pooled = jnp.stack([pool_rois(pyramid[s], rois, output_size=output_size, stride=s,
-                                method=method, **pool_kwargs) for s in strides], axis=-1)
-  return jnp.einsum('brhwcl,brl->brhwc', pooled,
-                    jax.nn.one_hot(level, len(strides), dtype=pooled.dtype))
+    return roi_align_levels([pyramid[s] for s in strides],
+                            [(rois, level, (size, size)) for rois, level, size in levels],
+                            [1.0 / s for s in strides], **pool_kwargs)
+  out = []
+  for rois, level, size in levels:
+    pooled = jnp.stack([pool_rois(pyramid[s], rois, output_size=size, stride=s, method=method,
+                                  **pool_kwargs) for s in strides], axis=-1)
+    out.append(jnp.einsum('brhwcl,brl->brhwc', pooled,
+                          jax.nn.one_hot(level, len(strides), dtype=pooled.dtype)))
+  return out

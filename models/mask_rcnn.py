@@ -115,7 +115,7 @@ class KeypointOptions:
   decode_size: int = 0  # 'torchvision': the largest box side decoded exactly (0: the canvas's).
 
 
-def _train_heads(mdl, *, rois, pool, gt_boxes, gt_instance_crops, gt_keypoints):
+def _train_heads(mdl, *, rois, head_pooled, gt_boxes, gt_instance_crops, gt_keypoints):
   """The heads' training outputs and targets on the F foreground slots of `rois`.
 
   The heads run over the slots in chunks of `mdl.head_chunk` and skip the chunks past every
@@ -123,7 +123,7 @@ def _train_heads(mdl, *, rois, pool, gt_boxes, gt_instance_crops, gt_keypoints):
   that the losses ignore."""
   boxes, classes = rois['boxes'], rois['classes']
   foreground = rois['valid'] & (classes > 0)
-  out = _chunked_heads(mdl, _pooled(mdl, pool, boxes), classes,
+  out = _chunked_heads(mdl, _pooled(mdl, head_pooled.__getitem__), classes,
                        jnp.max(jnp.sum(foreground, axis=1)))
   if mdl.keypoint.num_keypoints:
     heatmaps = out.pop('heatmaps')
@@ -180,14 +180,21 @@ def _chunked_heads(mdl, pooled, classes, num_foreground):
       lambda x: jnp.swapaxes(x, 0, 1).reshape(x.shape[1], -1, *x.shape[3:])[:, :slots], out)
 
 
-def _pooled(m, pool, boxes):
-  """The RoIAlign features [B, N, s, s, C] of `boxes` [B, N, 4] for each head of `m`."""
-  pooled = {}
+def _pool_sizes(m) -> dict[str, int]:
+  """The RoIAlign output size of each head of `m`."""
+  sizes = {}
   if m.mask.enabled:
-    pooled['mask'] = pool(boxes, m.mask.pool_size)
+    sizes['mask'] = m.mask.pool_size
   if m.keypoint.num_keypoints:
-    pooled['keypoint'] = pool(boxes, m.keypoint.pool_size)
-  return pooled
+    sizes['keypoint'] = m.keypoint.pool_size
+  return sizes
+
+
+def _pooled(m, pool_at):
+  """{head: `pool_at(size)` [B, N, s, s, C]} for each head of `m`, once per size."""
+  sizes = _pool_sizes(m)
+  by_size = {size: pool_at(size) for size in set(sizes.values())}
+  return {head: by_size[size] for head, size in sizes.items()}
 
 
 def _head_logits(m, pooled, classes):
@@ -259,6 +266,9 @@ class MaskRCNN(FasterRCNNWithHeads):
       raise ValueError(f'model.head_chunk={self.head_chunk}: give the slots per chunk of the '
                        'heads in training (16 in the R50-FPN configs), 0 for all at once')
 
+  def train_head_pools(self):
+    return tuple((self.num_head_rois, size) for size in sorted(set(_pool_sizes(self).values())))
+
   @nn.compact
   def __call__(self, images, gt_boxes=None, gt_labels=None, gt_valid=None, gt_instance_crops=None,
                gt_keypoints=None, *, train: bool, image_hw=None):
@@ -269,14 +279,15 @@ class MaskRCNN(FasterRCNNWithHeads):
       if self.mask.enabled and gt_instance_crops is None:
         raise ValueError('training the mask head needs the batch key instance_crops (the '
                          'train pipeline adds it for the instance_segmentation task)')
-      out.update(_train_heads(self, rois=rois, pool=pool, gt_boxes=gt_boxes,
-                              gt_instance_crops=gt_instance_crops, gt_keypoints=gt_keypoints))
+      out.update(_train_heads(self, rois=rois, head_pooled=out.pop('head_pooled'),
+                              gt_boxes=gt_boxes, gt_instance_crops=gt_instance_crops,
+                              gt_keypoints=gt_keypoints))
       return out
 
     boxes = rois['boxes']  # Detections carry dataset labels; the heads' channels are the head's.
     classes = jnp.where(rois['classes'] > 0, self.to_head_labels(rois['classes']), 0)
     kp = self.keypoint
-    logits = _head_logits(self, _pooled(self, pool, boxes), classes)
+    logits = _head_logits(self, _pooled(self, lambda size: pool(boxes, size)), classes)
     if self.mask.enabled:
       out['detections']['masks'] = jax.nn.sigmoid(logits['mask_logits'])
     if kp.num_keypoints:

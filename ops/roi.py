@@ -167,43 +167,50 @@ def _no_grad(tree):
 _gather_align.defvjp(_gather_align_fwd, _gather_align_bwd)
 
 
-def roi_align_levels(levels, rois, level, spatial_scales, output_size, sampling_ratio: int = 2,
+def roi_align_levels(levels, groups, spatial_scales, sampling_ratio: int = 2,
                      aligned: bool = False):
   """RoIAlign of each RoI on its own pyramid level: levels [B, H_l, W_l, C] (one per scale),
-  rois [B, R, 4] (y1, x1, y2, x2) pixels, level [B, R] indices into `levels` -> [B, R, oh, ow, C].
+  groups [(rois [B, R, 4] (y1, x1, y2, x2) pixels, level [B, R] indices into `levels`, (oh, ow)),
+  ...] -> one [B, R, oh, ow, C] per group.
 
   The same numbers as `roi_align` of each RoI on levels[level] (the same sample points, the same
   sums in the same order), for the cost of one level: the levels are flattened into one
   [sum_l B * H_l * W_l, C] table and each RoI reads it at its own level's offset. The backward
   pass scatters into that table: O(R * oh * ow * C), where `roi_align`'s dense transpose costs
-  O(R * oh * H * W * C) per level (1.2 GB and most of the R50-FPN RoI cost at 800 px).
+  O(R * oh * H * W * C) per level (1.2 GB and most of the R50-FPN RoI cost at 800 px). The groups
+  of one call (Mask R-CNN's box head RoIs at 7x7 and its mask head RoIs at 14x14 in training)
+  scatter into one gradient of the table; pooled apart, each had its own, all alive until the
+  FPN's backward pass.
   """
   if sampling_ratio <= 0:
     raise ValueError(f"roi_align_levels needs sampling_ratio > 0 (got {sampling_ratio}); use 2.")
-  oh, ow = output_size
-  batch_size, num_rois = level.shape
-  rows = jnp.concatenate([jnp.zeros_like(rois[..., :1]), rois], -1).reshape(-1, 5)
-  rows = rows.astype(jnp.float32)
   if len(spatial_scales) != len(levels):
     raise ValueError(f'{len(levels)} levels but {len(spatial_scales)} spatial scales')
-  # Each RoI's own level's scale, size and offset in the flat table, then the arithmetic of
-  # `roi_align` once for all RoIs (elementwise, so the same numbers as with that level's Python
-  # scalars; per level and selected, it was 4x the small kernels to compile).
-  level = level.reshape(-1)
+  batch_size = len(levels[0])
   sizes = np.array([f.shape[1:3] for f in levels], np.int32)
   offsets = np.cumsum([0] + [batch_size * h * w for h, w in sizes[:-1]]).astype(np.int32)
-  scale = jnp.asarray(spatial_scales, jnp.float32)[level]
-  height, width = (jnp.asarray(sizes[:, axis])[level][:, None, None] for axis in (0, 1))
-  y1, x1, roi_h, roi_w = _align_geometry(rows, scale, aligned)
-  iy, vy = _align_cells(_align_samples(y1, _exact_div(roi_h, oh), oh, sampling_ratio, height))
-  ix, vx = _align_cells(_align_samples(x1, _exact_div(roi_w, ow), ow, sampling_ratio, width))
-  # Row part of the flat index (level offset, image, row); the column adds to it.
-  image = jnp.repeat(jnp.arange(batch_size), num_rois)
-  iy = jnp.asarray(offsets)[level][:, None, None] + (image[:, None, None] * height + iy) * width
-  y_cells, x_cells = (iy, vy), (ix, vx)
+
+  def cells(rois, level, output_size):
+    # Each RoI's own level's scale, size and offset in the flat table, then the arithmetic of
+    # `roi_align` once for all RoIs (elementwise, so the same numbers as with that level's Python
+    # scalars; per level and selected, it was 4x the small kernels to compile).
+    (oh, ow), num_rois = output_size, level.shape[1]
+    rows = jnp.concatenate([jnp.zeros_like(rois[..., :1]), rois], -1).reshape(-1, 5)
+    level = level.reshape(-1)
+    scale = jnp.asarray(spatial_scales, jnp.float32)[level]
+    height, width = (jnp.asarray(sizes[:, axis])[level][:, None, None] for axis in (0, 1))
+    y1, x1, roi_h, roi_w = _align_geometry(rows.astype(jnp.float32), scale, aligned)
+    iy, vy = _align_cells(_align_samples(y1, _exact_div(roi_h, oh), oh, sampling_ratio, height))
+    ix, vx = _align_cells(_align_samples(x1, _exact_div(roi_w, ow), ow, sampling_ratio, width))
+    # Row part of the flat index (level offset, image, row); the column adds to it.
+    image = jnp.repeat(jnp.arange(batch_size), num_rois)
+    iy = jnp.asarray(offsets)[level][:, None, None] + (image[:, None, None] * height + iy) * width
+    return (iy, vy), (ix, vx)
+
   table = jnp.concatenate([f.reshape(-1, f.shape[-1]) for f in levels])
-  out = _flat_align(len(table), table, y_cells, x_cells)
-  return out.reshape(batch_size, num_rois, oh, ow, table.shape[-1])
+  outs = _flat_align(len(table), table, tuple(cells(*group) for group in groups))
+  return [out.reshape(*group[1].shape, *out.shape[1:]) for out, group in zip(outs, groups,
+                                                                              strict=True)]
 
 
 def _flat_taps(y_cells, x_cells):
@@ -219,42 +226,54 @@ _SCATTER_CHUNK_BYTES = 64 * 2**20
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _flat_align(num_rows, table, y_cells, x_cells):
+def _flat_align(num_rows, table, cells):
+  """RoIAlign of `table` [num_rows, C] for each group of (y_cells, x_cells) in `cells`."""
   del num_rows  # The backward pass's table size.
+  outs = []
   # As `_gather_align`: the barrier keeps the index arithmetic out of the per-channel gathers.
-  out = 0.0
-  for index, weight in _flat_taps(*lax.optimization_barrier((y_cells, x_cells))):
-    out = out + weight[..., None] * table[index]
-  return out
+  for y_cells, x_cells in lax.optimization_barrier(cells):
+    out = 0.0
+    for index, weight in _flat_taps(y_cells, x_cells):
+      out = out + weight[..., None] * table[index]
+    outs.append(out)
+  return tuple(outs)
 
 
-def _flat_align_fwd(num_rows, table, y_cells, x_cells):
-  return _flat_align(num_rows, table, y_cells, x_cells), (y_cells, x_cells)
+def _flat_align_fwd(num_rows, table, cells):
+  return _flat_align(num_rows, table, cells), cells
 
 
-def _flat_align_bwd(num_rows, res, g):
+def _flat_align_bwd(num_rows, cells, gs):
   # Scatter-adds of every tap; no gradient for the RoI coordinates, as torchvision. The updates
   # (one [C] row per tap: 16 taps x 49 bins x 256 channels = 0.8 MB per RoI) go in chunks of
   # RoIs under a loop whose carry is the table's gradient: all at once they were the train
   # step's peak (784 MiB of Faster R-CNN's 800x1344 batch-2 heap; BENCHMARKS.md, ninth session).
-  y_cells, x_cells = res
-  num_rois, num_taps = g.shape[0], y_cells[0].shape[-1] * x_cells[0].shape[-1]
-  num_chunks = max(1, -(-num_rois * num_taps * g[0].size * g.dtype.itemsize
-                        // _SCATTER_CHUNK_BYTES))
-  chunk = -(-num_rois // num_chunks)
-  pad = lambda x: jnp.pad(x, [(0, num_chunks * chunk - num_rois)] + [(0, 0)] * (x.ndim - 1))
-  split = lambda x: pad(x).reshape(num_chunks, chunk, *x.shape[1:])
-  chunks = jax.tree.map(split, (g, y_cells, x_cells))  # Padded RoIs have zero gradient.
+  # Each step takes a chunk of every group: one loop needs every group's gradient before it
+  # starts, so the table the forward gathers read is freed first (Mask R-CNN's 800x1344 batch 2
+  # scattered its box RoIs before its mask head's forward pass had run), and no carry is handed
+  # from one loop to the next (a copy).
+  num_bytes = sum(g.size * y[0].shape[-1] * x[0].shape[-1] * g.dtype.itemsize
+                  for g, (y, x) in zip(gs, cells, strict=True))
+  num_chunks = max(1, -(-num_bytes // _SCATTER_CHUNK_BYTES))
+
+  def split(x, num_rois):  # [num_rois, ...] -> [num_chunks, chunk, ...]; padded RoIs add zero.
+    chunk = -(-num_rois // num_chunks)
+    x = jnp.pad(x, [(0, num_chunks * chunk - num_rois)] + [(0, 0)] * (x.ndim - 1))
+    return x.reshape(num_chunks, chunk, *x.shape[1:])
+
+  chunks = [jax.tree.map(functools.partial(split, num_rois=len(g)), (g, y_cells, x_cells))
+            for g, (y_cells, x_cells) in zip(gs, cells, strict=True)]
 
   def scatter_chunk(i, grad):
-    g_i, y_i, x_i = jax.tree.map(lambda x: x[i], chunks)
-    taps = _flat_taps(y_i, x_i)
-    index = jnp.stack([t for t, _ in taps], -1)  # [chunk, oh, ow, T]
-    updates = jnp.stack([w for _, w in taps], -1)[..., None] * g_i[..., None, :]
-    return grad.at[index.reshape(-1)].add(updates.reshape(-1, g.shape[-1]).astype(g.dtype))
+    for g_i, y_i, x_i in jax.tree.map(lambda x: x[i], chunks):
+      taps = _flat_taps(y_i, x_i)
+      index = jnp.stack([t for t, _ in taps], -1)  # [chunk, oh, ow, T]
+      updates = jnp.stack([w for _, w in taps], -1)[..., None] * g_i[..., None, :]
+      grad = grad.at[index.reshape(-1)].add(updates.reshape(-1, g_i.shape[-1]).astype(g_i.dtype))
+    return grad
 
-  grad = lax.fori_loop(0, num_chunks, scatter_chunk, jnp.zeros((num_rows, g.shape[-1]), g.dtype))
-  return grad, *_no_grad((y_cells, x_cells))
+  grad = jnp.zeros((num_rows, gs[0].shape[-1]), gs[0].dtype)
+  return lax.fori_loop(0, num_chunks, scatter_chunk, grad), _no_grad(cells)
 
 
 _flat_align.defvjp(_flat_align_fwd, _flat_align_bwd)

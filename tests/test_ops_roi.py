@@ -200,7 +200,7 @@ def test_roi_align_levels_equals_roi_align_on_each_rois_level():
   rows[:, 0] = np.repeat([0, 1], 10)
   rois, level = rows[:, 1:].reshape(2, 10, 4), rng.integers(0, 3, (2, 10))
   scales = [0.5, 0.25, 0.125]
-  pool = jax.jit(lambda f: roi.roi_align_levels(f, rois, level, scales, (2, 3), 2, False))
+  pool = jax.jit(lambda f: roi.roi_align_levels(f, [(rois, level, (2, 3))], scales, 2, False)[0])
   got = np.asarray(pool(levels)).reshape(20, 2, 3, 3)
   for index, (fmap, scale) in enumerate(zip(levels, scales, strict=True)):
     want = np.asarray(jax.jit(lambda f, s=scale: roi.roi_align(f, rows, (2, 3), s, 2, False))(
@@ -225,10 +225,42 @@ def test_roi_align_levels_backward_in_chunks_is_the_same(monkeypatch):
 
   def grads():
     return jax.jit(jax.grad(lambda f: jnp.sum(
-        roi.roi_align_levels(f, rois, level, [0.5, 0.25], (2, 3), 2, False) * g)))(levels)
+        roi.roi_align_levels(f, [(rois, level, (2, 3))], [0.5, 0.25], 2, False)[0] * g)))(
+            levels)
 
   whole = grads()
   monkeypatch.setattr(roi, '_SCATTER_CHUNK_BYTES', 3 * 16 * 6 * 3 * 4)  # 3 RoIs' updates.
   for got, want in zip(grads(), whole, strict=True):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('chunk_bytes', [None, 5 * 16 * 6 * 3 * 4])
+def test_roi_align_levels_groups_are_each_alone(monkeypatch, chunk_bytes):
+  # Mask R-CNN's box RoIs at one size and the first of them at another, in one call: the same
+  # outputs as two calls, and one backward pass whose table gradient is the sum of theirs (in
+  # one scatter chunk, or in 9: 3 box and 1 head RoIs each, both padded).
+  rng = np.random.default_rng(5)
+  levels = [rng.normal(size=(2, h, w, 3)).astype(np.float32) for h, w in [(12, 14), (6, 7)]]
+  rows = random_rois(rng, 20, 2, 12, 14, stride=2)
+  rois, level = rows[:, 1:].reshape(2, 10, 4), rng.integers(0, 2, (2, 10))
+  groups = [(rois, level, (2, 3)), (rois[:, :4], level[:, :4], (4, 4))]
+  gs = [rng.normal(size=(2, 10, 2, 3, 3)), rng.normal(size=(2, 4, 4, 4, 3))]
+
+  def loss(f, groups):
+    return sum(jnp.sum(o * g) for o, g in zip(roi.roi_align_levels(f, groups, [0.5, 0.25]), gs,
+                                              strict=True))
+
+  together = jax.jit(lambda f: roi.roi_align_levels(f, groups, [0.5, 0.25]))(levels)
+  for got, group in zip(together, groups, strict=True):
+    alone = jax.jit(lambda f, g=group: roi.roi_align_levels(f, [g], [0.5, 0.25])[0])(levels)
+    assert got.shape == (2, group[1].shape[1], *group[2], 3)
+    np.testing.assert_array_equal(got, alone)
+  if chunk_bytes:
+    monkeypatch.setattr(roi, '_SCATTER_CHUNK_BYTES', chunk_bytes)
+  grads = jax.jit(jax.grad(lambda f: loss(f, groups)))(levels)
+  apart = [jax.jit(jax.grad(lambda f, i=i: jnp.sum(
+      roi.roi_align_levels(f, [groups[i]], [0.5, 0.25])[0] * gs[i])))(levels) for i in (0, 1)]
+  assert np.abs(apart[1][0]).sum() > 0  # The second group reads the first level too.
+  for got, a, b in zip(grads, *apart, strict=True):
+    np.testing.assert_allclose(got, a + b, rtol=1e-5, atol=1e-6)
 
