@@ -14,9 +14,9 @@ Training runs both heads on the foreground RoIs of the box head's minibatch
 (`FasterRCNNWithHeads.head_rois`), pooled in the box head's RoIAlign call
 (`FasterRCNN.train_head_pools`: one scatter into the pyramid's gradient in the backward pass).
 Targets (`ops.masks.crop_targets`, `ops.keypoints.heatmap_targets`) are made inside jit from the
-padded ground truth, the masks' from the batch's per-box mask crops. At test time the heads run on the final detections (selected
-inside the model, as in detectron2), and the task pastes each 28x28 mask back into the image
-(`ops.masks.paste_masks`).
+padded ground truth, the masks' from the batch's per-box mask crops. At test time the heads run
+on the final detections (selected inside the model, as in detectron2), and the task pastes each
+28x28 mask back into the image (`ops.masks.paste_masks`).
 """
 import dataclasses
 import functools
