@@ -229,7 +229,6 @@ class _Heads(nn.Module):
     return _head_logits(self, pooled, classes)
 
 
-
 def _own_class(logits, classes):
   """logits [..., S, S, K], classes [...] (1..K; 0 = none) -> the class's channel [..., S, S]."""
   return jnp.take_along_axis(logits, jnp.maximum(classes - 1, 0)[..., None, None, None],
@@ -280,7 +279,7 @@ class MaskRCNN(FasterRCNNWithHeads):
       if self.mask.enabled and gt_instance_crops is None:
         raise ValueError('training the mask head needs the batch key instance_crops (the '
                          'train pipeline adds it for the instance_segmentation task)')
-      out.update(_train_heads(self, rois=rois, head_pooled=out.pop('head_pooled'),
+      out.update(_train_heads(self, rois=rois, head_pooled=out.pop('head_pooled', {}),
                               gt_boxes=gt_boxes, gt_instance_crops=gt_instance_crops,
                               gt_keypoints=gt_keypoints))
       return out

@@ -202,6 +202,19 @@ def test_training_targets_are_the_fg_rois_own_masks(mask_task):
   assert not predictions['masks'][~predictions['valid']].any()
 
 
+def test_without_heads_it_trains_as_faster_rcnn():
+  # No mask and no keypoint head: nothing for the heads is pooled, the box outputs remain.
+  config = loader.load('configs/inst/mask_rcnn_shapes.py:runlocal')
+  config.model.mask.enabled = False
+  task = tasks.get_task(config)
+  args, kwargs = task.model_inputs(synthetic_batch(task, 2))
+  out, _ = jax.jit(lambda a, k: task.model.init_with_output(
+      {'params': jax.random.PRNGKey(0), 'sample': jax.random.PRNGKey(1)}, *a, train=True, **k))(
+          args, kwargs)
+  assert sorted(out) == ['roi_deltas', 'roi_logits', 'roi_targets', 'rpn_deltas', 'rpn_logits',
+                         'rpn_targets']
+
+
 def test_mask_loss_falls_on_a_tiny_overfit_batch(mask_task):
   config = mask_task.config.copy_and_resolve_references()
   config.optimizer.learning_rate, config.optimizer.warmup_steps = 1e-2, 0
